@@ -1,0 +1,12 @@
+"""Capture sessions (studio lamps, cameras, the virtual studio) and the foundation every stage shares.
+
+The pipeline begins here, so the pieces every later stage reads through live here too, each defined once:
+:mod:`acquisition.imageio` (EXIF-upright RGB reading, atomic image writing), :mod:`acquisition.layout` (the
+``<subject>/<pose>/flash|studio`` pair layout), :mod:`acquisition.atomic` (temp-then-rename writes),
+:mod:`acquisition.faces` (face boxes and landmarks), :mod:`acquisition.errors` (the error hierarchy),
+:mod:`acquisition.parallel` and :mod:`acquisition.progress`.
+"""
+
+from .errors import AcquisitionError, PrepError
+
+__all__ = ["AcquisitionError", "PrepError"]

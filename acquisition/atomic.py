@@ -1,0 +1,108 @@
+"""Write files so that a crash never leaves a partial file under the final name.
+
+Every output of the toolkit goes through :func:`atomic_write`: the bytes land in a hidden temporary file in the
+same folder, are flushed to disk, and only then renamed over the final name (``os.replace`` is atomic on
+POSIX and Windows). Resumable stages rely on this: a file that exists under its final name is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import PrepError
+
+__all__ = ["TEMP_PREFIX", "atomic_write", "fsync_directory", "write_bytes_atomic", "write_json_atomic",
+           "write_text_atomic"]
+
+#: Temporary files start with this prefix; discovery and resume skip them, and they are safe to delete.
+TEMP_PREFIX = ".tmp-"
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _disk_error(path: Path, exc: OSError) -> PrepError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return PrepError("the disk is full; nothing was written under this name", path=path,
+                         hint="free some space or choose another output folder, then run the command again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PrepError(f"cannot write here ({exc.strerror})", path=path,
+                         hint="check the folder's permissions or choose another output folder")
+    return PrepError(f"could not write ({exc.strerror or exc})", path=path)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it to ``path`` when the block ends without error.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final name. Its folder is created when missing.
+    mode : {"wb", "w"}
+        Binary or text (UTF-8, ``\\n`` line ends).
+    durable : bool
+        Flush and fsync the file and its folder, so the rename survives a power cut.
+
+    Raises
+    ------
+    PrepError
+        When the disk is full or the folder is not writable; the final name is left untouched.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w', not {mode!r}")
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+    except OSError as exc:
+        raise _disk_error(path, exc) from exc
+    tmp = Path(tmp_name)
+    try:
+        kwargs = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _disk_error(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_directory(path.parent)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path, "wb", durable=durable) as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> None:
+    """Write UTF-8 ``text`` to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path, "w", durable=durable) as handle:
+        handle.write(text)
+
+
+def write_json_atomic(path: str | Path, obj: Any, *, durable: bool = True) -> None:
+    """Write ``obj`` as indented JSON (keys in insertion order, trailing newline)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", durable=durable)

@@ -1,0 +1,7 @@
+"""`prep` commands of the acquisition stage (thin: parse options, call the library, report)."""
+
+from __future__ import annotations
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,66 @@
+"""Options and error handling shared by every ``prep`` command (the CLI layer only).
+
+A command parses options, calls a library function and formats the result. :func:`reports_errors` turns a
+:class:`~acquisition.errors.PrepError` into one clear line and exit status 1, and Ctrl-C into exit 130 with a
+note that finished work is kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import PrepError
+
+__all__ = ["force_option", "input_dir", "output_dir", "reports_errors", "seed_option", "workers_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("prep")
+
+
+def reports_errors(command: F) -> F:
+    """Wrap a command body: PrepError → ``Error: <file>: <what> (<fix>)``, exit 1; Ctrl-C → exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PrepError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted: finished work is kept; run the same command again to resume.", err=True)
+            raise SystemExit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def workers_option(command: F) -> F:
+    """``--workers N``: processes in the pool; outputs are identical for any N."""
+    return click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Parallel worker processes (outputs are identical for any number).")(command)
+
+
+def force_option(command: F) -> F:
+    """``--force``: redo items whose outputs are already complete."""
+    return click.option("--force", is_flag=True, help="Redo finished items instead of skipping them.")(command)
+
+
+def seed_option(command: F) -> F:
+    """``--seed S``: every random choice derives from it."""
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Random seed; the same seed gives the same output.")(command)
+
+
+def input_dir(name: str) -> Callable[[F], F]:
+    """A positional argument naming an existing folder."""
+    return click.argument(name, type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def output_dir(name: str) -> Callable[[F], F]:
+    """A positional argument naming an output folder (created when missing)."""
+    return click.argument(name, type=click.Path(file_okay=False, path_type=Path))

@@ -1,0 +1,53 @@
+"""The ``prep`` console command: one group that assembles the commands of every stage.
+
+Each package contributes a ``commands`` list from its own ``cli.py``; those modules import only click at load
+time (heavy libraries are imported inside the commands), so ``prep --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from .progress import setup_logging
+
+__all__ = ["main"]
+
+#: The packages whose ``cli.commands`` make up ``prep``, in pipeline order.
+STAGE_CLIS = ("acquisition.cli", "registration.cli", "datasetgen.cli", "training.cli")
+
+
+def _version() -> str:
+    try:
+        return version("deepflash")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0+unknown"
+
+
+@click.group(name="prep", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(_version(), "--version", prog_name="prep (deepflash)")
+@click.option("-v", "--verbose", count=True, help="More detail in the log (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Warnings and errors only; no progress bars.")
+def main(verbose: int, quiet: int) -> None:
+    """DeepFlash: turn a smartphone flash selfie into a studio portrait.
+
+    \b
+    The pipeline, one command per stage:
+      prep capture   raw/                 capture flash + studio pairs (or --simulate them)
+      prep register  raw/ aligned/        align each studio shot onto its flash shot
+      prep review    aligned/ sheets/     contact sheets to check registrations (or shards)
+      prep build-h5  aligned/ shards/     face crops, x20 augmentation, bilateral encoding
+      prep verify    shards/              re-check hashes, schema and splits
+      prep train     shards/ run/         train the network (CPU, GPU, torchrun)
+      prep evaluate  run/ shards/         SSIM / PSNR / accuracy on a split
+      prep enhance   ckpt in/ out/        flash selfie in, studio portrait out
+      prep demo      out/                 all of it on the embedded portraits
+    """
+    setup_logging(verbose - quiet)
+
+
+for _module in STAGE_CLIS:
+    for _command in import_module(_module).commands:
+        main.add_command(_command)
