@@ -89,6 +89,8 @@ class Shot:
     flash_fired: bool | None
     triggered_at: float
     saved_at: float
+    #: Metadata the camera wants recorded in ``meta.json`` (e.g. the simulator's ``ground_truth_transform``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latency_s(self) -> float:
