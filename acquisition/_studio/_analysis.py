@@ -1,0 +1,250 @@
+"""What the lighting needs to know about a portrait: where the face is, its landmarks, the subject's silhouette.
+
+Analysed once per portrait, at the portrait's own (small) resolution, and cached: a session renders each
+subject many times, and face detection plus GrabCut cost a few hundred milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import PrepError
+from ..faces import FaceBox, detect_faces, face_landmarks, to_uint8
+from ._portraits import Portrait
+
+__all__ = ["FaceFrame", "PortraitAnalysis", "analyse_portrait", "srgb_to_linear"]
+
+log = logging.getLogger(__name__)
+
+_MASK_SIDE = 256  # GrabCut resolution: the silhouette only needs to be right to a few pixels of 512
+_CACHE_SIZE = 16
+_cache: OrderedDict[tuple[str, int], PortraitAnalysis] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def srgb_to_linear(image_u8: np.ndarray) -> np.ndarray:
+    """sRGB ``uint8`` to linear light, ``float32`` in [0, 1] (exact sRGB curve, through a lookup table)."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    lut = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    return lut[image_u8]
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """The face geometry the flash effects are placed from, in work-image pixels (x right, y down).
+
+    ``down`` is the unit vector from between the eyes towards the nose (the face's own vertical), so the
+    highlights follow a tilted head.
+    """
+
+    left_eye: np.ndarray
+    right_eye: np.ndarray
+    brow_mid: np.ndarray
+    nose_tip: np.ndarray
+    nose_top: np.ndarray
+    face_width: float
+    from_landmarks: bool
+
+    @property
+    def eye_mid(self) -> np.ndarray:
+        return (self.left_eye + self.right_eye) / 2
+
+    @property
+    def down(self) -> np.ndarray:
+        v = self.nose_tip - self.eye_mid
+        n = float(np.hypot(*v))
+        return v / n if n > 0 else np.array([0.0, 1.0])
+
+    @property
+    def eye_nose(self) -> float:
+        return max(float(np.hypot(*(self.nose_tip - self.eye_mid))), 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class PortraitAnalysis:
+    """A portrait prepared for lighting, at work resolution.
+
+    Attributes
+    ----------
+    linear : ndarray, shape (h, w, 3), float32
+        The portrait in linear light.
+    scale : float
+        Work pixels per portrait pixel (1 unless the portrait was larger than ``max_work_side``).
+    face : FaceBox
+        The subject's face, in work pixels (a central guess when none was found).
+    frame : FaceFrame
+        Eyes, brows and nose, from dlib's landmarks (or guessed from the box).
+    mask : ndarray, shape (h, w), float32
+        The subject's silhouette, 1 on the subject and 0 on the background, with a soft edge of ~1 px.
+    shading : ndarray, shape (h, w), float32
+        The portrait's own large-scale face shading relative to the face's mean (1 = average), for the flash
+        to flatten; 1 outside the subject.
+    """
+
+    linear: np.ndarray
+    scale: float
+    face: FaceBox
+    frame: FaceFrame
+    mask: np.ndarray
+    shading: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.linear.shape[:2]
+
+
+def _pick_face(boxes: list[FaceBox]) -> FaceBox | None:
+    # Of near-equal boxes take the highest: HOG finds face-like patches on clothes (the astronaut's badge),
+    # and a portrait's head sits above its body.
+    if not boxes:
+        return None
+    big = [b for b in boxes if b.area >= 0.8 * boxes[0].area]
+    return min(big, key=lambda b: b.top)
+
+
+def _guessed_face(h: int, w: int) -> FaceBox:
+    side = 0.32 * min(h, w)
+    cx, cy = (w - 1) / 2, 0.38 * h
+    return FaceBox(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def _frame_from_landmarks(marks: dict[str, np.ndarray]) -> FaceFrame:
+    chin = marks["chin"]
+    bridge = marks["nose_bridge"]
+    return FaceFrame(left_eye=marks["left_eye"].mean(axis=0), right_eye=marks["right_eye"].mean(axis=0),
+                     brow_mid=np.vstack([marks["left_eyebrow"], marks["right_eyebrow"]]).mean(axis=0),
+                     nose_tip=bridge[-1].copy(), nose_top=bridge[0].copy(),
+                     face_width=float(np.hypot(*(chin[-1] - chin[0]))), from_landmarks=True)
+
+
+def _frame_from_box(box: FaceBox) -> FaceFrame:
+    x, y, w, h = box.left, box.top, box.width, box.height
+    return FaceFrame(left_eye=np.array([x + 0.3 * w, y + 0.38 * h]), right_eye=np.array([x + 0.7 * w, y + 0.38 * h]),
+                     brow_mid=np.array([x + 0.5 * w, y + 0.25 * h]), nose_tip=np.array([x + 0.5 * w, y + 0.62 * h]),
+                     nose_top=np.array([x + 0.5 * w, y + 0.4 * h]), face_width=float(w), from_landmarks=False)
+
+
+def _prior_mask(shape: tuple[int, int], face: FaceBox) -> np.ndarray:
+    """GrabCut seeds: the head and a torso widening below it are probably subject, the face core surely."""
+    h, w = shape
+    mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    cx, cy = face.center
+    fw, fh = face.width, face.height
+    cv2.ellipse(mask, (round(cx), round(cy - 0.1 * fh)), (round(0.85 * fw), round(1.0 * fh)), 0, 0, 360,
+                int(cv2.GC_PR_FGD), -1)
+    torso = np.array([[cx - 0.6 * fw, cy + 0.5 * fh], [cx + 0.6 * fw, cy + 0.5 * fh],
+                      [cx + 2.2 * fw, h], [cx - 2.2 * fw, h]], np.int32)
+    cv2.fillPoly(mask, [torso], int(cv2.GC_PR_FGD))
+    cv2.ellipse(mask, (round(cx), round(cy)), (round(0.3 * fw), round(0.35 * fh)), 0, 0, 360, int(cv2.GC_FGD), -1)
+    # The top corners, well away from the head, are surely background.
+    margin = max(1, round(0.04 * min(h, w)))
+    top = max(margin, round(face.top - 0.6 * fh))
+    mask[:top, :][np.abs(np.arange(w) - cx)[None, :].repeat(top, 0) > 1.2 * fw] = cv2.GC_BGD
+    mask[:margin, :] = np.where(mask[:margin, :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_BGD)
+    return mask
+
+
+def _subject_mask(rgb: np.ndarray, face: FaceBox) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    f = min(1.0, _MASK_SIDE / max(h, w))
+    small_size = (max(8, round(w * f)), max(8, round(h * f)))
+    small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
+    fx, fy = small_size[0] / w, small_size[1] / h
+    small_face = FaceBox(face.left * fx, face.top * fy, face.right * fx, face.bottom * fy)
+    seeds = _prior_mask(small.shape[:2], small_face)
+    gc = seeds.copy()
+    try:
+        cv2.setRNGSeed(0)  # GrabCut's k-means initialisation: the same silhouette on every run
+        cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), gc, None, np.zeros((1, 65), np.float64),
+                    np.zeros((1, 65), np.float64), 4, cv2.GC_INIT_WITH_MASK)
+        fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+    except cv2.error as exc:  # degenerate images (one flat colour): the prior silhouette will do
+        log.debug("GrabCut failed (%s); using the prior silhouette", exc)
+        fg = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.uint8)
+    # Keep the component that holds the face; close small holes (eyes, dark clothes).
+    count, labels = cv2.connectedComponents(fg)
+    if count > 2:
+        cx, cy = small_face.center
+        label = labels[min(max(round(cy), 0), labels.shape[0] - 1), min(max(round(cx), 0), labels.shape[1] - 1)]
+        if label > 0:
+            fg = (labels == label).astype(np.uint8)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    mask = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.GaussianBlur(mask, (0, 0), 0.8 / f if f < 1 else 0.8)
+
+
+def _face_shading(linear: np.ndarray, mask: np.ndarray, face: FaceBox) -> np.ndarray:
+    """Large-scale shading of the portrait's own light over the subject, relative to its mean (1 = average)."""
+    lum = linear @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    sigma_small = max(1.0, 0.12 * face.width)
+    sigma_large = max(2.0, 0.9 * face.width)
+    weight = cv2.GaussianBlur(mask, (0, 0), sigma_small) + 1e-4
+    small = cv2.GaussianBlur(lum * mask, (0, 0), sigma_small) / weight
+    weight_l = cv2.GaussianBlur(mask, (0, 0), sigma_large) + 1e-4
+    large = cv2.GaussianBlur(lum * mask, (0, 0), sigma_large) / weight_l
+    ratio = (small + 1e-3) / (large + 1e-3)
+    shading = np.clip(ratio, 0.25, 4.0)
+    return (mask * shading + (1.0 - mask)).astype(np.float32)
+
+
+def _key(portrait: Portrait, max_work_side: int) -> tuple[str, int]:
+    digest = hashlib.blake2b(portrait.image.tobytes(), digest_size=16)
+    digest.update(repr((portrait.image.shape, portrait.image.dtype.str)).encode())
+    return digest.hexdigest(), max_work_side
+
+
+def analyse_portrait(portrait: Portrait, *, max_work_side: int = 1536) -> PortraitAnalysis:
+    """Face, landmarks, silhouette and shading of ``portrait`` (cached by pixel content).
+
+    Parameters
+    ----------
+    portrait : Portrait
+    max_work_side : int
+        Portraits with a longer side are downscaled to it first (the lighting is smooth; the final warp
+        upsamples anyway).
+    """
+    key = _key(portrait, max_work_side)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    rgb = to_uint8(portrait.image)
+    h0, w0 = rgb.shape[:2]
+    scale = min(1.0, max_work_side / max(h0, w0))
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, (round(w0 * scale), round(h0 * scale)), interpolation=cv2.INTER_AREA)
+        scale = rgb.shape[1] / w0
+    h, w = rgb.shape[:2]
+    try:
+        boxes = detect_faces(rgb, max_side=800)
+    except PrepError as exc:  # face_recognition missing: a rehearsal still runs
+        log.warning("face detection unavailable (%s); placing the face in the middle", exc)
+        boxes = []
+    face = _pick_face(boxes)
+    frame = None
+    if face is not None:
+        try:
+            frame = _frame_from_landmarks(face_landmarks(rgb, [face])[0])
+        except (PrepError, IndexError) as exc:  # landmarks only place the highlights
+            log.warning("face landmarks unavailable (%s); guessing them from the face box", exc)
+    else:
+        log.info("portrait %r: no face found; guessing where it is", portrait.name)
+        face = _guessed_face(h, w)
+    if frame is None:
+        frame = _frame_from_box(face)
+    linear = srgb_to_linear(rgb)
+    mask = _subject_mask(rgb, face)
+    analysis = PortraitAnalysis(linear=linear, scale=scale, face=face, frame=frame, mask=mask,
+                                shading=_face_shading(linear, mask, face))
+    with _cache_lock:
+        _cache[key] = analysis
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return analysis

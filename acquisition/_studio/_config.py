@@ -1,0 +1,106 @@
+"""Every strength of the virtual studio, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["StudioConfig"]
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    """How the virtual studio lights, moves and records a subject.
+
+    Lighting values are in linear light relative to the portrait as given (1.0 = the portrait's own level);
+    noise levels are standard deviations in 8-bit levels at mid-grey (shot noise grows with the signal);
+    motion limits are the largest values drawn (uniformly, each sign equally likely).
+
+    Parameters
+    ----------
+    studio_exposure : float
+        Gain of the soft studio light at full lamp level.
+    studio_tone : float
+        Strength of the studio shot's mild tone mapping (0 = none): shadows lifted, highlights rolled off.
+    studio_warmth : float
+        Red-up/blue-down colour shift of the studio lamps (0 = neutral white).
+    flash_power : float
+        Gain of the flash on the face (the phone meters on the face, so 1 keeps the face at the portrait's level).
+    flash_falloff : float
+        Exponent on the physical inverse-square (and cosine) fall-off: 0 = flat light, 1 = a point light.
+    background_distance : float
+        How much farther the background is than the subject, in subject distances (0.9 = 1.9x as far, so
+        1/1.9**2 = 28 % of the light).
+    shading_flatten : float
+        0-1, how much of the portrait's own large-scale face shading the on-axis flash removes.
+    specular_strength : float
+        Peak of the skin shine (forehead, nose, cheeks), in linear light at flash power 1.
+    shadow_strength : float
+        0-1, how dark the hard shadow of the silhouette on the background is.
+    shadow_offset : tuple of float
+        (x, y) displacement of that shadow, as a fraction of the frame width (the flash sits beside the lens).
+    flash_coolness : float
+        Blue-up/red-down colour shift of the flash (a cooler colour temperature than the lamps).
+    ambient : float
+        Light left with the lamps off and no flash (the dark shot).
+    noise_studio, noise_flash, noise_dark : float
+        Sensor noise of each kind of shot; the flash shot is noisier (the phone raises the gain).
+    lighting_jitter : float
+        Relative random variation, per shot, of exposures, shine and shadow (each pose lit a little differently).
+    max_rotation_deg, max_scale, max_shear, max_shift : float
+        Limits of the pose motion of shots without flash: rotation in degrees, relative scale change, shear,
+        shift as a fraction of the frame width. Defaults: a person holding still for 0.4 s.
+    jpeg_quality : int
+        JPEG quality of the saved shots.
+    max_work_side : int
+        Large user portraits are lit at most at this size (longer side, pixels) before the upsampling warp.
+    """
+
+    studio_exposure: float = 1.0
+    studio_tone: float = 0.35
+    studio_warmth: float = 0.02
+    flash_power: float = 1.0
+    flash_falloff: float = 1.0
+    background_distance: float = 0.9
+    shading_flatten: float = 0.7
+    specular_strength: float = 0.55
+    shadow_strength: float = 0.6
+    shadow_offset: tuple[float, float] = (0.02, 0.012)
+    flash_coolness: float = 0.1
+    ambient: float = 0.03
+    noise_studio: float = 1.0
+    noise_flash: float = 3.0
+    noise_dark: float = 8.0
+    lighting_jitter: float = 0.05
+    max_rotation_deg: float = 3.0
+    max_scale: float = 0.03
+    max_shear: float = 0.01
+    max_shift: float = 0.02
+    jpeg_quality: int = 92
+    max_work_side: int = 1536
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "shadow_offset":
+                if len(value) != 2:
+                    raise ValueError(f"shadow_offset must be (x, y), got {value!r}")
+                object.__setattr__(self, "shadow_offset", (float(value[0]), float(value[1])))
+                continue
+            if value < 0:
+                raise ValueError(f"StudioConfig.{f.name} must be >= 0, got {value}")
+        for name in ("shading_flatten", "shadow_strength", "lighting_jitter", "max_scale", "max_shear"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"StudioConfig.{name} must be <= 1, got {getattr(self, name)}")
+        if self.max_rotation_deg > 45:
+            raise ValueError(f"StudioConfig.max_rotation_deg must be <= 45, got {self.max_rotation_deg}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"StudioConfig.jpeg_quality must be 1-100, got {self.jpeg_quality}")
+        if self.max_work_side < 64:
+            raise ValueError(f"StudioConfig.max_work_side must be >= 64, got {self.max_work_side}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, for ``meta.json``."""
+        out = asdict(self)
+        out["shadow_offset"] = list(self.shadow_offset)
+        return out
