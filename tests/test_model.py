@@ -1,0 +1,157 @@
+"""DeepFlashNet, the paper's loss (eq. 5), accuracy (eq. 7), SSIM / PSNR and encoder-weight loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training import DeepFlashNet, TrainingError, accuracy, deepflash_loss, load_encoder_weights, psnr, ssim
+from training._model import VGG16_CONV_INDICES
+
+THIN = 1 / 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (2, 64, 96), (1, 160, 64)])
+def test_output_shape_and_range(shape):
+    torch.manual_seed(0)
+    n, h, w = shape
+    with torch.no_grad():
+        y = DeepFlashNet(width=THIN).eval()(torch.rand(n, 3, h, w))
+    assert y.shape == (n, 3, h, w)
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+@pytest.mark.parametrize("size", [(48, 64), (64, 40), (31, 31)])
+def test_sides_must_be_multiples_of_32(size):
+    with pytest.raises(ValueError, match="multiples of 32"):
+        DeepFlashNet(width=THIN)(torch.rand(1, 3, *size))
+
+
+def test_encoder_is_vgg16_with_torchvision_names():
+    net = DeepFlashNet()
+    convs = [k for k in net.state_dict() if k.startswith("features.") and k.endswith(".weight")]
+    assert convs == [f"features.{i}.weight" for i in VGG16_CONV_INDICES]
+    assert net.features[28].weight.shape == (512, 512, 3, 3)
+    assert len(net.decoder) == 5  # one up-stage per pooling
+    assert isinstance(net.decoder[0].act, torch.nn.LeakyReLU) and net.decoder[0].act.negative_slope == 0.2
+
+
+def test_loads_a_torchvision_keyed_state_dict_file(tmp_path):
+    donor = DeepFlashNet(width=THIN)
+    # A file shaped like torchvision's vgg16().state_dict(): features.N.* plus classifier keys to ignore.
+    state = {k: torch.randn_like(v) for k, v in donor.features.state_dict().items()}
+    state = {f"features.{k}": v for k, v in state.items()}
+    state["classifier.0.weight"] = torch.zeros(4, 4)
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    net = DeepFlashNet(width=THIN)
+    loaded = load_encoder_weights(net, path)
+    assert len(loaded) == 26
+    for key in loaded:
+        assert torch.equal(net.state_dict()[key], state[key])
+    with pytest.raises(TrainingError, match="width 1"):
+        load_encoder_weights(DeepFlashNet(width=THIN / 2), path)
+    (tmp_path / "bad.pth").write_bytes(b"not a state dict")
+    with pytest.raises(TrainingError, match="bad.pth"):
+        load_encoder_weights(net, tmp_path / "bad.pth")
+
+
+def test_vggface_normalization_subtracts_the_mean_on_0_255():
+    net = DeepFlashNet(width=THIN, normalization="vggface")
+    x = torch.full((1, 3, 1, 1), 0.5)
+    expected = torch.tensor([127.5 - 129.186, 127.5 - 104.762, 127.5 - 93.594]).view(1, 3, 1, 1)
+    assert torch.allclose(x * net._in_scale + net._in_shift, expected, atol=1e-4)
+
+
+def _numpy_loss(y: np.ndarray, t: np.ndarray) -> float:
+    """Eq. 5 written out for one image at a time: 4/(3N) sum((t - y) + E[y - t])^2, then the batch mean."""
+    losses = []
+    for yi, ti in zip(y, t, strict=True):
+        c, h, w = yi.shape
+        total = 0.0
+        for ch in range(c):
+            e = np.mean(yi[ch] - ti[ch])
+            total += np.sum(((ti[ch] - yi[ch]) + e) ** 2)
+        losses.append(4.0 / (3 * h * w) * total)
+    return float(np.mean(losses))
+
+
+def test_loss_matches_numpy_and_ignores_per_channel_offsets():
+    rng = np.random.default_rng(0)
+    y = rng.random((3, 3, 16, 24))
+    t = rng.random((3, 3, 16, 24))
+    loss = deepflash_loss(torch.from_numpy(y), torch.from_numpy(t))
+    assert float(loss) == pytest.approx(_numpy_loss(y, t), rel=1e-6)
+    offsets = rng.normal(size=(3, 3, 1, 1))
+    shifted = deepflash_loss(torch.from_numpy(y + offsets), torch.from_numpy(t))
+    assert float(shifted) == pytest.approx(float(loss), rel=1e-6)
+    # A per-image offset that is not constant per channel is not ignored.
+    ramp = np.linspace(0, 1, 24)[None, None, None, :]
+    assert float(deepflash_loss(torch.from_numpy(y + ramp), torch.from_numpy(t))) > float(loss) * 1.05
+
+
+def test_masked_loss_uses_only_valid_pixels():
+    rng = np.random.default_rng(1)
+    y = rng.random((2, 3, 8, 8))
+    t = rng.random((2, 3, 8, 8))
+    valid = np.zeros((2, 8, 8), dtype=np.uint8)
+    valid[:, 2:6, 1:7] = 1
+    masked = deepflash_loss(torch.from_numpy(y), torch.from_numpy(t), torch.from_numpy(valid))
+    expected = _numpy_loss(y[:, :, 2:6, 1:7], t[:, :, 2:6, 1:7])
+    assert float(masked) == pytest.approx(expected, rel=1e-6)
+    # Garbage outside the mask changes nothing.
+    y2 = y.copy()
+    y2[:, :, 0, :] = 100.0
+    again = deepflash_loss(torch.from_numpy(y2), torch.from_numpy(t), torch.from_numpy(valid))
+    assert float(again) == pytest.approx(float(masked), rel=1e-9)
+
+
+def test_accuracy_matches_numpy():
+    rng = np.random.default_rng(2)
+    y, t, bl = (rng.random((2, 3, 8, 8)) for _ in range(3))
+    acc = accuracy(torch.from_numpy(y), torch.from_numpy(t), torch.from_numpy(bl))
+    t_d = bl - 2 * t + 1
+    y_d = bl - 2 * y + 1
+    expected = 100 - 100 / (3 * 8 * 8) * np.abs(t_d - y_d).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(acc.numpy(), expected, rtol=1e-6)
+    assert float(accuracy(torch.from_numpy(t), torch.from_numpy(t), torch.from_numpy(bl))[0]) == 100.0
+
+
+def test_ssim_and_psnr_match_skimage(astronaut):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a = astronaut[100:164, 180:260].astype(np.float64) / 255
+    b = np.clip(a + np.random.default_rng(3).normal(0, 0.05, a.shape), 0, 1)
+    ta = torch.from_numpy(a).permute(2, 0, 1)[None]
+    tb = torch.from_numpy(b).permute(2, 0, 1)[None]
+    expected = structural_similarity(a, b, channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert float(ssim(ta, tb)[0]) == pytest.approx(expected, abs=1e-4)
+    assert float(psnr(ta, tb)[0]) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), abs=1e-3)
+    assert float(ssim(ta, ta)[0]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_thin_model_overfits_one_batch():
+    torch.manual_seed(0)
+    net = DeepFlashNet(width=THIN)
+    x = torch.rand(2, 3, 32, 32)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    t = (0.5 + 0.3 * torch.stack([xx, yy, xx * yy])).expand(2, 3, 32, 32).contiguous()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = deepflash_loss(net(x), t)
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first / 10, (first, float(loss))
