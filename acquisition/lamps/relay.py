@@ -1,0 +1,80 @@
+"""LCUS-type USB relay boards (CH340 serial chip, 1-8 relays) switching plain lamps.
+
+Each command is four bytes at 9600 baud: ``0xA0, relay (1-8), state (1 on, 0 off), checksum``, the checksum
+being the low byte of the sum of the first three (relay 1 on = ``A0 01 01 A2``). The board's controller
+handles one command at a time and drops one that arrives while it is still switching, so commands are spaced
+(100 ms by default, the gap that works in practice). Relays cannot dim: any level above 0 is "on". The boards
+do not answer, so a wrong port cannot be detected; ``prep capture check`` blinks the lamps to prove it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ..devices import LampController
+from ._port import open_serial, port_errors
+from .enttec import check_channels
+
+__all__ = ["RelayBoard", "relay_command"]
+
+_DEVICE: Final = "USB relay board"
+
+
+def relay_command(relay: int, on: bool) -> bytes:
+    """The 4-byte LCUS command for one relay."""
+    if not 1 <= relay <= 8:
+        raise ValueError(f"relay must be 1-8, got {relay}")
+    head = (0xA0, relay, 1 if on else 0)
+    return bytes([*head, sum(head) & 0xFF])
+
+
+class RelayBoard(LampController):
+    """Lamps on the relays ``channels`` of an LCUS-type board, switched one command at a time.
+
+    Parameters
+    ----------
+    port : str
+        ``/dev/ttyUSB0``, ``COM3`` or a pyserial URL.
+    channels : sequence of int
+        1-based relay numbers (1-8) that carry lamps.
+    gap_ms : float
+        Minimum time between two commands; the board drops commands that come faster.
+    """
+
+    name = "relay"
+
+    def __init__(self, port: str, *, channels: Sequence[int] = (1,), gap_ms: float = 100.0) -> None:
+        super().__init__()
+        if gap_ms < 0:
+            raise ValueError(f"gap_ms must be >= 0, got {gap_ms}")
+        self.port = port
+        self.channels = check_channels(channels, highest=8)
+        self.gap_s = gap_ms / 1000.0
+        self._serial = open_serial(port, device=_DEVICE, baudrate=9600)
+        self._last_command = float("-inf")
+
+    def _send(self, command: bytes) -> None:
+        wait = self._last_command + self.gap_s - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        with port_errors(self.port, _DEVICE, "switching a relay"):
+            self._serial.write(command)
+            self._serial.flush()
+        self._last_command = time.perf_counter()
+
+    def _set(self, on: bool, level: int) -> None:
+        for relay in self.channels:
+            self._send(relay_command(relay, on and level > 0))
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for the session metadata."""
+        return {"backend": self.name, "port": self.port, "channels": list(self.channels),
+                "gap_ms": self.gap_s * 1000.0, "dimmable": False}
+
+    def close(self) -> None:
+        """Close the port (relays keep their state)."""
+        with contextlib.suppress(Exception):
+            self._serial.close()

@@ -1,0 +1,830 @@
+"""The capture session: one subject, several poses, a flash shot and a studio shot per pose.
+
+Real and simulated captures run this same code; only the lamp controller and the camera differ. Per pose:
+
+1. lamps on, wait ``lamp_settle_ms``, studio shot (flash off);
+2. lamps off, wait ``dark_wait_ms``, flash shot (flash on; a phone's AUTO flash fires because it is dark);
+3. verify both files (they decode, have the same size, and the EXIF ``Flash`` tag says fired in the flash shot
+   only), write ``meta.json`` (timestamps of every command and shot, measured delays, camera, lamps, tool
+   version, plus what the camera recorded in :attr:`Shot.extra`), append a row to ``<root>/manifest.csv``
+   (flushed and fsynced).
+
+Each pose is staged in a hidden folder ``<root>/<subject>/.<pose>.partial/`` (discovery ignores dot-names) and
+renamed to ``<root>/<subject>/<pose>`` only when complete, so an interruption (Ctrl-C, an unplugged port, a
+camera error, a full disk) never leaves half a pair in the layout. Whatever happens, the lamps end in the
+configured safe state. ``<root>/<subject>/session.json`` is written when the session starts and updated when
+it ends, so the session's settings survive an abort. A library: no printing; progress, prompts and messages go
+through callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .atomic import fsync_directory, write_json_atomic, write_text_atomic
+from .devices import Camera, CameraInfo, FlashMode, LampController, Shot
+from .errors import AcquisitionError, PrepError
+from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_dir
+
+__all__ = ["MANIFEST_FIELDS", "SESSION_NAME", "Action", "PoseRecord", "Prompt", "RigCheck", "SessionConfig",
+           "SessionEvent", "SessionResult", "VerificationError", "append_manifest_row", "capture_session",
+           "check_rig", "complete_poses", "pose_name", "simulate_sessions", "subject_seed"]
+
+log = logging.getLogger(__name__)
+
+SESSION_NAME: Final = "session.json"
+MANIFEST_FIELDS: Final = ("subject", "pose", "flash", "studio", "captured_at", "width", "height",
+                          "flash_fired", "studio_flash_fired", "camera", "lamps", "flash_sha256", "studio_sha256")
+_POSE_RE: Final = re.compile(r"^p(\d{2,})$")
+_STAGING_SUFFIX: Final = ".partial"
+
+#: What the operator chose between poses.
+Action = Literal["next", "retake", "skip", "quit"]
+
+
+class VerificationError(AcquisitionError):
+    """A pose whose files do not pass the checks (retake it): a corrupt file, sizes that differ, wrong flash."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How a session shoots and checks each pose.
+
+    Parameters
+    ----------
+    lamp_level : int
+        DMX level 0-255 of the lamps when on.
+    lamp_settle_ms : float
+        Wait after the lamps-on command before the studio shot (LED drivers ramp; metering adapts).
+    dark_wait_ms : float
+        Wait after the lamps-off command before the flash shot. A phone whose flash is on AUTO needs its
+        metering to see the dark first: about 1000 ms.
+    flash : {"on", "auto"}
+        What the flash shot asks the camera for (a phone's app stays on AUTO whatever is asked).
+    expected_size : (width, height), optional
+        Both shots must have this size (upright); None only requires that they match each other.
+    check_flash : bool
+        Require EXIF ``Flash`` = fired in the flash shot and not fired in the studio shot (a missing tag only
+        warns).
+    lamps_after : {"off", "on"}
+        The safe state the lamps are left in when the session ends or is interrupted ("on" keeps the studio lit
+        for the next subject).
+    extension : str
+        File extension of the shots (the camera's format).
+    """
+
+    lamp_level: int = 255
+    lamp_settle_ms: float = 400.0
+    dark_wait_ms: float = 100.0
+    flash: FlashMode = "on"
+    expected_size: tuple[int, int] | None = None
+    check_flash: bool = True
+    lamps_after: Literal["off", "on"] = "off"
+    extension: str = ".jpg"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lamp_level <= 255:
+            raise ValueError(f"lamp_level must be 0-255, got {self.lamp_level}")
+        if self.lamp_settle_ms < 0 or self.dark_wait_ms < 0:
+            raise ValueError("lamp_settle_ms and dark_wait_ms must be >= 0")
+        if self.flash not in ("on", "auto"):
+            raise ValueError(f"flash must be 'on' or 'auto', got {self.flash!r}")
+        if self.lamps_after not in ("off", "on"):
+            raise ValueError(f"lamps_after must be 'off' or 'on', got {self.lamps_after!r}")
+        if self.expected_size is not None and (len(self.expected_size) != 2 or min(self.expected_size) < 1):
+            raise ValueError(f"expected_size must be (width, height) > 0, got {self.expected_size}")
+        if not self.extension.startswith("."):
+            raise ValueError(f"extension must start with a dot, got {self.extension!r}")
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Something the CLI may show: ``kind`` is one of ``start``, ``pose``, ``step``, ``captured``, ``failed``,
+    ``skipped``, ``warning``, ``end``."""
+
+    kind: str
+    subject: str
+    pose: str | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The question asked between poses: shoot ``next_pose``, retake ``last_pose``, skip, or quit.
+
+    ``error`` is set when the last attempt failed (then "next" retries the same pose).
+    """
+
+    subject: str
+    next_pose: str
+    last_pose: str | None
+    error: AcquisitionError | None = None
+
+
+@dataclass(frozen=True)
+class PoseRecord:
+    """One pose written to the layout."""
+
+    subject: str
+    pose: str
+    directory: Path
+    flash: Path
+    studio: Path
+    delays_ms: dict[str, float]
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What a session did: the poses it wrote (retakes included), skipped, and all complete poses now."""
+
+    root: Path
+    subject: str
+    captured: tuple[PoseRecord, ...]
+    skipped: tuple[str, ...]
+    complete: tuple[str, ...]
+    quit: bool
+
+
+def pose_name(number: int) -> str:
+    """``1`` → ``"p01"``."""
+    if number < 1:
+        raise ValueError(f"pose numbers start at 1, got {number}")
+    return f"p{number:02d}"
+
+
+def _tool() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return {"name": "deepflash", "version": version("deepflash")}
+    except PackageNotFoundError:
+        return {"name": "deepflash", "version": "0+unknown"}
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+
+
+def subject_seed(seed: int, index: int) -> int:
+    """The simulated camera's seed for subject ``index`` of a run seeded with ``seed`` (stable across runs)."""
+    digest = hashlib.sha256(f"deepflash-subject:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def complete_poses(root: str | Path, subject: str) -> list[str]:
+    """Names of the subject's complete poses (flash + studio), sorted."""
+    root = Path(root)
+    if not (root / subject).is_dir():
+        return []
+    return sorted(p.pose for p in discover_pairs(root).pairs if p.subject == subject)
+
+
+def _pose_numbers(subject_dir: Path) -> list[int]:
+    if not subject_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for e in subject_dir.iterdir() if e.is_dir() and (m := _POSE_RE.match(e.name)))
+
+
+def _disk_error(path: Path, exc: OSError) -> AcquisitionError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return AcquisitionError("the disk is full; the pose in progress was discarded", path=path,
+                                hint="free some space or choose another --out, then run again with --resume")
+    return AcquisitionError(f"could not write ({exc.strerror or exc})", path=path)
+
+
+# -- manifest ----------------------------------------------------------------------------------------------
+
+
+def _read_manifest(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _rows_text(rows: Sequence[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def append_manifest_row(root: str | Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to ``<root>/manifest.csv`` durably (flush + fsync); header first if the file is new.
+
+    A failed write (disk full) truncates the file back to its previous length, so no partial row remains.
+    """
+    path = Path(root) / MANIFEST_NAME
+    new = not path.is_file() or path.stat().st_size == 0
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
+    if new:
+        writer.writeheader()
+    writer.writerow(row)
+    data = out.getvalue().encode("utf-8")
+    try:
+        with open(path, "ab") as handle:
+            before = handle.tell()
+            try:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    handle.truncate(before)
+                    os.fsync(handle.fileno())
+                raise
+    except OSError as exc:
+        raise _disk_error(path, exc) from exc
+    if new:
+        fsync_directory(path.parent)
+
+
+def _rewrite_manifest(root: Path, keep: Callable[[dict[str, str]], bool],
+                      add: Sequence[dict[str, Any]] = ()) -> None:
+    path = root / MANIFEST_NAME
+    rows = [r for r in _read_manifest(path) if keep(r)] + list(add)
+    write_text_atomic(path, _rows_text(rows))
+
+
+def _manifest_row(root: Path, record_meta: dict[str, Any], directory: Path) -> dict[str, Any]:
+    shots = record_meta["shots"]
+    rel = directory.relative_to(root).as_posix()
+    return {
+        "subject": record_meta["subject"], "pose": record_meta["pose"],
+        "flash": f"{rel}/{shots['flash']['file']}", "studio": f"{rel}/{shots['studio']['file']}",
+        "captured_at": record_meta["captured_at"], "width": shots["flash"]["width"],
+        "height": shots["flash"]["height"], "flash_fired": shots["flash"]["flash_fired"],
+        "studio_flash_fired": shots["studio"]["flash_fired"],
+        "camera": " ".join(x for x in (record_meta["camera"]["make"], record_meta["camera"]["model"]) if x)
+        or record_meta["camera"]["backend"],
+        "lamps": record_meta["lamps"].get("backend", ""),
+        "flash_sha256": shots["flash"]["sha256"], "studio_sha256": shots["studio"]["sha256"],
+    }
+
+
+def _reconcile_manifest(root: Path, subject: str) -> None:
+    """Make the manifest hold exactly one row per complete pose of ``subject`` (after a crash between steps)."""
+    path = root / MANIFEST_NAME
+    rows = _read_manifest(path)
+    complete = set(complete_poses(root, subject))
+    mine = [r for r in rows if r.get("subject") == subject]
+    seen: set[str] = set()
+    stale = False
+    for row in mine:
+        if row.get("pose") not in complete or row.get("pose") in seen:
+            stale = True
+        seen.add(row.get("pose", ""))
+    missing = []
+    for pose in sorted(complete - seen):
+        meta_path = root / subject / pose / META_NAME
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            missing.append(_manifest_row(root, meta, meta_path.parent))
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: no usable meta.json (%s); the pose is not in the manifest", meta_path.parent, exc)
+    if not stale and not missing:
+        return
+    kept: list[dict[str, str]] = []
+    taken: set[str] = set()
+    for row in rows:
+        if row.get("subject") != subject:
+            kept.append(row)
+        elif row.get("pose") in complete and row.get("pose") not in taken:
+            kept.append(row)
+            taken.add(row["pose"])
+    write_text_atomic(path, _rows_text(kept + missing))
+
+
+# -- one pose ----------------------------------------------------------------------------------------------
+
+
+def _sleep_until(deadline: float) -> None:
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05) if left > 0.002 else 0)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(studio: Path, flash: Path, config: SessionConfig, warn: Callable[[str], None]) -> tuple[int, int]:
+    from .exif import read_flash_fired
+    from .imageio import read_image
+
+    shapes = {}
+    for role, path in (("studio", studio), ("flash", flash)):
+        try:
+            shapes[role] = read_image(path).shape[:2]
+        except AcquisitionError as exc:
+            raise VerificationError(f"the {role} shot does not decode ({exc.message})", path=path,
+                                    hint="retake the pose; if it repeats, check the camera's image format "
+                                         "(JPEG) and the cable") from exc
+    (h, w), (fh, fw) = shapes["studio"], shapes["flash"]
+    if (h, w) != (fh, fw):
+        raise VerificationError(f"the flash shot is {fw}x{fh} but the studio shot is {w}x{h}", path=flash,
+                                hint="keep the camera's image size and orientation fixed, then retake the pose")
+    if config.expected_size is not None and (w, h) != tuple(config.expected_size):
+        ew, eh = config.expected_size
+        raise VerificationError(f"the shots are {w}x{h}, expected {ew}x{eh}", path=flash,
+                                hint="set the camera's image size, or the expected size, then retake the pose")
+    if config.check_flash:
+        fired = read_flash_fired(flash)
+        if fired is False:
+            raise VerificationError("the flash did not fire in the flash shot (EXIF Flash)", path=flash,
+                                    hint="switch the camera's flash on (a phone's to AUTO); a phone needs time "
+                                         "in the dark to decide: raise --dark-wait-ms (about 1000), then retake")
+        if fired is None:
+            warn(f"{flash.name}: no EXIF Flash tag; cannot confirm that the flash fired")
+        studio_fired = read_flash_fired(studio)
+        if studio_fired is True:
+            raise VerificationError("the flash fired in the studio shot (EXIF Flash)", path=studio,
+                                    hint="the lamps were too dim for the phone's AUTO flash, or the camera's "
+                                         "flash is forced on: raise --lamp-settle-ms or the lamp level, then "
+                                         "retake")
+        if studio_fired is None:
+            warn(f"{studio.name}: no EXIF Flash tag; cannot confirm that the flash stayed off")
+    return w, h
+
+
+def _shared_extra(*shots: Shot) -> dict[str, Any]:
+    """What the camera recorded (:attr:`Shot.extra`) for the pose as a whole, for the top of ``meta.json``.
+
+    A key that only one shot has (the simulator's ``ground_truth_transform``) or that both have with the same
+    value is about the pose; a key whose values differ (a shot index) stays with its shot only.
+    """
+    merged: dict[str, Any] = {}
+    conflicting: set[str] = set()
+    for shot in shots:
+        for key, value in (getattr(shot, "extra", None) or {}).items():
+            if key in merged and merged[key] != value:
+                conflicting.add(key)
+            merged.setdefault(key, value)
+    return {k: v for k, v in merged.items() if k not in conflicting}
+
+
+class _Session:
+    """The state of one subject's session (the public entry point is :func:`capture_session`)."""
+
+    def __init__(self, root: Path, subject: str, lamps: LampController, camera: Camera, config: SessionConfig,
+                 on_event: Callable[[SessionEvent], None] | None) -> None:
+        self.root = root
+        self.subject = subject
+        self.subject_dir = root / subject
+        self.lamps = lamps
+        self.camera = camera
+        self.config = config
+        self._on_event = on_event
+        self.camera_info: CameraInfo = camera.info()
+        describe = getattr(lamps, "describe", None)
+        self.lamps_info: dict[str, Any] = describe() if callable(describe) else {"backend": lamps.name}
+        self.warnings: list[str] = []
+
+    def emit(self, kind: str, pose: str | None = None, message: str = "", **data: Any) -> None:
+        if kind == "warning":
+            log.warning("%s", message)
+        if self._on_event is not None:
+            self._on_event(SessionEvent(kind, self.subject, pose, message, data))
+
+    def shoot(self, pose: str, *, replace: bool) -> PoseRecord:
+        final = pose_dir(self.root, self.subject, pose)
+        staging = final.parent / f".{pose}{_STAGING_SUFFIX}"
+        try:
+            if staging.exists():
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True)
+        except OSError as exc:
+            raise _disk_error(staging, exc) from exc
+        try:
+            record = self._shoot_staged(pose, staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        row = _manifest_row(self.root, record.meta, final)
+        if replace:
+            _rewrite_manifest(self.root, lambda r: not (r.get("subject") == self.subject and r.get("pose") == pose))
+        try:
+            append_manifest_row(self.root, row)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        old = final.parent / f".{pose}.old"
+        try:
+            if old.exists():
+                shutil.rmtree(old)
+            if final.exists():
+                os.rename(final, old)
+            os.rename(staging, final)
+            fsync_directory(final.parent)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            _reconcile_manifest(self.root, self.subject)
+            raise _disk_error(final, exc) from exc
+        shutil.rmtree(old, ignore_errors=True)
+        return PoseRecord(record.subject, pose, final, final / record.flash.name, final / record.studio.name,
+                          record.delays_ms, record.meta)
+
+    def _shoot_staged(self, pose: str, staging: Path, final: Path) -> PoseRecord:
+        config = self.config
+        marks: list[tuple[str, float, float]] = []
+
+        def mark(name: str) -> float:
+            t = time.perf_counter()
+            marks.append((name, time.time(), t))
+            return t
+
+        self.emit("step", pose, "lamps on")
+        t_on_cmd = mark("lamps_on_command")
+        self.lamps.on(config.lamp_level)
+        t_on = mark("lamps_on")
+        _sleep_until(t_on + config.lamp_settle_ms / 1000.0)
+        self.emit("step", pose, "studio shot")
+        t_studio = mark("studio_trigger")
+        studio = self._capture(staging / f"studio{config.extension}", "off")
+        t_studio_saved = mark("studio_saved")
+        self.emit("step", pose, "lamps off")
+        t_off_cmd = mark("lamps_off_command")
+        self.lamps.off()
+        t_off = mark("lamps_off")
+        _sleep_until(t_off + config.dark_wait_ms / 1000.0)
+        self.emit("step", pose, "flash shot")
+        t_flash = mark("flash_trigger")
+        flash = self._capture(staging / f"flash{config.extension}", config.flash)
+        t_flash_saved = mark("flash_saved")
+        pose_warnings: list[str] = []
+
+        def warn(message: str) -> None:
+            pose_warnings.append(message)
+            self.emit("warning", pose, f"{self.subject}/{pose}: {message}")
+
+        width, height = _verify(studio.path, flash.path, config, warn)
+        ms = 1000.0
+        delays = {
+            "lamps_on_command": (t_on - t_on_cmd) * ms,
+            "settle": (t_studio - t_on) * ms,
+            "studio_capture": (t_studio_saved - t_studio) * ms,
+            "lamps_off_command": (t_off - t_off_cmd) * ms,
+            "dark_wait": (t_flash - t_off) * ms,
+            "flash_capture": (t_flash_saved - t_flash) * ms,
+            "between_shots": (t_flash - t_studio_saved) * ms,
+            "pair_span": (t_flash_saved - t_studio) * ms,
+            "pose_total": (t_flash_saved - t_on_cmd) * ms,
+        }
+        delays = {k: round(v, 3) for k, v in delays.items()}
+        origin_wall, origin_perf = marks[0][1], marks[0][2]
+        timeline = {name: _iso(origin_wall + (perf - origin_perf)) for name, _, perf in marks}
+        meta: dict[str, Any] = {
+            "subject": self.subject,
+            "pose": pose,
+            "captured_at": timeline["flash_saved"],
+            "tool": _tool(),
+            "camera": {"backend": self.camera_info.backend, "make": self.camera_info.make,
+                       "model": self.camera_info.model, "settings": dict(self.camera_info.settings)},
+            "lamps": {**self.lamps_info, "level": config.lamp_level},
+            "config": {"lamp_settle_ms": config.lamp_settle_ms, "dark_wait_ms": config.dark_wait_ms,
+                       "flash": config.flash, "check_flash": config.check_flash},
+            "timeline": timeline,
+            "delays_ms": delays,
+            "shots": {role: self._shot_meta(shot, width, height)
+                      for role, shot in (("studio", studio), ("flash", flash))},
+            "warnings": pose_warnings,
+        }
+        meta.update(_shared_extra(studio, flash))
+        write_json_atomic(staging / META_NAME, meta)
+        fsync_directory(staging)
+        return PoseRecord(self.subject, pose, final, flash.path, studio.path, delays, meta)
+
+    def _capture(self, path: Path, flash: FlashMode) -> Shot:
+        try:
+            return self.camera.capture(path, flash=flash)
+        except AcquisitionError as exc:
+            exc.recoverable = True  # type: ignore[attr-defined]  # the operator may retry a camera error
+            raise
+
+    @staticmethod
+    def _shot_meta(shot: Shot, width: int, height: int) -> dict[str, Any]:
+        from .exif import read_flash_fired
+
+        return {"file": shot.path.name, "flash_requested": shot.flash_requested,
+                "flash_fired": read_flash_fired(shot.path) if shot.flash_fired is None else shot.flash_fired,
+                "triggered_at": _iso(shot.triggered_at), "saved_at": _iso(shot.saved_at),
+                "camera_latency_ms": round(shot.latency_s * 1000.0, 3), "width": width, "height": height,
+                "bytes": shot.path.stat().st_size, "sha256": _sha256(shot.path),
+                "extra": dict(getattr(shot, "extra", None) or {})}
+
+    def safe_state(self) -> str | None:
+        """Leave the lamps as configured; return a message when that failed."""
+        try:
+            if self.config.lamps_after == "on":
+                self.lamps.on(self.config.lamp_level)
+            else:
+                self.lamps.off()
+        except (PrepError, OSError) as exc:
+            return f"could not switch the lamps {self.config.lamps_after}: {exc}"
+        return None
+
+
+def _session_json(session: _Session, poses: int, resume: bool, started: float) -> dict[str, Any]:
+    path = session.subject_dir / SESSION_NAME
+    data: dict[str, Any] = {}
+    if resume and path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+    runs = list(data.get("runs", []))
+    runs.append({"started": _iso(started), "resume": resume, "finished": None, "status": "running"})
+    data.update({
+        "subject": session.subject,
+        "tool": _tool(),
+        "planned_poses": poses,
+        "lamps": session.lamps_info,
+        "camera": {"backend": session.camera_info.backend, "make": session.camera_info.make,
+                   "model": session.camera_info.model, "settings": dict(session.camera_info.settings)},
+        "config": asdict(session.config),
+        "runs": runs,
+    })
+    return data
+
+
+def capture_session(root: str | Path, subject: str, lamps: LampController, camera: Camera, *, poses: int,
+                    config: SessionConfig | None = None, resume: bool = False,
+                    ask: Callable[[Prompt], Action] | None = None,
+                    on_event: Callable[[SessionEvent], None] | None = None,
+                    progress: Callable[[int], None] | None = None) -> SessionResult:
+    """Photograph ``subject`` in poses ``p01``..``pNN`` (``poses`` of them) into ``root``.
+
+    Parameters
+    ----------
+    root : str or Path
+        The raw layout's folder (created when missing): ``root/<subject>/<pose>/{flash,studio}.jpg`` with
+        ``meta.json``, ``root/<subject>/session.json``, ``root/manifest.csv``.
+    subject : str
+        The subject's folder name (checked with :func:`acquisition.layout.check_name`).
+    lamps, camera :
+        Opened devices; the caller closes them.
+    poses : int
+        How many poses the subject has in all (with ``resume``, the poses already complete count).
+    config : SessionConfig, optional
+        Timing, checks and the lamps' safe state.
+    resume : bool
+        Continue an existing subject after its last complete pose. Without it an existing subject is an error.
+    ask : callable(Prompt) -> {"next", "retake", "skip", "quit"}, optional
+        Asked before every pose but the first, and after a pose fails its checks or the camera fails: shoot
+        the next pose (or retry the failed one), retake the last complete one (it is replaced only once the
+        new one is complete), skip the next pose, or quit. None: poses run back to back, and a failure raises.
+    on_event : callable(SessionEvent), optional
+        Progress and warnings, for display.
+    progress : callable(int), optional
+        Called with 1 for every pose captured or skipped.
+
+    Returns
+    -------
+    SessionResult
+
+    Raises
+    ------
+    AcquisitionError
+        The subject exists (without ``resume``), a device failed, a pose failed its checks (without ``ask``),
+        the disk is full. The layout stays consistent and the lamps are left in ``config.lamps_after``.
+    KeyboardInterrupt
+        Passed on after the same clean-up.
+    """
+    config = config or SessionConfig()
+    if poses < 1:
+        raise ValueError(f"poses must be >= 1, got {poses}")
+    root = Path(root)
+    check_name(subject, what="subject")
+    subject_dir = root / subject
+    if subject_dir.exists() and not resume and any(subject_dir.iterdir()):
+        done = complete_poses(root, subject)
+        raise AcquisitionError(f"subject {subject} already exists ({len(done)} complete poses)", path=subject_dir,
+                               hint="add --resume to continue it, or choose another --subject")
+    try:
+        subject_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _disk_error(subject_dir, exc) from exc
+    for leftover in subject_dir.glob(f".*{_STAGING_SUFFIX}"):
+        shutil.rmtree(leftover, ignore_errors=True)  # a pose interrupted by a crash or power cut
+    if resume:
+        _reconcile_manifest(root, subject)
+    session = _Session(root, subject, lamps, camera, config, on_event)
+    started = time.time()
+    state = _session_json(session, poses, resume, started)
+    write_json_atomic(subject_dir / SESSION_NAME, state)
+    numbers = _pose_numbers(subject_dir)
+    complete = complete_poses(root, subject)
+    last: str | None = complete[-1] if complete else None
+    number = (numbers[-1] + 1) if numbers else 1
+    session.emit("start", None, f"{subject}: poses {pose_name(number)}..{pose_name(max(number, poses))}"
+                 if number <= poses else f"{subject}: all {poses} poses are complete", first=number, poses=poses)
+    captured: list[PoseRecord] = []
+    skipped: list[str] = []
+    quit_ = False
+    error: AcquisitionError | None = None
+    status = "interrupted"
+    try:
+        while number <= poses:
+            pose = pose_name(number)
+            target, replace = pose, False
+            if ask is not None and (last is not None or error is not None):
+                action = ask(Prompt(subject, pose, last, error))
+                if action == "quit":
+                    quit_ = True
+                    break
+                if action == "skip":
+                    skipped.append(pose)
+                    session.emit("skipped", pose, f"{subject}/{pose} skipped")
+                    if progress is not None:
+                        progress(1)
+                    number += 1
+                    error = None
+                    continue
+                if action == "retake":
+                    if last is None:
+                        raise ValueError("nothing to retake yet")
+                    target, replace = last, True
+                elif action != "next":
+                    raise ValueError(f"unknown action {action!r}")
+            session.emit("pose", target, f"{subject}/{target}" + (" (retake)" if replace else ""))
+            try:
+                record = session.shoot(target, replace=replace)
+            except AcquisitionError as exc:
+                recoverable = isinstance(exc, VerificationError) or getattr(exc, "recoverable", False)
+                if ask is None or not recoverable:
+                    raise
+                error = exc
+                session.emit("failed", target, str(exc))
+                continue
+            error = None
+            captured.append(record)
+            session.emit("captured", target, f"{subject}/{target}", delays_ms=record.delays_ms)
+            if not replace:
+                if progress is not None:
+                    progress(1)
+                number += 1
+            last = target
+        status = "quit" if quit_ else "complete"
+    except PrepError as exc:
+        status = f"failed: {exc}"
+        raise
+    except KeyboardInterrupt:
+        status = "interrupted (Ctrl-C)"
+        raise
+    finally:
+        problem = session.safe_state()
+        if problem is not None:
+            session.emit("warning", None, problem)
+        state["runs"][-1].update({"finished": _iso(time.time()), "status": status,
+                                  "captured": [r.pose for r in captured], "skipped": skipped})
+        if problem is not None:
+            state["runs"][-1]["lamps_problem"] = problem
+        with contextlib.suppress(PrepError, OSError):
+            write_json_atomic(subject_dir / SESSION_NAME, state)
+    result = SessionResult(root, subject, tuple(captured), tuple(skipped), tuple(complete_poses(root, subject)),
+                           quit_)
+    session.emit("end", None, f"{subject}: {len(result.complete)} complete poses", complete=list(result.complete))
+    return result
+
+
+# -- the rig self-test -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RigCheck:
+    """What ``prep capture check`` measured: command and shot latencies, and the test shot."""
+
+    lamps: dict[str, Any]
+    camera: CameraInfo
+    lamp_on_ms: tuple[float, ...]
+    lamp_off_ms: tuple[float, ...]
+    shot: Path
+    shot_latency_ms: float
+    shot_size: tuple[int, int]
+    flash_fired: bool | None
+
+
+def check_rig(lamps: LampController, camera: Camera, workdir: str | Path, *, blinks: int = 2, level: int = 255,
+              settle_ms: float = 400.0, on_event: Callable[[SessionEvent], None] | None = None) -> RigCheck:
+    """Blink the lamps ``blinks`` times, take one lit test shot (flash off) into ``workdir``, time everything.
+
+    The lamps end off. Raises AcquisitionError when a device fails (with the device's own clear message).
+    """
+    from .imageio import read_image
+
+    if blinks < 1:
+        raise ValueError(f"blinks must be >= 1, got {blinks}")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    on_ms: list[float] = []
+    off_ms: list[float] = []
+
+    def emit(message: str) -> None:
+        if on_event is not None:
+            on_event(SessionEvent("step", "check", None, message))
+
+    try:
+        for i in range(blinks):
+            emit(f"blink {i + 1}/{blinks}: lamps on")
+            t = time.perf_counter()
+            lamps.on(level)
+            on_ms.append((time.perf_counter() - t) * 1000.0)
+            time.sleep(0.3)
+            emit(f"blink {i + 1}/{blinks}: lamps off")
+            t = time.perf_counter()
+            lamps.off()
+            off_ms.append((time.perf_counter() - t) * 1000.0)
+            time.sleep(0.3)
+        lamps.on(level)
+        _sleep_until(time.perf_counter() + settle_ms / 1000.0)
+        emit("test shot")
+        shot = camera.capture(workdir / "check-studio.jpg", flash="off")
+    finally:
+        with contextlib.suppress(PrepError, OSError):
+            lamps.off()
+    h, w = read_image(shot.path).shape[:2]
+    describe = getattr(lamps, "describe", None)
+    return RigCheck(describe() if callable(describe) else {"backend": lamps.name}, camera.info(), tuple(on_ms),
+                    tuple(off_ms), shot.path, shot.latency_s * 1000.0, (w, h), shot.flash_fired)
+
+
+# -- the virtual studio ----------------------------------------------------------------------------------
+
+
+def simulate_sessions(root: str | Path, *, subjects: int, poses: int, size: tuple[int, int] = (3120, 4160),
+                      seed: int = 0, portraits: str | Path | None = None, config: SessionConfig | None = None,
+                      resume: bool = False, sim_config: Any = None, ask: Callable[[Prompt], Action] | None = None,
+                      on_event: Callable[[SessionEvent], None] | None = None,
+                      progress: Callable[[int], None] | None = None) -> list[SessionResult]:
+    """A whole session in the virtual studio: one subject per portrait, named after it, ``poses`` each.
+
+    The same :func:`capture_session` as a real capture, with the simulated lamps and camera. Subject ``i``'s
+    camera is seeded from ``(seed, i)``, so the same seed gives the same image bytes.
+
+    Parameters
+    ----------
+    subjects : int
+        Take the first ``subjects`` portraits.
+    size : (width, height)
+        Output size in pixels.
+    portraits : folder, optional
+        The user's own portraits (one subject per image); default: the embedded ones.
+    config : SessionConfig, optional
+        Default: no lamp settle or dark wait (the simulated lamps switch instantly) and the shots' size checked.
+
+    Raises
+    ------
+    AcquisitionError
+        When more subjects are asked for than there are portraits (the message says how many there are).
+    """
+    from .sim import SimulatedCamera, SimulatedLamps, default_portraits, load_portraits
+
+    if subjects < 1:
+        raise ValueError(f"subjects must be >= 1, got {subjects}")
+    available = load_portraits(portraits) if portraits is not None else default_portraits()
+    if subjects > len(available):
+        where = f"in {portraits}" if portraits is not None else "embedded (use --portraits DIR for more)"
+        raise AcquisitionError(f"asked for {subjects} subjects but there are only {len(available)} portraits "
+                               f"{where}", path=portraits, hint=f"use --subjects {len(available)} or fewer")
+    config = config or SessionConfig(lamp_settle_ms=0.0, dark_wait_ms=0.0, expected_size=tuple(size))
+    results = []
+    for index, portrait in enumerate(available[:subjects]):
+        with SimulatedLamps() as lamps:
+            camera = SimulatedCamera(portrait, lambda lamps=lamps: lamps.state, size=tuple(size),
+                                     seed=subject_seed(seed, index), config=sim_config)
+
+            def events(event: SessionEvent, camera: Any = camera) -> None:
+                # Each pose renders from its own random stream, so a resumed or retaken pose gets the bytes an
+                # uninterrupted session would have written.
+                if event.kind == "pose" and event.pose is not None:
+                    camera.shot_index = 2 * (int(event.pose[1:]) - 1)
+                if on_event is not None:
+                    on_event(event)
+
+            with camera:
+                results.append(capture_session(root, portrait.name, lamps, camera, poses=poses, config=config,
+                                               resume=resume, ask=ask, on_event=events, progress=progress))
+    return results
