@@ -22,13 +22,16 @@ chunk.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Final
 
 import h5py
 import numpy as np
 
-__all__ = ["ATTRS", "FORMAT_VERSION", "IMAGE_DATASETS", "SPLITS", "STRING_DATASETS", "create_shard_datasets",
-           "shard_filename"]
+__all__ = ["ATTRS", "AUG_DATASET", "COMPRESSIONS", "FILE_KWARGS", "FORMAT_VERSION", "IMAGE_DATASETS", "SPLITS",
+           "STRING_DATASETS", "check_shard", "create_shard_datasets", "parse_shard_filename", "sample_bytes",
+           "shard_filename", "write_shard_attrs"]
 
 FORMAT_VERSION: Final = 1
 SPLITS: Final = ("train", "val", "test")
@@ -45,6 +48,7 @@ STRING_DATASETS: Final = ("subject", "pose")
 AUG_DATASET: Final = "aug"
 ATTRS: Final = ("format_version", "sigma_s", "sigma_r", "size", "split", "aug_table")
 COMPRESSIONS: Final = ("none", "lzf", "gzip")
+_SHARD_NAME: Final = re.compile(r"(train|val|test)-(\d{5})\.h5")
 
 
 def shard_filename(split: str, index: int) -> str:
@@ -52,6 +56,18 @@ def shard_filename(split: str, index: int) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     return f"{split}-{index:05d}.h5"
+
+
+def parse_shard_filename(name: str) -> tuple[str, int] | None:
+    """``train-00003.h5`` -> ("train", 3); None for any other name."""
+    match = _SHARD_NAME.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def sample_bytes(size: int) -> int:
+    """Uncompressed bytes of one sample of side ``size`` (about 4.98 MB at 512)."""
+    return sum(int(np.prod(shape_of(size))) * np.dtype(dtype).itemsize
+               for dtype, shape_of in IMAGE_DATASETS.values()) + 64
 
 
 def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: str = "none") -> None:
@@ -63,8 +79,67 @@ def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: 
         filters["compression_opts"] = 4
     for name, (dtype, shape_of) in IMAGE_DATASETS.items():
         shape = shape_of(size)
-        h5.create_dataset(name, shape=(count, *shape), dtype=dtype, chunks=(1, *shape), **filters)
+        h5.create_dataset(name, shape=(count, *shape), dtype=dtype, chunks=(1, *shape), track_times=False,
+                          **filters)
     text = h5py.string_dtype(encoding="utf-8")
     for name in STRING_DATASETS:
-        h5.create_dataset(name, shape=(count,), dtype=text)
-    h5.create_dataset(AUG_DATASET, shape=(count,), dtype=np.int16)
+        h5.create_dataset(name, shape=(count,), dtype=text, track_times=False)
+    h5.create_dataset(AUG_DATASET, shape=(count,), dtype=np.int16, track_times=False)
+
+
+#: Keyword arguments of ``h5py.File`` for writing shards: a fixed format version, so that the same samples
+#: give the same bytes (with ``track_times=False`` on every dataset, a shard holds no timestamp).
+FILE_KWARGS: Final = {"libver": ("earliest", "v110"), "track_order": False}
+
+
+def write_shard_attrs(h5: h5py.File, *, split: str, size: int, sigma_s: float, sigma_r: float,
+                      aug_table: list[dict]) -> None:
+    """Write the file attributes of the schema (``aug_table`` as JSON: index -> rotation, framing, mirrored)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    h5.attrs["format_version"] = FORMAT_VERSION
+    h5.attrs["sigma_s"] = float(sigma_s)
+    h5.attrs["sigma_r"] = float(sigma_r)
+    h5.attrs["size"] = int(size)
+    h5.attrs["split"] = split
+    h5.attrs["aug_table"] = json.dumps(aug_table)
+
+
+def check_shard(h5: h5py.File) -> list[str]:
+    """Schema problems of an open shard (names, dtypes, shapes, chunks, attributes); empty when it conforms."""
+    problems: list[str] = []
+    for name in ATTRS:
+        if name not in h5.attrs:
+            problems.append(f"attribute {name!r} missing")
+    if problems:
+        return problems
+    if int(h5.attrs["format_version"]) != FORMAT_VERSION:
+        problems.append(f"format_version {h5.attrs['format_version']} (this tool reads {FORMAT_VERSION})")
+    size = int(h5.attrs["size"])
+    count = None
+    for name, (dtype, shape_of) in IMAGE_DATASETS.items():
+        if name not in h5:
+            problems.append(f"dataset {name!r} missing")
+            continue
+        ds = h5[name]
+        if ds.dtype != np.dtype(dtype):
+            problems.append(f"dataset {name!r} has dtype {ds.dtype}, expected {np.dtype(dtype)}")
+        if ds.shape[1:] != shape_of(size):
+            expected = ", ".join(map(str, shape_of(size)))
+            problems.append(f"dataset {name!r} has shape {ds.shape}, expected (N, {expected})")
+        if ds.chunks is None or ds.chunks[0] != 1:
+            problems.append(f"dataset {name!r} is not chunked one sample per chunk")
+        count = ds.shape[0] if count is None else count
+        if ds.shape[0] != count:
+            problems.append(f"dataset {name!r} holds {ds.shape[0]} samples, others {count}")
+    for name in (*STRING_DATASETS, AUG_DATASET):
+        if name not in h5:
+            problems.append(f"dataset {name!r} missing")
+        elif count is not None and h5[name].shape != (count,):
+            problems.append(f"dataset {name!r} has shape {h5[name].shape}, expected ({count},)")
+    if AUG_DATASET in h5 and not np.issubdtype(h5[AUG_DATASET].dtype, np.integer):
+        problems.append(f"dataset 'aug' has dtype {h5[AUG_DATASET].dtype}, expected an integer type")
+    for name in STRING_DATASETS:
+        if name in h5 and h5[name].dtype.kind != "O" and h5py.check_string_dtype(h5[name].dtype) is None:
+            problems.append(f"dataset {name!r} does not hold strings")
+    return problems
