@@ -61,7 +61,7 @@ def test_loads_a_torchvision_keyed_state_dict_file(tmp_path):
     with pytest.raises(TrainingError, match="width 1"):
         load_encoder_weights(DeepFlashNet(width=THIN / 2), path)
     (tmp_path / "bad.pth").write_bytes(b"not a state dict")
-    with pytest.raises(TrainingError, match="bad.pth"):
+    with pytest.raises(TrainingError, match=r"bad\.pth"):
         load_encoder_weights(net, tmp_path / "bad.pth")
 
 

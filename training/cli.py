@@ -2,6 +2,162 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import click
 
-commands: list[click.Command] = []
+from acquisition.cli_common import input_dir, output_dir, reports_errors, seed_option
+
+log = logging.getLogger("prep")
+
+
+@click.command("train")
+@input_dir("shards")
+@output_dir("run_dir")
+@click.option("--epochs", type=click.IntRange(min=1), default=62, show_default=True,
+              help="Passes over the training split (the paper: 62).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Global batch, split evenly across torchrun processes.")
+@click.option("--lr", type=float, default=1e-5, show_default=True, help="Adam learning rate (the paper's).")
+@click.option("--size", type=click.IntRange(min=32), default=None,
+              help="Training side in pixels, a multiple of 32 (default: the shards' side; smaller is resized).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda or cuda:N (torchrun: one GPU per process).")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="DataLoader worker processes (single-threaded); 0 reads in the training process.")
+@seed_option
+@click.option("--width", type=float, default=1.0, show_default=True,
+              help="Channel multiplier: 1 = the paper's VGG-16 network, 0.125 = a thin one for CPU tries.")
+@click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Local VGG-16 state-dict file (torchvision keys features.N.*) to start the encoder from.")
+@click.option("--encoder-normalization", type=click.Choice(["imagenet", "vggface", "none"]), default="imagenet",
+              show_default=True, help="Input normalisation the encoder weights expect (vggface: 0-255 minus mean).")
+@click.option("--encoding", type=click.Choice(["A", "B", "C"]), default="C", show_default=True,
+              help="A studio image, B unfiltered difference, C bilateral difference (the paper's Figure 3).")
+@click.option("--val-split", default="val", show_default=True,
+              help="Split validated after each epoch (skipped with a warning when missing).")
+@click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
+              help="Decoder normalisation (batch: the paper's BatchNorm; synchronised across GPUs under torchrun).")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
+              help="Cut each epoch after this many steps (quick tries).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also write last.pt every N steps (0: at the end of each epoch only).")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR/last.pt exactly where it stopped.")
+@reports_errors
+def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, size: int | None,
+                  device: str, workers: int, seed: int, width: float, encoder_weights: Path | None,
+                  encoder_normalization: str, encoding: str, val_split: str, norm: str, steps_per_epoch: int | None,
+                  checkpoint_every: int, resume: bool) -> None:
+    """Train the DeepFlash network on the shards of prep build-h5.
+
+    Writes RUN_DIR/last.pt (each epoch, with optimizer state: --resume continues exactly), best.pt (lowest
+    validation loss), metrics.csv, loss.png and samples/epoch-NNN.png (flash | prediction | ground truth |
+    studio). On a GPU it trains in bf16 autocast with channels-last tensors.
+
+    \b
+    Examples:
+      prep train shards/ run/ --epochs 62
+      prep train shards/ run/ --width 0.125 --size 128 --epochs 2 --device cpu
+      prep train shards/ run/ --resume
+      torchrun --nproc_per_node 4 -m training train shards/ run/ --batch-size 32
+    """
+    import os
+
+    from acquisition.progress import progress_bar
+
+    from ._train import TrainConfig, train
+
+    try:
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, size=size, device=device, workers=workers,
+                             seed=seed, width=width, encoder_weights=str(encoder_weights) if encoder_weights else None,
+                             encoder_normalization=encoder_normalization, encoding=encoding, val_split=val_split,
+                             norm=norm, steps_per_epoch=steps_per_epoch, checkpoint_every=checkpoint_every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        with progress_bar(None, "training", unit="step") as update:
+            result = train(shards, run_dir, config=config, resume=resume, progress=update)
+    else:
+        result = train(shards, run_dir, config=config, resume=resume)
+    if main_rank and result.history:
+        last = result.history[-1]
+        extra = (f", validation loss {last['val_loss']:.5f}, SSIM {last['val_ssim']:.4f}, "
+                 f"PSNR {last['val_psnr']:.2f} dB" if "val_loss" in last else "")
+        click.echo(f"{result.epochs} epochs, {result.global_step} steps in {result.seconds:.1f} s: "
+                   f"train loss {last['train_loss']:.5f}{extra}; checkpoints in {run_dir}")
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@input_dir("shards")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where eval-SPLIT.csv/.md/.json go (default: beside the checkpoint).")
+@click.option("--device", default="cpu", show_default=True, help="Where the network runs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Samples per batch.")
+@reports_errors
+def evaluate_command(run_dir: Path, shards: Path, split: str, out_dir: Path | None, device: str,
+                     batch_size: int) -> None:
+    """Measure a trained network on a split, beside the identity baseline (the flash image).
+
+    RUN_DIR is a run folder of prep train (best.pt, else last.pt) or a .pt file. Prints a table like the
+    paper's Table 3: loss (eq. 5), accuracy (eq. 7), SSIM and PSNR of x - 2y + 1 against the preconditioned
+    ground truth x - 2t + 1 (eq. 8) and against the studio image; a CSV holds one row per sample.
+
+    \b
+    Example:
+      prep evaluate run/ shards/ --split test
+    """
+    from acquisition.progress import progress_bar
+
+    from ._evaluate import evaluate
+
+    with progress_bar(None, "evaluating", unit="sample") as update:
+        result = evaluate(run_dir, shards, split=split, out_dir=out_dir, device=device, batch_size=batch_size,
+                          progress=update)
+    click.echo(f"{result.count} samples of split {split!r} ({result.checkpoint}):\n\n{result.table}\n\n"
+               f"per sample: {result.csv_path}")
+
+
+@click.command("enhance")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--device", default="cpu", show_default=True, help="Where the network runs.")
+@click.option("--force", is_flag=True, help="Redo photos whose output exists (folders only).")
+@reports_errors
+def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, force: bool) -> None:
+    """Turn flash selfies into studio portraits at their full resolution.
+
+    CHECKPOINT is a .pt file or a run folder of prep train. SOURCE is a photo (DEST: the output file, its
+    extension picks the format) or a folder (DEST: a folder; same relative paths; photos that fail, e.g.
+    without a face, are reported and the others go on; existing outputs are skipped). The face is found,
+    framed as in training, relit by the network at the training size, and the predicted smooth lighting
+    difference is applied at full resolution and feathered back into the photo.
+
+    \b
+    Examples:
+      prep enhance run/ selfie.jpg studio.jpg
+      prep enhance run/best.pt selfies/ portraits/
+    """
+    from acquisition.progress import progress_bar
+
+    from ._enhance import enhance, enhance_tree
+
+    if source.is_dir():
+        with progress_bar(None, "enhancing", unit="photo") as update:
+            result = enhance_tree(checkpoint, source, dest, device=device, force=force, progress=update)
+        for path, why in result.failed:
+            click.echo(f"skipped {path}: {why}", err=True)
+        click.echo(f"{len(result.done)} enhanced, {len(result.skipped)} already done, {len(result.failed)} failed "
+                   f"-> {dest}")
+        if result.failed and not result.done and not result.skipped:
+            raise SystemExit(1)
+    else:
+        one = enhance(checkpoint, source, dest, device=device)
+        click.echo(f"{dest} ({one.shape[1]}x{one.shape[0]}, face at {one.crop[:2]}, {one.seconds:.2f} s)")
+
+
+commands: list[click.Command] = [train_command, evaluate_command, enhance_command]

@@ -1,0 +1,281 @@
+"""prep train / evaluate / enhance on tiny synthetic shards (thin network, 64 px), CPU only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from datasetgen import bilateral_filter
+from datasetgen.schema import create_shard_datasets, shard_filename
+from training import TrainConfig, TrainingError, enhance, enhance_tree, evaluate, load_checkpoint, train
+
+SIZE = 64
+SIGMA_S = 4.0  # 16 px at 256; keeps the tiny shards' filtering cheap
+THIN = 1 / 8
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _relight(studio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic 'flash' shot: brighter, with a smooth frontal highlight and a colour cast."""
+    h, w = studio.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    cx, cy = rng.uniform(0.35, 0.65, 2)
+    blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.05)[..., None]
+    cast = np.array([1.1, 1.0, 0.9]) * rng.uniform(1.1, 1.4)
+    return np.clip(studio * cast + 0.35 * blob, 0, 1)
+
+
+def make_shards(folder: Path, astronaut: np.ndarray, counts: dict[str, int], *, size: int = SIZE,
+                seed: int = 0) -> Path:
+    """Shards in the schema of datasetgen.schema, from random crops of the astronaut."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    index = 0
+    for split, count in counts.items():
+        path = folder / shard_filename(split, 0)
+        with h5py.File(path, "w") as h5:
+            create_shard_datasets(h5, count, size)
+            for row in range(count):
+                side = int(rng.integers(160, 400))
+                y0, x0 = (int(v) for v in rng.integers(0, 512 - side, 2))
+                crop = astronaut[y0:y0 + side, x0:x0 + side]
+                o = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+                x = _relight(o, rng).astype(np.float32)
+                x8, o8 = (np.rint(v * 255).astype(np.uint8) for v in (x, o))
+                x_bl = bilateral_filter(x8.astype(np.float32) / 255, SIGMA_S, 0.1)
+                o_bl = bilateral_filter(o8.astype(np.float32) / 255, SIGMA_S, 0.1)
+                valid = np.ones((size, size), np.uint8)
+                valid[: size // 8, : size // 8] = 0  # a padded corner, as rotation leaves
+                h5["flash"][row], h5["studio"][row] = x8, o8
+                h5["flash_bl"][row] = x_bl.astype(np.float16)
+                h5["target"][row] = ((x_bl - o_bl + 1) / 2).astype(np.float16)
+                h5["valid"][row] = valid
+                h5["subject"][row] = f"s{index % 3}"
+                h5["pose"][row] = f"p{index}"
+                h5["aug"][row] = index % 20
+                index += 1
+            h5.attrs.update({"format_version": 1, "sigma_s": SIGMA_S, "sigma_r": 0.1, "size": size,
+                             "split": split, "aug_table": "[]"})
+    (folder / "dataset.json").write_text(json.dumps({"parameters": {
+        "size": size, "sigma_s": SIGMA_S, "sigma_r": 0.1, "wide_factor": 2.0}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, astronaut) -> Path:
+    return make_shards(tmp_path_factory.mktemp("shards"), astronaut, {"train": 8, "val": 4, "test": 4})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the subprocesses run with OMP_NUM_THREADS=1 too: same float sums
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(**overrides) -> TrainConfig:
+    base = {"epochs": 1, "batch_size": 2, "lr": 1e-3, "width": THIN, "workers": 0, "device": "cpu", "samples": 2,
+            "seed": 3}
+    return TrainConfig(**{**base, **overrides})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def _assert_same_weights(a: dict, b: dict, atol: float = 0.0) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if atol:
+            torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
+        else:
+            assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    train(shards, run, config=config(epochs=2))
+    return run
+
+
+def test_train_writes_run_outputs(trained):
+    for name in ("last.pt", "best.pt", "metrics.csv", "loss.png", "samples/epoch-001.png", "samples/epoch-002.png"):
+        assert (trained / name).is_file(), name
+    lines = (trained / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,steps,train_loss,val_loss,val_accuracy,val_ssim,val_psnr")
+    assert len(lines) == 3
+    ckpt = torch.load(trained / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 8 and "optimizer" in ckpt
+    assert ckpt["dataset"]["wide_factor"] == 2.0 and ckpt["config"]["size"] == SIZE
+    assert not [p for p in trained.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_resume_reproduces_the_next_steps_loss(shards, tmp_path):
+    whole = train(shards, tmp_path / "whole", config=config(epochs=2))
+    train(shards, tmp_path / "half", config=config(epochs=1))
+    with pytest.raises(TrainingError, match="--resume"):
+        train(shards, tmp_path / "half", config=config(epochs=2))
+    rest = train(shards, tmp_path / "half", config=config(epochs=2), resume=True)
+    assert rest.step_losses == whole.step_losses[4:]
+    _assert_same_weights(_weights(tmp_path / "whole" / "last.pt"), _weights(tmp_path / "half" / "last.pt"))
+    assert [r["train_loss"] for r in rest.history] == [r["train_loss"] for r in whole.history]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_mid_epoch_checkpoint_resumes_exactly(shards, tmp_path):
+    whole = train(shards, tmp_path / "whole", config=config(epochs=2))
+    steps = []
+
+    def stop_after_three(n: int) -> None:
+        steps.append(n)
+        if len(steps) == 3:
+            raise _Stop  # as if the process died right after the third step's checkpoint
+
+    with pytest.raises(_Stop):
+        train(shards, tmp_path / "cut", config=config(epochs=2, checkpoint_every=1), progress=stop_after_three)
+    ckpt = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (0, 3)
+    rest = train(shards, tmp_path / "cut", config=config(epochs=2, checkpoint_every=1), resume=True)
+    assert rest.step_losses == whole.step_losses[3:]
+    assert [r["train_loss"] for r in rest.history] == [r["train_loss"] for r in whole.history]
+    _assert_same_weights(_weights(tmp_path / "whole" / "last.pt"), _weights(tmp_path / "cut" / "last.pt"))
+
+
+def test_validation_is_skipped_without_the_split(shards, tmp_path, caplog):
+    result = train(shards, tmp_path / "run", config=config(val_split="nope", steps_per_epoch=1))
+    assert "validation is skipped" in caplog.text
+    assert "val_loss" not in result.history[0]
+    assert result.best_checkpoint is not None
+
+
+def test_evaluate_reports_model_and_identity(trained, shards, tmp_path):
+    result = evaluate(trained, shards, split="test", out_dir=tmp_path)
+    assert result.count == 4
+    rows = (tmp_path / "eval-test.csv").read_text().splitlines()
+    assert len(rows) == 5 and "identity_ssim_gt" in rows[0]
+    assert "identity (the flash image)" in result.table and "DeepFlash" in result.table
+    # The identity baseline by hand: pred = x against x - 2t + 1 and against the studio image.
+    from skimage.metrics import peak_signal_noise_ratio
+
+    psnrs_gt, psnrs_o = [], []
+    with h5py.File(shards / "test-00000.h5") as h5:
+        for row in range(4):
+            x = h5["flash"][row].astype(np.float64) / 255
+            o = h5["studio"][row].astype(np.float64) / 255
+            t = h5["target"][row].astype(np.float64)
+            truth = np.clip(x - 2 * t + 1, 0, 1)
+            psnrs_gt.append(peak_signal_noise_ratio(truth, x, data_range=1.0))
+            psnrs_o.append(peak_signal_noise_ratio(o, x, data_range=1.0))
+    assert result.summary["identity"]["psnr_gt"] == pytest.approx(np.mean(psnrs_gt), abs=1e-3)
+    assert result.summary["identity"]["psnr_studio"] == pytest.approx(np.mean(psnrs_o), abs=1e-3)
+    # The identity's output is y = 1/2: its eq. 7 accuracy is 100 - 100 * mean|2t - 1|.
+    assert 0 < result.summary["identity"]["accuracy"] < 100
+
+
+@pytest.mark.parametrize("encoding", ["A", "B"])
+def test_other_encodings_train_and_evaluate(shards, tmp_path, encoding):
+    train(shards, tmp_path / "run", config=config(encoding=encoding, steps_per_epoch=2))
+    result = evaluate(tmp_path / "run", shards, split="test")
+    assert result.encoding == encoding and np.isfinite(result.summary["model"]["ssim_gt"])
+
+
+def _portrait(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut inside a larger grey frame (a 'selfie' whose background is far from the face)."""
+    canvas = np.full((900, 760, 3), 90, np.uint8)
+    canvas[200:712, 100:612] = astronaut
+    return canvas
+
+
+def test_enhance_keeps_size_and_leaves_far_pixels_untouched(trained, astronaut, tmp_path):
+    from acquisition.imageio import read_image, write_image
+
+    photo = _portrait(astronaut)
+    write_image(tmp_path / "in.png", photo)
+    result = enhance(trained, tmp_path / "in.png", tmp_path / "out.png")
+    out = read_image(tmp_path / "out.png")
+    assert out.shape == photo.shape and out.dtype == photo.dtype
+    left, top, side = result.crop
+    outside = np.ones(photo.shape[:2], bool)
+    outside[max(0, top):top + side, max(0, left):left + side] = False
+    assert outside.mean() > 0.3
+    np.testing.assert_array_equal(out[outside], photo[outside])
+    cx, cy = (int(v) for v in result.face.center)
+    assert np.abs(out[cy - 10:cy + 10, cx - 10:cx + 10].astype(int) - photo[cy - 10:cy + 10, cx - 10:cx + 10]).max() > 0
+
+
+def test_enhance_tree_reports_bad_photos_and_goes_on(trained, astronaut, tmp_path):
+    from acquisition.imageio import write_image
+
+    src = tmp_path / "in"
+    write_image(src / "a" / "face.jpg", _portrait(astronaut))
+    write_image(src / "noface.png", np.full((200, 300, 3), 128, np.uint8))
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = enhance_tree(trained, src, tmp_path / "out")
+    assert [r.output_path for r in result.done] == [tmp_path / "out" / "a" / "face.jpg"]
+    assert sorted(p.name for p, _ in result.failed) == ["broken.jpg", "noface.png"]
+    assert any("no face" in why for _, why in result.failed)
+    again = enhance_tree(trained, src, tmp_path / "out")
+    assert again.skipped == (src / "a" / "face.jpg",)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _prep(*args: str) -> list[str]:
+    return [sys.executable, "-m", "training", *args]
+
+
+CLI_ARGS = ["--epochs", "3", "--batch-size", "2", "--lr", "1e-3", "--width", "0.125", "--workers", "0",
+            "--device", "cpu", "--seed", "3"]
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(shards, tmp_path):
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_prep("-q", "train", str(shards), str(run), *CLI_ARGS, "--checkpoint-every", "1"),
+                            env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (run / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert alive, "the run ended before it could be killed: " + proc.stderr.read().decode()
+    killed_at = torch.load(run / "last.pt", weights_only=True)
+    assert (killed_at["epoch"], killed_at["step_in_epoch"]) < (3, 0)
+    done = subprocess.run(_prep("-q", "train", str(shards), str(run), *CLI_ARGS, "--resume"), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    train(shards, tmp_path / "whole", config=config(epochs=3))
+    _assert_same_weights(_weights(tmp_path / "whole" / "last.pt"), _weights(run / "last.pt"))
+
+
+def test_two_gloo_processes_match_one_process(shards, tmp_path):
+    common = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--lr", "1e-3", "--width", "0.125",
+              "--workers", "0", "--device", "cpu", "--seed", "3", "--val-split", "val"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "training", "-q", "train", str(shards), str(tmp_path / "ddp"), *common]
+    done = subprocess.run([*cmd, "--norm", "none"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert ddp["world_size"] == 2
+    train(shards, tmp_path / "one", config=config(batch_size=4, steps_per_epoch=1, norm="none"))
+    _assert_same_weights(_weights(tmp_path / "one" / "last.pt"), ddp["model"], atol=1e-6)

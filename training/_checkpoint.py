@@ -1,0 +1,112 @@
+"""Checkpoints: written atomically, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of tensors and plain Python containers only (no pickled classes), so loading one never
+runs code from the file:
+
+``format``, ``version``, ``model`` (state dict), ``model_config`` (width, normalization, norm),
+``config`` (the :class:`TrainConfig` as a dict), ``dataset`` (the builder's parameters: size, sigmas, framing),
+``epoch`` (epochs completed), ``step_in_epoch`` (batches done in the epoch under way), ``global_step``,
+``history`` (one dict per finished epoch), ``best`` (best validation loss so far), ``running`` (the loss sum and
+count of the epoch under way), ``rng`` (torch, CUDA, numpy and Python generator states), and in ``last.pt``
+also ``optimizer`` (its state dict).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from acquisition.atomic import atomic_write
+
+from ._model import DeepFlashNet
+from .errors import TrainingError
+
+__all__ = ["CHECKPOINT_FORMAT", "build_model", "load_checkpoint", "load_model", "resolve_checkpoint",
+           "rng_state", "save_checkpoint", "set_rng_state"]
+
+CHECKPOINT_FORMAT = "deepflash-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors and primitives."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``: a crash never leaves half a checkpoint."""
+    with atomic_write(path, "wb") as handle:
+        torch.save(checkpoint, handle)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A ``.pt`` file, or a run folder (its ``best.pt``, else ``last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise TrainingError("no checkpoint (best.pt or last.pt) in this folder", path=path,
+                            hint="give the RUN_DIR of prep train, or a .pt file")
+    if not path.is_file():
+        raise TrainingError("no such checkpoint", path=path, hint="give the RUN_DIR of prep train, or a .pt file")
+    return path
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check its format."""
+    path = resolve_checkpoint(path)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise TrainingError(f"cannot read the checkpoint ({exc.__class__.__name__}: {exc})", path=path,
+                            hint="it may be truncated; use last.pt or best.pt of a finished epoch") from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError("not a DeepFlash checkpoint", path=path, hint="give a .pt file written by prep train")
+    if checkpoint.get("version", 0) > CHECKPOINT_VERSION:
+        raise TrainingError(f"checkpoint version {checkpoint['version']} is newer than this program "
+                            f"({CHECKPOINT_VERSION})", path=path, hint="update deepflash")
+    checkpoint["path"] = str(path)
+    return checkpoint
+
+
+def build_model(model_config: dict[str, Any]) -> DeepFlashNet:
+    """A fresh network from the ``model_config`` of a checkpoint."""
+    norm_layer = nn.BatchNorm2d if model_config.get("norm", "batch") == "batch" else nn.Identity
+    return DeepFlashNet(width=float(model_config["width"]), normalization=model_config["normalization"],
+                        norm_layer=norm_layer)
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[DeepFlashNet, dict[str, Any]]:
+    """The trained network of a checkpoint (in eval mode, on ``device``) and the checkpoint itself."""
+    checkpoint = load_checkpoint(path)
+    model = build_model(checkpoint["model_config"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as exc:
+        raise TrainingError(f"the weights do not fit the network ({exc})", path=checkpoint["path"]) from exc
+    return model.to(device).eval(), checkpoint
