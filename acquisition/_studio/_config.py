@@ -29,8 +29,8 @@ class StudioConfig:
     flash_falloff : float
         Exponent on the physical inverse-square (and cosine) fall-off: 0 = flat light, 1 = a point light.
     background_distance : float
-        How much farther the background is than the subject, in subject distances (0.9 = 1.9x as far, so
-        1/1.9**2 = 28 % of the light).
+        How much farther the background is than the subject, in subject distances (1.5 = 2.5x as far, so
+        1/2.5**2 = 16 % of the light).
     shading_flatten : float
         0-1, how much of the portrait's own large-scale face shading the on-axis flash removes.
     specular_strength : float
@@ -61,9 +61,9 @@ class StudioConfig:
     studio_warmth: float = 0.02
     flash_power: float = 1.0
     flash_falloff: float = 1.0
-    background_distance: float = 0.9
+    background_distance: float = 1.5
     shading_flatten: float = 0.7
-    specular_strength: float = 0.55
+    specular_strength: float = 0.8
     shadow_strength: float = 0.6
     shadow_offset: tuple[float, float] = (0.02, 0.012)
     flash_coolness: float = 0.1
