@@ -1,0 +1,658 @@
+"""``build_shards``: registered pairs -> face crops -> x20 samples -> bilateral encoding -> HDF5 shards.
+
+Safety and resumption. Every pair is processed (possibly in a worker process) into a hidden work folder,
+``shards/.work/``: ``samples/<subject>/<pose>.npz`` (its 20 samples) and ``records/<subject>/<pose>.json`` (what
+happened: ok with a sample count, or skipped with the reason), both written atomically. Shards are assembled in
+the main process from those files, in a fixed order (split, subject, pose, augmentation), written under a
+temporary name and renamed when complete; a pair's sample file is deleted once every shard holding its rows is
+complete. An interrupted build therefore resumes where it stopped: complete shards are kept, processed pairs
+are not processed again, and the shard being written is rewritten from the sample files. Because shards are
+always written by the same sequence of HDF5 operations from the same arrays (no timestamps), the result is
+byte-identical to an uninterrupted build, for any number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from acquisition.atomic import TEMP_PREFIX, atomic_write, fsync_directory, write_json_atomic, write_text_atomic
+from acquisition.errors import PrepError
+from acquisition.faces import FaceBox
+from acquisition.layout import Pair, discover_pairs
+from acquisition.parallel import map_in_order
+from acquisition.progress import ProgressCallback
+
+from ._augment import FRAMINGS, AugSpec, aug_table, render_framing
+from ._splits import assign_splits, parse_fractions
+from .errors import DatasetGenError
+from .schema import (
+    COMPRESSIONS,
+    FILE_KWARGS,
+    IMAGE_DATASETS,
+    SPLITS,
+    create_shard_datasets,
+    parse_shard_filename,
+    sample_bytes,
+    shard_filename,
+    write_shard_attrs,
+)
+
+__all__ = ["BuildConfig", "BuildSummary", "SkippedPair", "build_shards"]
+
+log = logging.getLogger(__name__)
+
+WORK_DIR: Final = ".work"
+DATASET_JSON: Final = "dataset.json"
+INDEX_CSV: Final = "index.csv"
+REGISTRATION_CSV: Final = "registration.csv"
+VALID_NAME: Final = "valid.png"
+INDEX_COLUMNS: Final = ("file", "row", "subject", "pose", "aug", "split")
+_COMPRESSED_RATIO: Final = 0.75  # photos compress poorly with HDF5 filters (NOTES: 1.3-1.6x)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Parameters of a dataset build; the defaults are the paper's.
+
+    Parameters
+    ----------
+    size : int
+        Side of the square samples in pixels.
+    sigma_s, sigma_r : float
+        Bilateral filter: spatial sigma (pixels of the sample) and range sigma (RGB in [0, 1]).
+    wide_factor : float
+        The wide framing is the face box's larger side times this, as a square around the face-box centre.
+    rotations_deg : tuple of float
+        Rotations about the face-box centre (positive: counter-clockwise on screen).
+    framings : tuple of str
+        ``wide`` and/or ``face`` (the tight face box).
+    mirror : bool
+        Add the left-right mirrored twin of every sample.
+    face_model : {"hog", "cnn"}
+        face_recognition's detector.
+    split : tuple of 3 floats
+        Train, val, test fractions of the subjects (ignored with ``split_file``).
+    split_file : Path, optional
+        CSV of ``subject,split`` rows, instead of random fractions.
+    seed : int
+        Seed of the random split.
+    compression : {"none", "lzf", "gzip"}
+        HDF5 filter of the image datasets (none reads fastest).
+    shard_size : int
+        At most this many samples per shard.
+    include_flagged : bool
+        Also use pairs that registration flagged for review.
+    """
+
+    size: int = 512
+    sigma_s: float = 16.0
+    sigma_r: float = 0.1
+    wide_factor: float = 2.0
+    rotations_deg: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)
+    framings: tuple[str, ...] = FRAMINGS
+    mirror: bool = True
+    face_model: str = "hog"
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_file: Path | None = None
+    seed: int = 0
+    compression: str = "none"
+    shard_size: int = 1000
+    include_flagged: bool = False
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.size <= 8192:
+            raise ValueError(f"size must be between 16 and 8192, got {self.size}")
+        if not (self.sigma_s > 0 and self.sigma_r > 0):
+            raise ValueError("sigma_s and sigma_r must be positive")
+        if not self.wide_factor >= 1.0:
+            raise ValueError(f"wide_factor must be >= 1, got {self.wide_factor}")
+        if not self.rotations_deg or not self.framings:
+            raise ValueError("at least one rotation and one framing are needed")
+        if len(set(self.framings)) != len(self.framings) or any(f not in FRAMINGS for f in self.framings):
+            raise ValueError(f"framings must be distinct values of {FRAMINGS}, got {self.framings}")
+        if self.face_model not in ("hog", "cnn"):
+            raise ValueError(f"face_model must be 'hog' or 'cnn', not {self.face_model!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, not {self.compression!r}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        object.__setattr__(self, "split", parse_fractions(self.split))
+        object.__setattr__(self, "rotations_deg", tuple(float(r) for r in self.rotations_deg))
+        object.__setattr__(self, "framings", tuple(self.framings))
+        if self.split_file is not None:
+            object.__setattr__(self, "split_file", Path(self.split_file))
+
+    @property
+    def augmentations(self) -> list[AugSpec]:
+        return aug_table(self.rotations_deg, self.framings, self.mirror)
+
+    def parameters(self) -> dict[str, Any]:
+        """The build parameters as written into ``dataset.json``."""
+        return {
+            "size": self.size, "sigma_s": self.sigma_s, "sigma_r": self.sigma_r, "wide_factor": self.wide_factor,
+            "rotations_deg": list(self.rotations_deg), "framings": list(self.framings), "mirror": self.mirror,
+            "face_model": self.face_model,
+            "split": f"file:{self.split_file.name}" if self.split_file is not None else list(self.split),
+            "seed": self.seed, "compression": self.compression, "shard_size": self.shard_size,
+            "include_flagged": self.include_flagged,
+        }
+
+
+@dataclass(frozen=True)
+class SkippedPair:
+    """A pair that gave no samples, and why."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What :func:`build_shards` produced."""
+
+    shards_dir: Path
+    shards: tuple[Path, ...]
+    samples: dict[str, int]  # per split
+    pairs: dict[str, int]  # pairs that gave samples, per split
+    subjects: dict[str, str]  # subject -> split
+    skipped: tuple[SkippedPair, ...]
+    processed: int  # pairs processed by this call
+    resumed: int  # pairs whose processing an interrupted earlier call had finished
+    up_to_date: bool = False  # nothing to do: the folder already held this very dataset
+
+    @property
+    def total(self) -> int:
+        return sum(self.samples.values())
+
+
+@dataclass(frozen=True)
+class _Job:
+    pair: Pair
+    split: str
+    valid: Path
+    config: BuildConfig
+    samples_path: Path
+    record_path: Path
+
+
+def _tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deepflash")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+# --------------------------------------------------------------------------------------------------- pair work
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch single-threaded: the same bits whatever the number of cores (and workers are the parallelism)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog") -> FaceBox | None:
+    """The face to crop: the largest face of the flash image; with several, the largest also in the studio image."""
+    from acquisition.faces import detect_faces
+
+    boxes = detect_faces(flash, model=model)  # type: ignore[arg-type]
+    if len(boxes) <= 1:
+        return boxes[0] if boxes else None
+    others = detect_faces(studio, model=model)  # type: ignore[arg-type]
+    for box in boxes:
+        if any(box.iou(other) >= 0.3 for other in others):
+            return box
+    log.info("several faces, none of them found in the studio image too: using the largest")
+    return boxes[0]
+
+
+def _read_valid(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    from acquisition.imageio import read_image
+
+    mask = read_image(path)
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    if mask.shape != shape:
+        raise DatasetGenError(f"valid mask is {mask.shape[1]}x{mask.shape[0]}, the flash image "
+                              f"{shape[1]}x{shape[0]}", path=path, hint="run prep register again for this pair")
+    return (mask > 0).astype(np.float32)
+
+
+def render_pair(flash: np.ndarray, studio: np.ndarray, valid: np.ndarray, box: FaceBox,
+                config: BuildConfig) -> dict[str, np.ndarray]:
+    """All samples of one pair, in augmentation-index order, as the arrays of the shard schema.
+
+    ``flash`` and ``studio`` are uint8 RGB at full resolution, ``valid`` a float32 mask (1 = real pixel).
+    The bilateral filter runs on the final uint8 samples (as the shard stores them), once per unmirrored sample:
+    the mirrored twin's BL is the flip of its BL (the filter commutes with mirroring).
+    """
+    from ._bilateral import bilateral_filter
+
+    specs = config.augmentations
+    rendered: dict[AugSpec, tuple[np.ndarray, ...]] = {}
+    for framing in config.framings:
+        plain = [AugSpec(r, framing, False) for r in config.rotations_deg]
+        for spec, (f, s, v) in zip(plain, render_framing(flash, studio, valid, box, plain, config.size,
+                                                          wide_factor=config.wide_factor), strict=True):
+            f_bl = bilateral_filter(f.astype(np.float32) / 255, config.sigma_s, config.sigma_r)
+            s_bl = bilateral_filter(s.astype(np.float32) / 255, config.sigma_s, config.sigma_r)
+            target = np.clip((f_bl - s_bl + 1.0) * 0.5, 0.0, 1.0)
+            rendered[spec] = (f, s, np.clip(f_bl, 0.0, 1.0).astype(np.float16), target.astype(np.float16), v)
+    out = {name: np.empty((len(specs), *shape_of(config.size)), dtype)
+           for name, (dtype, shape_of) in IMAGE_DATASETS.items()}
+    for i, spec in enumerate(specs):
+        arrays = rendered[AugSpec(spec.rotation_deg, spec.framing, False)]
+        for name, array in zip(IMAGE_DATASETS, arrays, strict=True):
+            out[name][i] = array[:, ::-1] if spec.mirrored else array
+    out["aug"] = np.arange(len(specs), dtype=np.int16)
+    return out
+
+
+def _process_pair(job: _Job) -> dict[str, Any]:
+    """Process one pair into its sample file and record; user-fixable problems become a 'skipped' record."""
+    from acquisition.faces import to_uint8
+    from acquisition.imageio import read_image
+
+    pair = job.pair
+    record: dict[str, Any] = {"pair": pair.key, "subject": pair.subject, "pose": pair.pose, "split": job.split}
+    try:
+        flash = to_uint8(read_image(pair.flash))
+        studio = to_uint8(read_image(pair.studio))
+        if flash.shape != studio.shape:
+            raise DatasetGenError(f"studio image is {studio.shape[1]}x{studio.shape[0]}, flash image "
+                                  f"{flash.shape[1]}x{flash.shape[0]}", path=pair.studio,
+                                  hint="aligned pairs must have the same size: run prep register again")
+        valid = _read_valid(job.valid, flash.shape[:2])
+        box = choose_face(flash, studio, model=job.config.face_model)
+        if box is None:
+            raise DatasetGenError("no face found in the flash image", path=pair.flash,
+                                  hint="the pair is left out; retake it or try --face-model cnn")
+        with _one_thread():
+            arrays = render_pair(flash, studio, valid, box, job.config)
+    except PrepError as exc:
+        record.update(status="skipped", reason=str(exc), samples=0)
+    else:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        with atomic_write(job.samples_path, "wb", durable=False) as handle:
+            handle.write(buffer.getbuffer())
+        record.update(status="ok", reason="", samples=len(arrays["aug"]),
+                      face=[box.left, box.top, box.right, box.bottom])
+    write_json_atomic(job.record_path, record, durable=False)
+    return record
+
+
+# ------------------------------------------------------------------------------------------------ selection
+
+def _registration_status(aligned_dir: Path) -> dict[str, str] | None:
+    """``subject/pose`` -> status from ``registration.csv``; None when the file is absent (all pairs ok)."""
+    path = aligned_dir / REGISTRATION_CSV
+    if not path.is_file():
+        return None
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetGenError(f"cannot read: {exc}", path=path, hint="run prep register again") from exc
+    statuses: dict[str, str] = {}
+    for row in rows:
+        if row.get("subject") and row.get("pose"):
+            key = f"{row['subject']}/{row['pose']}"
+        elif row.get("pair") or row.get("key"):
+            key = row.get("pair") or row.get("key") or ""
+        else:
+            raise DatasetGenError("expected columns subject, pose and status", path=path,
+                                  hint="run prep register again to rewrite it")
+        status = (row.get("status") or "").strip()
+        if status not in ("ok", "flagged", "failed"):
+            raise DatasetGenError(f"pair {key}: status {status!r} is not ok, flagged or failed", path=path)
+        statuses[key] = status
+    return statuses
+
+
+def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[SkippedPair]]:
+    discovery = discover_pairs(aligned_dir)
+    skipped = [SkippedPair(str(p.path), p.reason) for p in discovery.problems]
+    statuses = _registration_status(aligned_dir)
+    chosen = []
+    for pair in discovery.pairs:
+        status = "ok" if statuses is None else statuses.get(pair.key)
+        if status is None:
+            skipped.append(SkippedPair(pair.key, f"not in {REGISTRATION_CSV} (run prep register)"))
+        elif status == "failed":
+            skipped.append(SkippedPair(pair.key, "registration failed"))
+        elif status == "flagged" and not config.include_flagged:
+            skipped.append(SkippedPair(pair.key, "flagged by registration (check it with prep review; "
+                                                 "--include-flagged uses it)"))
+        elif not (pair.directory / VALID_NAME).is_file():
+            skipped.append(SkippedPair(pair.key, f"{VALID_NAME} missing (run prep register again)"))
+        else:
+            chosen.append(pair)
+    return chosen, skipped
+
+
+# ------------------------------------------------------------------------------------------------ the build
+
+def _fingerprint(config: BuildConfig, subjects: dict[str, str], order: list[tuple[str, Pair]]) -> str:
+    blob = json.dumps({"parameters": config.parameters(), "subjects": subjects,
+                       "pairs": [[split, pair.key] for split, pair in order]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _clean(shards_dir: Path) -> None:
+    """Remove what a build writes (and only that): shards, index, dataset.json, temp files, the work folder."""
+    if not shards_dir.is_dir():
+        return
+    for entry in shards_dir.iterdir():
+        ours = (parse_shard_filename(entry.name) is not None or entry.name in (INDEX_CSV, DATASET_JSON)
+                or entry.name.startswith(TEMP_PREFIX))
+        if entry.name == WORK_DIR and entry.is_dir():
+            shutil.rmtree(entry)
+        elif ours and entry.is_file():
+            entry.unlink()
+
+
+def _check_disk(shards_dir: Path, config: BuildConfig, samples: int) -> None:
+    per_sample = sample_bytes(config.size) * (1.0 if config.compression == "none" else _COMPRESSED_RATIO)
+    existing = sum(p.stat().st_size for p in shards_dir.glob("*.h5") if parse_shard_filename(p.name))
+    # the shards, plus the per-pair sample files of the shard being assembled
+    needed = samples * per_sample - existing + min(samples, config.shard_size + 40) * sample_bytes(config.size)
+    free = shutil.disk_usage(shards_dir).free
+    if needed > free:
+        raise DatasetGenError(
+            f"not enough free disk: the build needs about {needed / 1e9:.1f} GB "
+            f"({samples} samples of {config.size}x{config.size}, ~{per_sample / 1e6:.1f} MB each), "
+            f"{free / 1e9:.1f} GB are free", path=shards_dir,
+            hint="free some space, choose another folder, or use --compression lzf or a smaller --size")
+
+
+class _Assembler:
+    """Cuts the stream of samples (in build order) into shards and writes each one when its rows are known."""
+
+    def __init__(self, shards_dir: Path, config: BuildConfig, jobs: dict[str, _Job]) -> None:
+        self.shards_dir = shards_dir
+        self.config = config
+        self.jobs = jobs
+        self.table = [spec.as_dict() for spec in config.augmentations]
+        self.split: str | None = None
+        self.index = 0
+        self.pieces: list[tuple[dict[str, Any], Path, int, int]] = []  # record, samples file, start, stop
+        self.fill = 0
+        self.written: list[Path] = []
+
+    def add(self, record: dict[str, Any], samples_path: Path) -> None:
+        if record["split"] != self.split:
+            self.flush()
+            self.split, self.index = record["split"], 0
+        start, total = 0, int(record["samples"])
+        while start < total:
+            take = min(total - start, self.config.shard_size - self.fill)
+            self.pieces.append((record, samples_path, start, start + take))
+            self.fill += take
+            start += take
+            if self.fill == self.config.shard_size:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.pieces:
+            return
+        assert self.split is not None
+        final = self.shards_dir / shard_filename(self.split, self.index)
+        if not final.is_file():
+            self._write(final)
+        # a pair's sample file is no longer needed once its last row is in a complete shard
+        for record, samples_path, _, stop in self.pieces:
+            if stop == record["samples"]:
+                samples_path.unlink(missing_ok=True)
+        self.written.append(final)
+        self.pieces, self.fill = [], 0
+        self.index += 1
+
+    def _write(self, final: Path) -> None:
+        import h5py
+
+        tmp = final.with_name(TEMP_PREFIX + final.name)
+        tmp.unlink(missing_ok=True)
+        try:
+            with h5py.File(tmp, "w", **FILE_KWARGS) as h5:
+                create_shard_datasets(h5, self.fill, self.config.size, compression=self.config.compression)
+                write_shard_attrs(h5, split=self.split or "", size=self.config.size, sigma_s=self.config.sigma_s,
+                                  sigma_r=self.config.sigma_r, aug_table=self.table)
+                row = 0
+                subjects, poses, augs = [], [], []
+                for record, samples_path, start, stop in self.pieces:
+                    if not samples_path.is_file():
+                        log.info("%s: work file gone, processing the pair again", record["pair"])
+                        _process_pair(self.jobs[record["pair"]])
+                    try:
+                        with np.load(samples_path) as arrays:
+                            for name in IMAGE_DATASETS:
+                                h5[name][row:row + stop - start] = arrays[name][start:stop]
+                            augs.extend(int(a) for a in arrays["aug"][start:stop])
+                    except (OSError, ValueError, KeyError) as exc:
+                        raise DatasetGenError(f"the work file of pair {record['pair']} is unreadable ({exc})",
+                                              path=samples_path, hint="run the same command with --force") from exc
+                    subjects += [record["subject"]] * (stop - start)
+                    poses += [record["pose"]] * (stop - start)
+                    row += stop - start
+                h5["subject"][:] = subjects
+                h5["pose"][:] = poses
+                h5["aug"][:] = np.asarray(augs, dtype=np.int16)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+            fsync_directory(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DatasetGenError(f"cannot write the shard ({exc.strerror or exc})", path=final,
+                                  hint="check the free disk and permissions") from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        log.info("wrote %s (%d samples)", final.name, self.fill)
+
+
+def _record_path(work: Path, pair: Pair) -> Path:
+    return work / "records" / pair.subject / f"{pair.pose}.json"
+
+
+def _samples_path(work: Path, pair: Pair) -> Path:
+    return work / "samples" / pair.subject / f"{pair.pose}.npz"
+
+
+def _load_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "status" in record else None
+
+
+def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: BuildConfig = BuildConfig(),
+                 workers: int = 1, force: bool = False, progress: ProgressCallback | None = None) -> BuildSummary:
+    """Build HDF5 training shards from a registered (``aligned/``) tree.
+
+    Parameters
+    ----------
+    aligned_dir : path
+        ``<subject>/<pose>/{flash,studio,valid}.png`` as written by ``prep register``, with its
+        ``registration.csv`` (status ok / flagged / failed per pair; absent: every pair counts as ok).
+    shards_dir : path
+        Receives ``<split>-<NNNNN>.h5``, ``index.csv`` and, last, ``dataset.json``.
+    config : BuildConfig
+        Sizes, augmentations, filter, splits, compression (the paper's settings by default).
+    workers : int
+        Processes; the shards are byte-identical for any number.
+    force : bool
+        Rebuild even if ``shards_dir`` already holds a dataset (any earlier build output there is removed).
+    progress : callable, optional
+        Called with 1 per pair done.
+
+    Returns
+    -------
+    BuildSummary
+
+    Raises
+    ------
+    DatasetGenError
+        No usable pair, a bad split file, too little free disk, or ``shards_dir`` holding a different dataset
+        (without ``force``).
+    """
+    aligned_dir, shards_dir = Path(aligned_dir), Path(shards_dir)
+    if not aligned_dir.is_dir():
+        raise DatasetGenError("no such folder", path=aligned_dir, hint="give the aligned/ folder of prep register")
+    pairs, skipped = _select(aligned_dir, config)
+    if not pairs:
+        raise DatasetGenError("no usable registered pair", path=aligned_dir,
+                              hint="run prep register first" + (f"; skipped: {skipped[0].key}: {skipped[0].reason}"
+                                                                if skipped else ""))
+    subjects = assign_splits((p.subject for p in pairs), fractions=config.split, seed=config.seed,
+                             split_file=config.split_file)
+    order = sorted(((subjects[p.subject], p) for p in pairs),
+                   key=lambda sp: (SPLITS.index(sp[0]), sp[1].subject, sp[1].pose))
+    fingerprint = _fingerprint(config, subjects, order)
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    work = shards_dir / WORK_DIR
+    dataset_json = shards_dir / DATASET_JSON
+    if force:
+        _clean(shards_dir)
+    elif dataset_json.is_file():
+        try:
+            old = json.loads(dataset_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        if old.get("fingerprint") == fingerprint:
+            return _summary_from_json(shards_dir, old)
+        raise DatasetGenError("already holds a dataset built from other pairs or parameters", path=shards_dir,
+                              hint="pass --force to rebuild it, or choose another folder")
+    state_path = work / "state.json"
+    state = _load_record(state_path) if state_path.is_file() else None
+    if state is None or state.get("fingerprint") != fingerprint:
+        if work.exists() or any(parse_shard_filename(p.name) for p in shards_dir.iterdir()):
+            log.warning("%s: discarding an unfinished build made with other pairs or parameters", shards_dir)
+        _clean(shards_dir)
+        write_json_atomic(state_path, {"status": "building", "fingerprint": fingerprint})
+    for stale in shards_dir.glob(TEMP_PREFIX + "*"):
+        stale.unlink(missing_ok=True)
+
+    # A pair with a record was processed by an earlier, interrupted call. Its sample file is gone only when its
+    # shards are complete (deleted after them); should one be missing anyway, the assembler re-processes it.
+    all_jobs = {pair.key: _Job(pair, split, pair.directory / VALID_NAME, config, _samples_path(work, pair),
+                               _record_path(work, pair)) for split, pair in order}
+    jobs: list[_Job] = []
+    records: dict[str, dict[str, Any]] = {}
+    for _split, pair in order:
+        record = _load_record(_record_path(work, pair))
+        if record is not None:
+            records[pair.key] = record
+        else:
+            jobs.append(all_jobs[pair.key])
+    n_aug = len(config.augmentations)
+    _check_disk(shards_dir, config, len(order) * n_aug)
+    resumed = len(order) - len(jobs)
+    if progress and resumed:
+        progress(resumed)
+
+    assembler = _Assembler(shards_dir, config, all_jobs)
+    results = map_in_order(_process_pair, jobs, workers=workers, progress=progress)
+    final_records = []
+    for _split, pair in order:
+        record = records.get(pair.key)
+        if record is None:
+            record = next(results)
+        if record["status"] != "ok":
+            skipped.append(SkippedPair(pair.key, record["reason"]))
+            log.warning("%s: skipped: %s", pair.key, record["reason"])
+        final_records.append(record)
+        assembler.add(record, _samples_path(work, pair))
+    assembler.flush()
+    if not assembler.written:
+        raise DatasetGenError("no samples: every pair was skipped", path=aligned_dir,
+                              hint="; ".join(f"{s.key}: {s.reason}" for s in skipped[:3]))
+    return _finish(shards_dir, work, config, subjects, fingerprint, final_records, assembler.written, skipped,
+                   processed=len(jobs), resumed=resumed)
+
+
+def _finish(shards_dir: Path, work: Path, config: BuildConfig, subjects: dict[str, str], fingerprint: str,
+            records: list[dict[str, Any]], shards: list[Path], skipped: list[SkippedPair], *, processed: int,
+            resumed: int) -> BuildSummary:
+    import h5py
+
+    index_lines = [",".join(INDEX_COLUMNS)]
+    shard_entries = []
+    samples = dict.fromkeys(SPLITS, 0)
+    pairs = dict.fromkeys(SPLITS, 0)
+    for path in shards:
+        split = parse_shard_filename(path.name)[0]  # type: ignore[index]
+        with h5py.File(path, "r") as h5:
+            subj = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["subject"][:]]
+            pose = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["pose"][:]]
+            aug = h5["aug"][:]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        for row, (s, p, a) in enumerate(zip(subj, pose, aug, strict=True)):
+            writer.writerow([path.name, row, s, p, int(a), split])
+        index_lines.append(buffer.getvalue().rstrip("\n"))
+        samples[split] += len(subj)
+        shard_entries.append({"file": path.name, "split": split, "samples": len(subj), "sha256": _sha256(path)})
+    for record in records:
+        if record["status"] == "ok":
+            pairs[record["split"]] += 1
+    write_text_atomic(shards_dir / INDEX_CSV, "\n".join(line for line in index_lines if line) + "\n")
+    counts = {split: {"samples": samples[split], "pairs": pairs[split],
+                      "subjects": sum(1 for s in subjects.values() if s == split)} for split in SPLITS}
+    dataset = {
+        "format_version": 1,
+        "tool": "deepflash prep build-h5",
+        "tool_version": _tool_version(),
+        "parameters": config.parameters(),
+        "aug_table": [spec.as_dict() for spec in config.augmentations],
+        "counts": counts,
+        "subjects": subjects,
+        "shards": shard_entries,
+        "skipped": [asdict(s) for s in skipped],
+        "fingerprint": fingerprint,
+    }
+    write_json_atomic(shards_dir / DATASET_JSON, dataset)
+    shutil.rmtree(work, ignore_errors=True)
+    return BuildSummary(shards_dir, tuple(shards), samples, pairs, subjects, tuple(skipped), processed, resumed)
+
+
+def _summary_from_json(shards_dir: Path, data: dict[str, Any]) -> BuildSummary:
+    counts = data.get("counts", {})
+    return BuildSummary(
+        shards_dir=shards_dir,
+        shards=tuple(shards_dir / entry["file"] for entry in data.get("shards", [])),
+        samples={split: int(counts.get(split, {}).get("samples", 0)) for split in SPLITS},
+        pairs={split: int(counts.get(split, {}).get("pairs", 0)) for split in SPLITS},
+        subjects=dict(data.get("subjects", {})),
+        skipped=tuple(SkippedPair(s["key"], s["reason"]) for s in data.get("skipped", [])),
+        processed=0, resumed=0, up_to_date=True)
+
