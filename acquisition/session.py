@@ -43,7 +43,7 @@ from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_d
 
 __all__ = ["MANIFEST_FIELDS", "SESSION_NAME", "Action", "PoseRecord", "Prompt", "RigCheck", "SessionConfig",
            "SessionEvent", "SessionResult", "VerificationError", "append_manifest_row", "capture_session",
-           "check_rig", "complete_poses", "pose_name", "simulate_sessions", "subject_seed"]
+           "check_rig", "complete_poses", "next_pose_number", "pose_name", "simulate_sessions", "subject_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,12 @@ def complete_poses(root: str | Path, subject: str) -> list[str]:
     if not (root / subject).is_dir():
         return []
     return sorted(p.pose for p in discover_pairs(root).pairs if p.subject == subject)
+
+
+def next_pose_number(root: str | Path, subject: str) -> int:
+    """The number the subject's next pose gets: one after the highest existing ``pNN`` folder."""
+    numbers = _pose_numbers(Path(root) / subject)
+    return numbers[-1] + 1 if numbers else 1
 
 
 def _pose_numbers(subject_dir: Path) -> list[int]:
@@ -806,9 +812,15 @@ def simulate_sessions(root: str | Path, *, subjects: int, poses: int, size: tupl
         raise ValueError(f"subjects must be >= 1, got {subjects}")
     available = load_portraits(portraits) if portraits is not None else default_portraits()
     if subjects > len(available):
-        where = f"in {portraits}" if portraits is not None else "embedded (use --portraits DIR for more)"
+        where = f"in {portraits}" if portraits is not None else "embedded; --portraits DIR takes your own"
         raise AcquisitionError(f"asked for {subjects} subjects but there are only {len(available)} portraits "
                                f"{where}", path=portraits, hint=f"use --subjects {len(available)} or fewer")
+    if not resume:  # refuse before writing anything, not after the first subjects
+        for portrait in available[:subjects]:
+            folder = Path(root) / portrait.name
+            if folder.is_dir() and any(folder.iterdir()):
+                raise AcquisitionError(f"subject {portrait.name} already exists", path=folder,
+                                       hint="add --resume to continue, or choose another --out")
     config = config or SessionConfig(lamp_settle_ms=0.0, dark_wait_ms=0.0, expected_size=tuple(size))
     results = []
     for index, portrait in enumerate(available[:subjects]):
