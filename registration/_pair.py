@@ -1,0 +1,209 @@
+"""Register one pair: decode, estimate, warp, quality-control, write the aligned pose folder.
+
+The outputs are written one by one through temporary files, and ``registration.json`` (the pair's row of
+``registration.csv``, the inputs it came from, the settings) goes last: a pose folder holding it is complete,
+so an interrupted run resumes by redoing only the folders without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+import SimpleITK as sitk
+
+from acquisition.atomic import TEMP_PREFIX, fsync_directory, write_bytes_atomic, write_json_atomic
+from acquisition.errors import PrepError
+from acquisition.imageio import read_image, write_image
+from acquisition.layout import Pair
+
+from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig
+from ._estimate import estimate_affine, overlap_fraction
+from ._qc import eye_state, quality_reasons
+from ._transform import matrix_of
+from ._warp import warp_studio
+from .errors import RegistrationError
+
+__all__ = ["OUTPUT_NAMES", "RECORD_NAME", "is_complete", "read_record", "register_pair", "result_from_record"]
+
+log = logging.getLogger(__name__)
+
+#: The files of an aligned pose folder, in the order they are written; ``RECORD_NAME`` last marks completion.
+OUTPUT_NAMES: Final = ("flash.png", "studio.png", "valid.png", "transform.tfm")
+RECORD_NAME: Final = "registration.json"
+_RECORD_VERSION: Final = 1
+
+
+def _fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _write_transform(path: Path, transform: sitk.Transform) -> None:
+    """``sitk.WriteTransform`` through a temporary name (ITK picks the format by the extension)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteTransform(transform, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def _write_mask(path: Path, mask: np.ndarray, compression: int) -> None:
+    ok, encoded = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 array
+        raise RegistrationError("OpenCV could not encode the valid mask", path=path)
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+def read_record(out_dir: Path) -> dict | None:
+    """The ``registration.json`` of an aligned pose folder, or None when absent or unreadable."""
+    try:
+        record = json.loads((out_dir / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("version") == _RECORD_VERSION else None
+
+
+def is_complete(pair: Pair, out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds every output of ``pair``, made from the raw files as they are now."""
+    record = read_record(out_dir)
+    if record is None or not all((out_dir / name).is_file() for name in OUTPUT_NAMES):
+        return False
+    try:
+        inputs = [_fingerprint(pair.flash), _fingerprint(pair.studio)]
+    except OSError:
+        return False
+    return record.get("inputs") == inputs
+
+
+def result_from_record(pair: Pair, out_dir: Path, record: dict) -> PairResult:
+    """The :class:`PairResult` a finished pose folder recorded (for resumed runs)."""
+    row = record["result"]
+    return PairResult(subject=pair.subject, pose=pair.pose, status=row["status"], reason=row["reason"],
+                      metric_before=_from_json(row["metric_before"]), metric_after=_from_json(row["metric_after"]),
+                      iterations=row["iterations"], seconds=row["seconds"], parameters=tuple(row["parameters"]),
+                      initialization=row["initialization"], out_dir=out_dir, skipped=True)
+
+
+def _remove_outputs(out_dir: Path) -> None:
+    for name in (RECORD_NAME, *OUTPUT_NAMES, "meta.json"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _failed(pair: Pair, out_dir: Path, reason: str, seconds: float) -> PairResult:
+    # A failed pair leaves no images behind, so aligned/ never offers the dataset builder a pair the CSV rejects.
+    _remove_outputs(out_dir)
+    log.warning("%s failed: %s", pair.key, reason)
+    return PairResult(pair.subject, pair.pose, "failed", reason, seconds=seconds, out_dir=out_dir)
+
+
+def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig = DEFAULT_CONFIG
+                  ) -> PairResult:
+    """Register one raw pair and write its aligned pose folder.
+
+    Parameters
+    ----------
+    pair : acquisition.layout.Pair
+        The raw flash and studio files (any format :func:`acquisition.imageio.read_image` reads).
+    out_dir : str or Path
+        The aligned pose folder, e.g. ``aligned/<subject>/<pose>``; created when missing.
+    config : RegistrationConfig
+
+    Returns
+    -------
+    PairResult
+        ``ok``, ``flagged`` (kept, with the reasons) or ``failed`` (with the reason: the read error, different
+        aspect ratios, no overlap); the metric before and after, iterations, seconds and the six parameters
+        ``(a, b, c, d, tx, ty)`` of ``studio = [[a, b], [c, d]] @ flash + (tx, ty)``.
+
+    Notes
+    -----
+    Writes ``flash.png`` (the flash shot, upright, pixels untouched), ``studio.png`` (the studio shot warped
+    into the flash frame, 0 outside), ``valid.png`` (255 where the warped studio shot has data),
+    ``transform.tfm`` (``sitk.ReadTransform`` gives the flash-to-studio affine in full-resolution pixels), a
+    copy of ``meta.json`` when the raw pose has one, and ``registration.json`` last. Errors of this pair are
+    returned, not raised, except a full disk or an unwritable output folder.
+    """
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    try:
+        inputs = [_fingerprint(pair.flash), _fingerprint(pair.studio)]
+        flash = read_image(pair.flash)
+        studio = read_image(pair.studio)
+    except OSError as exc:
+        return _failed(pair, out_dir, f"cannot read the input ({exc.strerror or exc})", time.perf_counter() - start)
+    except PrepError as exc:
+        return _failed(pair, out_dir, str(exc), time.perf_counter() - start)
+    try:
+        estimate = estimate_affine(flash, studio, config=config)
+    except RegistrationError as exc:
+        return _failed(pair, out_dir, exc.message, time.perf_counter() - start)
+    covered = overlap_fraction(estimate.transform, flash.shape, studio.shape)
+    if covered < config.min_overlap:
+        return _failed(pair, out_dir, f"the studio image covers only {covered:.0%} of the flash frame after "
+                       f"registration (minimum {config.min_overlap:.0%}): no usable overlap",
+                       time.perf_counter() - start)
+    reasons = quality_reasons(estimate, flash.shape, studio.shape, config)
+    warped, valid = warp_studio(studio, estimate.transform, flash.shape, interpolator=config.interpolator)
+    del studio
+
+    # A previous, interrupted attempt may have left some outputs: the record goes first so the folder reads
+    # as incomplete until everything below is written again.
+    (out_dir / RECORD_NAME).unlink(missing_ok=True)
+    write_image(out_dir / "flash.png", flash, png_compression=config.png_compression)
+    write_image(out_dir / "studio.png", warped, png_compression=config.png_compression)
+    _write_mask(out_dir / "valid.png", valid, config.png_compression)
+    _write_transform(out_dir / "transform.tfm", estimate.transform)
+    if pair.meta is not None:
+        write_bytes_atomic(out_dir / "meta.json", pair.meta.read_bytes())
+
+    matrix, translation = matrix_of(estimate.transform)
+    parameters = (*(float(v) for v in matrix.ravel()), *(float(v) for v in translation))
+    seconds = time.perf_counter() - start
+    result = PairResult(pair.subject, pair.pose, "flagged" if reasons else "ok", "; ".join(reasons),
+                        metric_before=estimate.metric_before, metric_after=estimate.metric_after,
+                        iterations=estimate.iterations, seconds=seconds, parameters=parameters,
+                        initialization=estimate.initialization, out_dir=out_dir)
+    if reasons:
+        log.info("%s flagged: %s", pair.key, result.reason)
+    record = {
+        "version": _RECORD_VERSION,
+        "subject": pair.subject,
+        "pose": pair.pose,
+        "inputs": inputs,
+        "result": {"status": result.status, "reason": result.reason, "metric_before": _json_float(result.metric_before),
+                   "metric_after": _json_float(result.metric_after), "iterations": result.iterations,
+                   "seconds": round(seconds, 3), "parameters": list(parameters),
+                   "initialization": result.initialization},
+        "stop_condition": estimate.stop_condition,
+        "downscale": estimate.downscale,
+        "eye_aspect_ratio": {"flash": eye_state(estimate.flash_landmarks),
+                             "studio": eye_state(estimate.studio_landmarks)},
+        "config": config.as_dict(),
+    }
+    write_json_atomic(out_dir / RECORD_NAME, record)
+    return result
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _from_json(value: float | None) -> float:
+    return float("nan") if value is None else float(value)

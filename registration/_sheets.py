@@ -1,0 +1,197 @@
+"""Contact sheets of an aligned tree, so a person can check hundreds of registrations in minutes.
+
+One row per pair: flash | aligned studio | checkerboard of the two | edge overlay, under a label with
+subject/pose, status and reason (green ok, orange flagged, red failed). A misregistration shows as broken
+lines at the checkerboard's tile borders and as doubled, coloured edges in the overlay (flash edges magenta,
+studio edges green, white where they coincide); lighting differences do not, since only edges are compared.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from acquisition.errors import PrepError
+from acquisition.faces import to_uint8
+from acquisition.imageio import read_image, write_image
+from acquisition.layout import discover_pairs
+from acquisition.progress import ProgressCallback
+
+from ._tree import CSV_NAME, read_registration_csv
+
+__all__ = ["write_contact_sheets"]
+
+PANEL_HEIGHT: Final = 220
+LABEL_HEIGHT: Final = 26
+GAP: Final = 6
+PANELS: Final = ("flash", "aligned studio", "checkerboard", "edges: flash magenta, studio green")
+_STATUS_COLOURS: Final = {"ok": (40, 160, 60), "flagged": (230, 140, 0), "failed": (210, 40, 40)}
+_BACKGROUND: Final = (32, 32, 32)
+
+
+def _fit(image: np.ndarray, height: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    width = max(1, round(w * height / h))
+    return cv2.resize(to_uint8(image), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
+    h, w = a.shape[:2]
+    side = max(4, min(h, w) // tiles)
+    yy, xx = np.mgrid[0:h, 0:w]
+    pick = ((yy // side + xx // side) % 2 == 0)[..., None]
+    return np.where(pick, a, b)
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    lum = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lum = cv2.GaussianBlur(lum, (0, 0), 1.0)
+    magnitude = cv2.magnitude(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
+    scale = float(np.percentile(magnitude, 98)) or 1.0
+    return np.clip(magnitude / scale, 0.0, 1.0)
+
+
+def _edge_overlay(flash: np.ndarray, studio: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    ef, es = _edges(flash), _edges(studio)
+    if valid is not None:
+        es = es * (valid > 0)
+    return (np.stack([ef, es, ef], axis=2) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _label(width: int, text: str, status: str) -> np.ndarray:
+    strip = np.full((LABEL_HEIGHT, width, 3), _BACKGROUND, dtype=np.uint8)
+    colour = _STATUS_COLOURS.get(status, (150, 150, 150))
+    cv2.rectangle(strip, (0, 0), (8, LABEL_HEIGHT - 1), colour, thickness=-1)
+    max_chars = max(10, (width - 20) // 9)
+    if len(text) > max_chars:
+        text = text[: max_chars - 3] + "..."
+    cv2.putText(strip, text, (16, LABEL_HEIGHT - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (235, 235, 235), 1, cv2.LINE_AA)
+    return strip
+
+
+def _message_panel(width: int, lines: list[str]) -> np.ndarray:
+    panel = np.full((PANEL_HEIGHT, width, 3), (60, 60, 60), dtype=np.uint8)
+    for i, line in enumerate(lines[:8]):
+        cv2.putText(panel, line[: max(8, width // 9)], (10, 28 + 24 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                    (230, 230, 230), 1, cv2.LINE_AA)
+    return panel
+
+
+def _pair_panels(folder: Path) -> list[np.ndarray]:
+    flash = _fit(read_image(folder / "flash.png"), PANEL_HEIGHT)
+    studio = _fit(read_image(folder / "studio.png"), PANEL_HEIGHT)
+    if studio.shape != flash.shape:
+        studio = cv2.resize(studio, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_AREA)
+    valid = None
+    valid_path = folder / "valid.png"
+    if valid_path.is_file():
+        mask = cv2.imread(str(valid_path), cv2.IMREAD_GRAYSCALE)
+        if mask is not None:
+            valid = cv2.resize(mask, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return [flash, studio, _checkerboard(flash, studio), _edge_overlay(flash, studio, valid)]
+
+
+def _row(folder: Path | None, label: str, status: str, panel_width: int) -> np.ndarray:
+    if folder is None:
+        panels = [_message_panel(panel_width, ["no images:", *_wrap(label, panel_width // 9)])]
+    else:
+        try:
+            panels = _pair_panels(folder)
+        except PrepError as exc:
+            panels = [_message_panel(panel_width, ["cannot read:", *_wrap(str(exc), panel_width // 9)])]
+    gap = np.full((PANEL_HEIGHT, GAP, 3), _BACKGROUND, dtype=np.uint8)
+    body = panels[0]
+    for panel in panels[1:]:
+        body = np.hstack([body, gap, panel])
+    width = 4 * panel_width + 3 * GAP
+    if body.shape[1] < width:
+        body = np.hstack([body, np.full((PANEL_HEIGHT, width - body.shape[1], 3), _BACKGROUND, np.uint8)])
+    return np.vstack([_label(width, label, status), body[:, :width]])
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    width = max(10, width)
+    return [text[i:i + width] for i in range(0, len(text), width)]
+
+
+def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pairs_per_sheet: int = 8,
+                         progress: ProgressCallback | None = None) -> list[Path]:
+    """Write contact-sheet PNGs of every pair of an aligned tree.
+
+    Parameters
+    ----------
+    aligned_dir : str or Path
+        The output of ``prep register`` (``<subject>/<pose>/flash.png, studio.png, valid.png`` and
+        ``registration.csv``, whose status and reason label each row; failed pairs get a row with the reason).
+    sheets_dir : str or Path
+        Receives ``sheet-0001.png``, ``sheet-0002.png``, ... (created when missing; written atomically).
+    pairs_per_sheet : int
+        Rows per sheet.
+    progress : callable, optional
+        Called with 1 after each pair.
+
+    Returns
+    -------
+    list of Path
+        The sheets written, in order (empty when the tree holds no pair and no CSV row).
+
+    Raises
+    ------
+    PrepError
+        When ``aligned_dir`` is not a folder, or a sheet cannot be written.
+    """
+    if pairs_per_sheet < 1:
+        raise ValueError(f"pairs_per_sheet must be >= 1, got {pairs_per_sheet}")
+    aligned_dir, sheets_dir = Path(aligned_dir), Path(sheets_dir)
+    discovery = discover_pairs(aligned_dir)
+    folders = {pair.key: pair.directory for pair in discovery.pairs}
+    rows: list[tuple[Path | None, str, str]] = []
+    seen: set[str] = set()
+    for row in read_registration_csv(aligned_dir / CSV_NAME):
+        key = f"{row['subject']}/{row['pose']}"
+        status, reason = row.get("status", ""), row.get("reason", "")
+        text = f"{key}  {status.upper()}" + (f"  {reason}" if reason else "")
+        rows.append((folders.get(key) if status != "failed" else None, text, status))
+        seen.add(key)
+    for key, folder in folders.items():
+        if key not in seen:
+            rows.append((folder, f"{key}  (not in {CSV_NAME})", ""))
+    if not rows:
+        return []
+    panel_width = _panel_width(rows)
+    written: list[Path] = []
+    for index in range(math.ceil(len(rows) / pairs_per_sheet)):
+        chunk = rows[index * pairs_per_sheet:(index + 1) * pairs_per_sheet]
+        strips = []
+        for folder, text, status in chunk:
+            strips.append(_row(folder, text, status, panel_width))
+            strips.append(np.full((GAP, strips[-1].shape[1], 3), _BACKGROUND, dtype=np.uint8))
+            if progress:
+                progress(1)
+        path = sheets_dir / f"sheet-{index + 1:04d}.png"
+        write_image(path, np.vstack(strips[:-1]), png_compression=6)
+        written.append(path)
+    return written
+
+
+def _panel_width(rows: list[tuple[Path | None, str, str]]) -> int:
+    """Panel width of the first readable pair (all rows of a session share it), else a 3:4 portrait's."""
+    for folder, _, _ in rows:
+        if folder is None:
+            continue
+        try:
+            h, w = _image_size(folder / "flash.png")
+        except (OSError, ValueError):
+            continue
+        return max(1, round(w * PANEL_HEIGHT / h))
+    return round(PANEL_HEIGHT * 3 / 4)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.height, im.width

@@ -1,0 +1,142 @@
+"""Register every pair of a raw session tree into an aligned tree, resumably and in parallel."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from acquisition.atomic import write_text_atomic
+from acquisition.layout import LayoutProblem, Pair, discover_pairs, pose_dir
+from acquisition.parallel import map_in_order
+from acquisition.progress import ProgressCallback
+
+from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig, RegistrationSummary
+from ._pair import is_complete, read_record, register_pair, result_from_record
+from .errors import RegistrationError
+
+__all__ = ["CSV_COLUMNS", "CSV_NAME", "read_registration_csv", "register_tree"]
+
+log = logging.getLogger(__name__)
+
+CSV_NAME: Final = "registration.csv"
+#: ``a, b, c, d, tx, ty``: ``studio = [[a, b], [c, d]] @ flash + (tx, ty)`` in full-resolution pixels.
+CSV_COLUMNS: Final = ("subject", "pose", "status", "reason", "metric_before", "metric_after", "iterations",
+                      "seconds", "a", "b", "c", "d", "tx", "ty", "initialization")
+
+
+@dataclass(frozen=True)
+class _Job:
+    pair: Pair
+    out_dir: Path
+    config: RegistrationConfig
+    force: bool
+
+
+def _run_job(job: _Job) -> PairResult:
+    """One pair, in a worker: skip it when finished, else register it; never raise for this pair's data."""
+    if not job.force and is_complete(job.pair, job.out_dir):
+        record = read_record(job.out_dir)
+        if record is not None:
+            return result_from_record(job.pair, job.out_dir, record)
+    # A PrepError from writing (disk full, permissions) propagates: every other pair would fail the same way.
+    try:
+        return register_pair(job.pair, job.out_dir, config=job.config)
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        # SimpleITK and OpenCV raise RuntimeError/ValueError on input they cannot handle; one bad pair must not
+        # stop a session of hundreds, so the pair fails with the message and the others go on.
+        log.exception("%s: unexpected error", job.pair.key)
+        return PairResult(job.pair.subject, job.pair.pose, "failed",
+                          f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}",
+                          out_dir=job.out_dir)
+
+
+def _problem_row(raw_dir: Path, problem: LayoutProblem) -> PairResult:
+    try:
+        parts = problem.path.relative_to(raw_dir).parts
+    except ValueError:
+        parts = (problem.path.name,)
+    subject = parts[0] if parts else ""
+    pose = parts[1] if len(parts) > 1 else ""
+    return PairResult(subject, pose, "failed", str(problem.reason) + f" ({problem.path})")
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.10g}"
+
+
+def _csv_text(results: list[PairResult]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        writer.writerow([r.subject, r.pose, r.status, r.reason, _number(r.metric_before), _number(r.metric_after),
+                         r.iterations, f"{r.seconds:.3f}", *(_number(v) for v in r.parameters), r.initialization])
+    return out.getvalue()
+
+
+def read_registration_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a ``registration.csv`` as dicts keyed by :data:`CSV_COLUMNS` (empty when missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _check_folders(raw_dir: Path, aligned_dir: Path) -> None:
+    raw, aligned = raw_dir.resolve(), aligned_dir.resolve()
+    if raw == aligned or raw in aligned.parents or aligned in raw.parents:
+        raise RegistrationError("the aligned folder must be outside the raw folder (and not contain it)",
+                                path=aligned_dir,
+                                hint=f"choose a folder beside {raw_dir}, e.g. {raw_dir.parent / 'aligned'}")
+
+
+def register_tree(raw_dir: str | Path, aligned_dir: str | Path, *, config: RegistrationConfig = DEFAULT_CONFIG,
+                  workers: int = 1, force: bool = False, progress: ProgressCallback | None = None
+                  ) -> RegistrationSummary:
+    """Register every pair under ``raw_dir`` into ``aligned_dir`` (same ``<subject>/<pose>`` layout).
+
+    Parameters
+    ----------
+    raw_dir : str or Path
+        ``<subject>/<pose>/flash.<ext>`` + ``studio.<ext>`` (the capture layout).
+    aligned_dir : str or Path
+        Receives ``<subject>/<pose>/{flash.png, studio.png, valid.png, transform.tfm, registration.json}``
+        and ``registration.csv``; created when missing. Must not be inside ``raw_dir`` (nor contain it).
+    config : RegistrationConfig
+    workers : int
+        Processes; the outputs are byte-identical for any number (fixed sampling seed, one thread each).
+    force : bool
+        Redo pairs whose outputs are complete; without it they are skipped (incomplete ones are redone).
+    progress : callable, optional
+        Called with 1 after each pair.
+
+    Returns
+    -------
+    RegistrationSummary
+        One :class:`PairResult` per pair in discovery order, then one ``failed`` row per layout problem (a
+        missing partner, a bad name). ``any_failed`` tells whether the command should exit non-zero.
+
+    Raises
+    ------
+    RegistrationError
+        When the folders overlap or the output cannot be written (other errors fail their pair only).
+    """
+    raw_dir, aligned_dir = Path(raw_dir), Path(aligned_dir)
+    discovery = discover_pairs(raw_dir)
+    _check_folders(raw_dir, aligned_dir)
+    aligned_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [_Job(pair, pose_dir(aligned_dir, pair.subject, pair.pose), config, force) for pair in discovery.pairs]
+    results = list(map_in_order(_run_job, jobs, workers=workers, progress=progress))
+    results += [_problem_row(raw_dir, problem) for problem in discovery.problems]
+    csv_path = aligned_dir / CSV_NAME
+    write_text_atomic(csv_path, _csv_text(results))
+    summary = RegistrationSummary(aligned_dir, tuple(results), csv_path)
+    log.info("registered %d pairs: %d ok, %d flagged, %d failed (%d already done)", len(results), summary.ok,
+             summary.flagged, summary.failed, summary.skipped)
+    return summary
