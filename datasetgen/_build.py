@@ -213,18 +213,23 @@ def _one_thread() -> Iterator[None]:
 
 
 def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog") -> FaceBox | None:
-    """The face to crop: the largest face of the flash image; with several, the largest also in the studio image."""
+    """The face to crop, or None.
+
+    One face: that one. Several: those also found in the studio image (IoU >= 0.3; all of them if none is);
+    among those, the ones that a second detection without upsampling confirms (HOG's false positives, such as
+    a round badge on a jacket, rarely survive it; all of them if none does); the largest of what is left.
+    """
     from acquisition.faces import detect_faces
 
     boxes = detect_faces(flash, model=model)  # type: ignore[arg-type]
     if len(boxes) <= 1:
         return boxes[0] if boxes else None
     others = detect_faces(studio, model=model)  # type: ignore[arg-type]
-    for box in boxes:
-        if any(box.iou(other) >= 0.3 for other in others):
-            return box
-    log.info("several faces, none of them found in the studio image too: using the largest")
-    return boxes[0]
+    both = [box for box in boxes if any(box.iou(other) >= 0.3 for other in others)] or boxes
+    if len(both) > 1:
+        strict = detect_faces(flash, model=model, upsample=0)  # type: ignore[arg-type]
+        both = [box for box in both if any(box.iou(other) >= 0.3 for other in strict)] or both
+    return both[0]
 
 
 def _read_valid(path: Path, shape: tuple[int, int]) -> np.ndarray:

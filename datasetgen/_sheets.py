@@ -1,0 +1,86 @@
+"""Contact sheets of random shard samples: flash, studio, BL(flash), target, side by side, one sample a row.
+
+Why: a glance at a few samples catches what numbers miss (a crop that cut the face, a mirrored studio image,
+a target that is all grey because the studio image is black).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from acquisition.imageio import write_image
+
+from ._build import INDEX_CSV
+from .errors import DatasetGenError
+
+__all__ = ["write_shard_sheets"]
+
+_TILE = 192
+_ROWS_PER_SHEET = 8
+_LABEL_H = 18
+
+
+def _tile(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8:
+        image = (np.clip(image.astype(np.float32), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    return cv2.resize(image, (_TILE, _TILE), interpolation=cv2.INTER_AREA)
+
+
+def _label(width: int, text: str) -> np.ndarray:
+    strip = np.full((_LABEL_H, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, _LABEL_H - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count: int = 16, seed: int = 0) -> list[Path]:
+    """Write PNG contact sheets of ``count`` random samples (8 per sheet); return their paths.
+
+    Each row shows flash | studio | BL(flash) | target of one sample, labelled ``file row: subject/pose aug``.
+    The same ``seed`` picks the same samples.
+    """
+    import h5py
+
+    shards_dir, sheets_dir = Path(shards_dir), Path(sheets_dir)
+    index = shards_dir / INDEX_CSV
+    if not index.is_file():
+        raise DatasetGenError("no index.csv: not a finished shard folder", path=shards_dir,
+                              hint="run prep build-h5 first")
+    with open(index, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DatasetGenError("index.csv lists no samples", path=index)
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    picks = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
+    picked = [rows[i] for i in sorted(picks)]
+    lines = []
+    handles: dict[str, h5py.File] = {}
+    try:
+        for row in picked:
+            name = row["file"]
+            if name not in handles:
+                try:
+                    handles[name] = h5py.File(shards_dir / name, "r")
+                except OSError as exc:
+                    raise DatasetGenError(f"cannot open shard ({exc})", path=shards_dir / name,
+                                          hint="run prep verify") from exc
+            h5, r = handles[name], int(row["row"])
+            tiles = [_tile(h5[ds][r]) for ds in ("flash", "studio", "flash_bl", "target")]
+            strip = np.hstack(tiles)
+            text = f"{name} {r}: {row['subject']}/{row['pose']} aug {row['aug']} ({row['split']})"
+            lines.append(np.vstack([_label(strip.shape[1], text), strip]))
+    finally:
+        for h5 in handles.values():
+            h5.close()
+    header = _label(4 * _TILE, "flash | studio | BL(flash) | target")
+    written = []
+    for number, start in enumerate(range(0, len(lines), _ROWS_PER_SHEET)):
+        sheet = np.vstack([header, *lines[start:start + _ROWS_PER_SHEET]])
+        path = sheets_dir / f"samples-{number:03d}.png"
+        write_image(path, sheet)
+        written.append(path)
+    return written
