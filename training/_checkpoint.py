@@ -26,8 +26,17 @@ from acquisition.atomic import atomic_write
 from ._model import DeepFlashNet
 from .errors import TrainingError
 
-__all__ = ["CHECKPOINT_FORMAT", "build_model", "load_checkpoint", "load_model", "resolve_checkpoint",
-           "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "build_model",
+    "load_checkpoint",
+    "load_model",
+    "resolve_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "save_model_checkpoint",
+    "set_rng_state",
+]
 
 CHECKPOINT_FORMAT = "deepflash-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -110,3 +119,23 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
     except RuntimeError as exc:
         raise TrainingError(f"the weights do not fit the network ({exc})", path=checkpoint["path"]) from exc
     return model.to(device).eval(), checkpoint
+
+
+def save_model_checkpoint(path: str | Path, model: DeepFlashNet, *, size: int, encoding: str = "C",
+                          dataset: dict[str, Any] | None = None, norm: str = "batch") -> None:
+    """Write an inference-only checkpoint (what ``best.pt`` holds) for a network trained elsewhere.
+
+    ``evaluate`` and ``enhance`` read the training ``size``, the ``encoding`` and the builder's ``dataset``
+    parameters (``size``, ``sigma_s``, ``sigma_r``, ``wide_factor``) from it.
+    """
+    config = {"size": int(size), "encoding": encoding, "width": model.width,
+              "encoder_normalization": model.normalization, "norm": norm}
+    save_checkpoint(path, {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_config": {"width": model.width, "normalization": model.normalization, "norm": norm,
+                         "architecture": "vgg16-hdrcnn"},
+        "config": config, "dataset": dict(dataset or {"size": int(size), "sigma_s": 16.0, "sigma_r": 0.1,
+                                                      "wide_factor": 2.0}),
+        "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best": float("inf"),
+    })

@@ -212,7 +212,8 @@ def _to_float(image: Tensor, device: torch.device, size: int | None) -> Tensor:
     z = z.float() / 255.0 if image.dtype == torch.uint8 else z.float()
     if size is not None and z.shape[-1] != size:
         z = F.interpolate(z, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return z.contiguous()
+    # On CUDA the permuted NHWC layout is already channels-last, which the network wants there.
+    return z if device.type == "cuda" else z.contiguous()
 
 
 def batch_to_device(batch: dict[str, Tensor], device: torch.device | str, *, encoding: Encoding = "C",

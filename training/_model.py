@@ -184,7 +184,10 @@ class DeepFlashNet(nn.Module):
         x = self.bottleneck(x)
         for stage, skip in zip(self.decoder, reversed(skips), strict=True):
             x = stage(x, skip)
-        return torch.sigmoid(self.head(x))
+        # The head runs in float32 even under bf16 autocast: bf16 would quantise y near 1/2 to steps of 1/256,
+        # i.e. the predicted lighting difference 2y - 1 to steps of 1/128 (visible banding).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return torch.sigmoid(self.head(x.float()))
 
 
 def load_encoder_weights(model: DeepFlashNet, source: str | Path | Mapping[str, Tensor]) -> list[str]:
