@@ -235,16 +235,19 @@ def _noise_bank(size: int) -> np.ndarray:
     return np.random.default_rng(0x5EED_DF).standard_normal(size, dtype=np.float32)
 
 
-def _sensor_noise(rng: np.random.Generator, height: int, row: int) -> np.ndarray:
-    """Unit Gaussian noise, (height, row) float32: each row a randomly placed slice of a fixed bank of
-    normals (50x faster than drawing 39 million fresh normals, and just as white)."""
+def _sensor_noise(rng: np.random.Generator, sigma: np.ndarray) -> np.ndarray:
+    """Gaussian noise of per-pixel standard deviation ``sigma`` (H, W), for three channels: (H, W, 3) float32.
+
+    Each row is a randomly placed slice of a fixed bank of normals, scaled in the same pass: 30x faster than
+    drawing 39 million fresh normals for a 12 MP frame, and just as white to the eye and to JPEG.
+    """
+    height, width = sigma.shape
+    row = 3 * width
     bank = _noise_bank(max(_NOISE_BANK_SIZE, 4 * row))
     starts = rng.integers(0, bank.size - row, size=height)
-    signs = rng.integers(0, 2, size=height) * 2 - 1
-    out = np.empty((height, row), np.float32)
+    out = np.empty((height, width, 3), np.float32)
     for y in range(height):
-        out[y] = bank[starts[y]:starts[y] + row]
-    out *= signs[:, None].astype(np.float32)
+        np.multiply(bank[starts[y]:starts[y] + row].reshape(width, 3), sigma[y, :, None], out=out[y])
     return out
 
 
@@ -309,9 +312,7 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
     if level > 0:
         sigma = cv2.warpAffine(_noise_sigma(work, level), matrix, (width, height), flags=cv2.INTER_LINEAR | flags,
                                borderMode=cv2.BORDER_REFLECT_101)
-        noise = _sensor_noise(noise_rng, height, width * 3).reshape(height, width, 3)
-        noise *= sigma[:, :, None]
-        image = cv2.add(image, noise, dtype=cv2.CV_8U)
+        image = cv2.add(image, _sensor_noise(noise_rng, sigma), dtype=cv2.CV_8U)
     return RenderedShot(image=image, lighting=lighting, motion=motion)
 
 
