@@ -1,0 +1,328 @@
+"""The capture session: the simulated studio end to end, real-lamp emulators with the simulated camera,
+faults (port pulled, camera busy, disk full, Ctrl-C between the shots), resume, retake/skip/quit, rig files."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakes.serial_devices import EnttecEmulator
+
+from acquisition.cameras import open_camera
+from acquisition.errors import AcquisitionError, PrepError
+from acquisition.lamps import EnttecDmxPro
+from acquisition.layout import discover_pairs
+from acquisition.prep import main
+from acquisition.rig import load_rig
+from acquisition.session import SessionConfig, capture_session, simulate_sessions
+
+SMALL = (240, 320)
+FAST = SessionConfig(lamp_settle_ms=0, dark_wait_ms=0, expected_size=SMALL)
+
+
+def _manifest(root: Path) -> list[dict[str, str]]:
+    path = root / "manifest.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _assert_consistent(root: Path) -> list[str]:
+    """No half pair visible, one manifest row per complete pose and none for anything else."""
+    found = discover_pairs(root)
+    assert found.problems == []
+    keys = sorted(p.key for p in found.pairs)
+    assert sorted(f"{r['subject']}/{r['pose']}" for r in _manifest(root)) == keys
+    for pair in found.pairs:
+        assert pair.meta is not None
+    return keys
+
+
+def _run(args, **kwargs):
+    result = CliRunner().invoke(main, args, **kwargs)
+    return result
+
+
+# -- the virtual studio through the CLI ------------------------------------------------------------------
+
+
+def test_simulate_cli_writes_a_complete_layout_and_is_deterministic(tmp_path):
+    args = ["capture", "--simulate", "--subjects", "2", "--poses", "2", "--size", "480x640", "--seed", "3"]
+    first = _run([*args, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    keys = _assert_consistent(tmp_path / "a")
+    assert keys == ["astronaut/p01", "astronaut/p02", "grace_hopper/p01", "grace_hopper/p02"]
+    meta = json.loads((tmp_path / "a/astronaut/p02/meta.json").read_text())
+    assert set(meta["ground_truth_transform"]) == {"matrix", "translation"}
+    assert meta["shots"]["flash"]["flash_fired"] is True and meta["shots"]["studio"]["flash_fired"] is False
+    assert (meta["shots"]["flash"]["width"], meta["shots"]["flash"]["height"]) == (480, 640)
+    assert meta["tool"]["name"] == "deepflash" and "between_shots" in meta["delays_ms"]
+    assert json.loads((tmp_path / "a/astronaut/session.json").read_text())["runs"][-1]["status"] == "complete"
+    again = _run([*args, "--out", str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
+    for key in keys:
+        for role in ("flash.jpg", "studio.jpg"):
+            assert (tmp_path / "a" / key / role).read_bytes() == (tmp_path / "b" / key / role).read_bytes()
+    other = simulate_sessions(tmp_path / "c", subjects=1, poses=1, size=(480, 640), seed=4)
+    assert other[0].complete == ("p01",)
+    flash = "astronaut/p01/flash.jpg"
+    assert (tmp_path / "c" / flash).read_bytes() != (tmp_path / "a" / flash).read_bytes()
+
+
+def test_simulate_asks_for_too_many_subjects_and_refuses_existing_ones(tmp_path):
+    result = _run(["capture", "--simulate", "--subjects", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "only 2 portraits" in result.output
+    simulate_sessions(tmp_path / "r", subjects=1, poses=1, size=SMALL)
+    result = _run(["capture", "--simulate", "--subjects", "1", "--poses", "2", "--size", "240x320",
+                   "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "already exists" in result.output and "--resume" in result.output
+
+
+def test_resume_continues_with_the_same_bytes_as_an_uninterrupted_session(tmp_path):
+    simulate_sessions(tmp_path / "whole", subjects=1, poses=3, size=SMALL, seed=5)
+    simulate_sessions(tmp_path / "parts", subjects=1, poses=1, size=SMALL, seed=5)
+    (tmp_path / "parts/astronaut/.p02.partial").mkdir()  # a crash left a staged pose behind
+    result = _run(["capture", "--simulate", "--subjects", "1", "--poses", "3", "--size", "240x320", "--seed", "5",
+                   "--out", str(tmp_path / "parts"), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert _assert_consistent(tmp_path / "parts") == ["astronaut/p01", "astronaut/p02", "astronaut/p03"]
+    assert not (tmp_path / "parts/astronaut/.p02.partial").exists()
+    for pose in ("p01", "p02", "p03"):
+        assert (tmp_path / "parts/astronaut" / pose / "flash.jpg").read_bytes() == \
+            (tmp_path / "whole/astronaut" / pose / "flash.jpg").read_bytes()
+    runs = json.loads((tmp_path / "parts/astronaut/session.json").read_text())["runs"]
+    assert [r["resume"] for r in runs] == [False, True] and runs[1]["captured"] == ["p02", "p03"]
+
+
+# -- real lamps (emulated) with the simulated camera: faults -------------------------------------------
+
+
+@pytest.fixture()
+def rig():
+    """An Enttec widget emulator on a pty, its controller, and the simulated camera rendering from it."""
+    with EnttecEmulator() as widget:
+        lamps = EnttecDmxPro(widget.port, channels=(1, 2, 3, 4))
+        camera = open_camera("sim", lamps=lamps, size=SMALL, seed=0)
+        yield widget, lamps, camera
+        camera.close()
+        lamps.close()
+
+
+def _wait_levels(widget, expected):
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and widget.levels([1, 2, 3, 4]) != expected:
+        time.sleep(0.005)
+    return widget.levels([1, 2, 3, 4])
+
+
+def test_real_lamps_with_sim_camera_and_port_pulled_mid_session(rig, tmp_path):
+    widget, lamps, camera = rig
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "captured" and event.pose == "p01":
+            widget.unplug()
+
+    with pytest.raises(AcquisitionError, match="lost the Enttec DMX USB Pro") as info:
+        capture_session(tmp_path, "S001", lamps, camera, poses=3, config=FAST, on_event=on_event)
+    assert widget.port in str(info.value)
+    assert _assert_consistent(tmp_path) == ["S001/p01"]
+    assert [p.name for p in (tmp_path / "S001").iterdir() if p.name.startswith(".")] == []
+    warnings = [e.message for e in events if e.kind == "warning"]
+    assert any("could not switch the lamps off" in w for w in warnings)  # said, since it cannot be done
+    status = json.loads((tmp_path / "S001/session.json").read_text())["runs"][-1]["status"]
+    assert status.startswith("failed") and "lost the Enttec" in status
+
+
+def _failing_capture(camera, exc_factory):
+    real = camera.capture
+
+    def capture(path, *, flash):
+        if flash == "on":  # after the studio shot, before the flash shot: between the two shots
+            raise exc_factory()
+        return real(path, flash=flash)
+
+    camera.capture = capture
+
+
+def test_camera_busy_leaves_no_half_pair_and_lamps_off(rig, tmp_path):
+    from acquisition.cameras import gphoto2_error
+
+    widget, lamps, camera = rig
+
+    class Busy(Exception):
+        code = -110
+
+    _failing_capture(camera, lambda: gphoto2_error(Busy(), "taking a picture"))
+    with pytest.raises(AcquisitionError, match="camera is busy"):
+        capture_session(tmp_path, "S002", lamps, camera, poses=2, config=FAST)
+    assert _assert_consistent(tmp_path) == []
+    assert list((tmp_path / "S002").iterdir()) == [tmp_path / "S002/session.json"]
+    assert _wait_levels(widget, [0, 0, 0, 0]) == [0, 0, 0, 0]
+
+
+def test_ctrl_c_between_the_shots_keeps_the_lamps_on_when_configured(rig, tmp_path):
+    widget, lamps, camera = rig
+    capture_session(tmp_path, "S003", lamps, camera, poses=1, config=FAST)
+    _failing_capture(camera, KeyboardInterrupt)
+    config = SessionConfig(lamp_settle_ms=0, dark_wait_ms=0, lamps_after="on", lamp_level=180)
+    with pytest.raises(KeyboardInterrupt):
+        capture_session(tmp_path, "S003", lamps, camera, poses=3, config=config, resume=True)
+    assert _assert_consistent(tmp_path) == ["S003/p01"]
+    assert _wait_levels(widget, [180] * 4) == [180] * 4
+    run = json.loads((tmp_path / "S003/session.json").read_text())["runs"][-1]
+    assert run["status"] == "interrupted (Ctrl-C)"
+
+
+def test_disk_full_while_writing_the_flash_shot(rig, tmp_path, monkeypatch):
+    widget, lamps, camera = rig
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "flash.jpg" in name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    capture_session(tmp_path, "S004", lamps, camera, poses=1, config=FAST)
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(PrepError, match="disk is full"):
+        capture_session(tmp_path, "S004", lamps, camera, poses=2, config=FAST, resume=True)
+    monkeypatch.undo()
+    assert _assert_consistent(tmp_path) == ["S004/p01"]
+    assert _wait_levels(widget, [0] * 4) == [0] * 4
+    # and then the manifest append itself meets a full disk: the file is truncated back, no partial row
+    size = (tmp_path / "manifest.csv").stat().st_size
+    calls = []
+
+    def fsync_manifest(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("manifest.csv"):
+            calls.append(fd)
+            if len(calls) == 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_manifest)
+    with pytest.raises(PrepError, match="disk is full"):
+        capture_session(tmp_path, "S004", lamps, camera, poses=2, config=FAST, resume=True)
+    monkeypatch.undo()
+    assert (tmp_path / "manifest.csv").stat().st_size == size
+    assert _assert_consistent(tmp_path) == ["S004/p01"]
+
+
+def test_operator_retakes_skips_and_quits(rig, tmp_path):
+    _widget, lamps, camera = rig
+    answers = iter(["retake", "next", "skip", "quit"])
+    prompts = []
+
+    def ask(prompt):
+        prompts.append((prompt.next_pose, prompt.last_pose))
+        return next(answers)
+
+    result = capture_session(tmp_path, "S005", lamps, camera, poses=5, config=FAST, ask=ask)
+    # p01; retake p01; p02; skip p03; quit before p04
+    assert prompts == [("p02", "p01"), ("p02", "p01"), ("p03", "p02"), ("p04", "p02")]
+    assert [r.pose for r in result.captured] == ["p01", "p01", "p02"]
+    assert result.skipped == ("p03",) and result.quit
+    assert _assert_consistent(tmp_path) == ["S005/p01", "S005/p02"]
+    # resume continues after the last complete pose (the skipped number is free again)
+    result = capture_session(tmp_path, "S005", lamps, camera, poses=3, config=FAST, resume=True)
+    assert result.complete == ("p01", "p02", "p03") and [r.pose for r in result.captured] == ["p03"]
+
+
+def test_failed_check_can_be_retried_when_an_operator_is_there(rig, tmp_path):
+    _widget, lamps, camera = rig
+    real = camera.capture
+    failures = iter([True, False, False, False])
+
+    def capture(path, *, flash):
+        shot = real(path, flash=flash)
+        if flash == "on" and next(failures):
+            path.write_bytes(path.read_bytes()[:200])  # a truncated download
+        return shot
+
+    camera.capture = capture
+    errors = []
+
+    def ask(prompt):
+        errors.append(prompt.error)
+        return "next"
+
+    result = capture_session(tmp_path, "S006", lamps, camera, poses=2, config=FAST, ask=ask)
+    assert "does not decode" in str(errors[0])
+    assert result.complete == ("p01", "p02")
+    _assert_consistent(tmp_path)
+
+
+# -- CLI with emulated hardware, rig files, the self-test ------------------------------------------------
+
+
+def test_cli_real_session_with_emulated_widget_and_rig_file(tmp_path):
+    with EnttecEmulator() as widget:
+        rig_file = tmp_path / "rig.toml"
+        rig_file.write_text(f'lamps = "enttec:{widget.port}"\ncamera = "sim"\ndmx-channels = [1, 2]\n'
+                            'lamp_settle_ms = 5\ndark_wait_ms = 5\ndmx_level = 99\n')
+        result = _run(["capture", "--subject", "S010", "--poses", "2", "--out", str(tmp_path / "raw"),
+                       "--rig", str(rig_file), "--dmx-level", "200", "--size", "240x320"])
+        assert result.exit_code == 0, result.output
+        assert _assert_consistent(tmp_path / "raw") == ["S010/p01", "S010/p02"]
+        meta = json.loads((tmp_path / "raw/S010/p01/meta.json").read_text())
+        assert meta["lamps"]["channels"] == [1, 2] and meta["lamps"]["level"] == 200  # the flag won
+        assert meta["config"]["lamp_settle_ms"] == 5
+        assert widget.levels([1, 2]) == [0, 0]
+        check = _run(["capture", "check", "--rig", str(rig_file), "--lamp-settle-ms", "0", "--blinks", "1"])
+        assert check.exit_code == 0, check.output
+        assert "lamps-on command" in check.output and "test shot" in check.output
+    result = _run(["capture", "--subject", "S011", "--lamps", "enttec:/dev/nonexistent", "--camera", "sim",
+                   "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 1 and "cannot open the Enttec DMX USB Pro port" in result.output
+    result = _run(["capture", "--subject", "S011", "--lamps", "dali:x", "--camera", "sim"])
+    assert result.exit_code == 2 and "unknown lamp backend" in result.output
+    result = _run(["capture", "--subject", "S011"])
+    assert result.exit_code == 2 and "--lamps" in result.output
+
+
+def test_cli_ctrl_c_exits_130_with_a_consistent_layout(tmp_path, monkeypatch):
+    from acquisition import sim
+
+    real = sim.SimulatedCamera.capture
+
+    def capture(self, path, *, flash):
+        if flash == "on" and self.shot_index >= 3:
+            raise KeyboardInterrupt
+        return real(self, path, flash=flash)
+
+    monkeypatch.setattr(sim.SimulatedCamera, "capture", capture)
+    result = _run(["capture", "--simulate", "--subjects", "1", "--poses", "3", "--size", "240x320",
+                   "--out", str(tmp_path)])
+    assert result.exit_code == 130
+    assert _assert_consistent(tmp_path) == ["astronaut/p01"]
+
+
+def test_rig_file_errors(tmp_path):
+    bad = tmp_path / "rig.toml"
+    bad.write_text('lamps = "sim"\nlamp_settle = 3\n')
+    with pytest.raises(AcquisitionError, match="unknown key 'lamp_settle'") as info:
+        load_rig(bad)
+    assert "lamp_settle_ms" in str(info.value)
+    bad.write_text("dmx_level = 'high'\n")
+    with pytest.raises(AcquisitionError, match="should be a int"):
+        load_rig(bad)
+    bad.write_text("lamps = \n")
+    with pytest.raises(AcquisitionError, match="not valid TOML"):
+        load_rig(bad)
+    assert load_rig(_write(tmp_path / "ok.toml", 'dmx-channels = "1,2"\n')) == {"dmx_channels": "1,2"}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
