@@ -40,8 +40,8 @@ def _manual_prompt(message: str) -> None:
     try:
         click.prompt(click.style(message, bold=True), default="", show_default=False, prompt_suffix=" ",
                      err=True)
-    except click.Abort:
-        raise AcquisitionError("manual lamps need an operator, but standard input is closed",
+    except click.Abort:  # Ctrl-C or the end of standard input
+        raise AcquisitionError("manual lamps: no answer from the operator (Ctrl-C, or standard input closed)",
                                hint="run prep capture at a terminal, or use a lamp controller (--lamps)") from None
 
 
@@ -55,7 +55,10 @@ def _ask(prompt: Any) -> str:
         text += f", r retake {prompt.last_pose}"
     text += f", s skip {prompt.next_pose}, q quit"
     while True:
-        answer = click.prompt(text, default="", show_default=False, err=True).strip().lower()
+        try:
+            answer = click.prompt(text, default="", show_default=False, err=True).strip().lower()
+        except click.Abort:  # Ctrl-C at the prompt: the same clean stop as Ctrl-C during a pose
+            raise KeyboardInterrupt from None
         action = {"": "next", "r": "retake", "s": "skip", "q": "quit"}.get(answer[:1])
         if action == "retake" and prompt.last_pose is None:
             action = None
