@@ -145,13 +145,20 @@ def _warp_matrix(an: PortraitAnalysis, width: int, height: int, motion: PoseMoti
 
 
 def _gaussian_spot(shape: tuple[int, int], centre: np.ndarray, right: np.ndarray, sigma_r: float,
-                   sigma_d: float) -> np.ndarray:
+                   sigma_d: float, out: np.ndarray, weight: float) -> None:
+    """Add ``weight`` times an elliptical Gaussian (axes along ``right`` and its normal) to ``out``, in place,
+    evaluated only within four sigmas of its centre."""
     h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    reach = 4.0 * max(sigma_r, sigma_d)
+    x0, x1 = max(0, int(centre[0] - reach)), min(w, int(centre[0] + reach) + 2)
+    y0, y1 = max(0, int(centre[1] - reach)), min(h, int(centre[1] + reach) + 2)
+    if x0 >= x1 or y0 >= y1:
+        return
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     dx, dy = xs - np.float32(centre[0]), ys - np.float32(centre[1])
     along_r = dx * np.float32(right[0]) + dy * np.float32(right[1])
     along_d = -dx * np.float32(right[1]) + dy * np.float32(right[0])
-    return np.exp(-0.5 * ((along_r / sigma_r) ** 2 + (along_d / sigma_d) ** 2)).astype(np.float32)
+    out[y0:y1, x0:x1] += np.float32(weight) * np.exp(-0.5 * ((along_r / sigma_r) ** 2 + (along_d / sigma_d) ** 2))
 
 
 def _specular(an: PortraitAnalysis, rng: np.random.Generator, jitter: float) -> np.ndarray:
@@ -172,8 +179,7 @@ def _specular(an: PortraitAnalysis, rng: np.random.Generator, jitter: float) -> 
     weights = 1.0 + jitter * rng.uniform(-1.0, 1.0, size=len(spots))
     total = np.zeros(an.shape, np.float32)
     for (centre, sr, sd, weight), shift, jw in zip(spots, shifts, weights, strict=True):
-        total += np.float32(weight * jw) * _gaussian_spot(an.shape, centre + shift, right, max(sr, 0.7),
-                                                          max(sd, 0.7))
+        _gaussian_spot(an.shape, centre + shift, right, max(sr, 0.7), max(sd, 0.7), total, weight * jw)
     # Shine shows on skin, little on eyebrows, eyes and hair: scale by the local brightness of the face.
     lum = an.linear @ _LUMA
     x0, y0, x1, y1 = (int(max(0, v)) for v in (an.face.left, an.face.top, an.face.right, an.face.bottom))
