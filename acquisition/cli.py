@@ -34,6 +34,11 @@ def _from_rig(ctx: click.Context, rig: dict[str, Any], name: str, value: Any) ->
     return rig.get(name, value)
 
 
+def _interactive() -> bool:
+    """Prompts between poses only for a person at a terminal; piped or scripted runs go back to back."""
+    return sys.stdin.isatty()
+
+
 def _manual_prompt(message: str) -> None:
     from .errors import AcquisitionError
 
@@ -177,8 +182,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
             raise ValueError(f"lamps_after must be 'off' or 'on', got {lamps_after!r}")
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    interactive = sys.stdin.isatty()
-    ask = _ask if interactive else None
+    ask = _ask if _interactive() else None
 
     if simulate:
         if ctx.get_parameter_source("lamps").name == "COMMANDLINE" or \

@@ -146,3 +146,29 @@ def test_manual_lamps_ask_the_operator():
         lamps.on(180)
         lamps.off()
     assert "ON (level 180/255)" in asked[0] and "OFF" in asked[1]
+
+
+def test_open_dmx_line_sequence_is_break_mark_then_a_full_packet(tmp_path):
+    # pyserial's spy:// wrapper logs what the driver is asked to do, break conditions included.
+    log = tmp_path / "spy.txt"
+    with OpenDmxEmulator() as line:
+        lamps = OpenDmx(f"spy://{line.port}?file={log}", channels=(2,))
+        lamps.on(77)
+        lamps.close()
+        assert line.levels([1, 2, 3]) == [0, 77, 0]
+    events = []
+    for text in log.read_text().splitlines():
+        parts = text.split()
+        if len(parts) >= 3 and parts[1] == "BRK":
+            events.append(parts[2])
+        elif len(parts) >= 3 and parts[1] == "TX":
+            count = len([p for p in parts[3:19] if len(p) == 2])
+            if events and isinstance(events[-1], int):
+                events[-1] += count
+            else:
+                events.append(count)
+    assert len(events) >= 6
+    for i in range(0, len(events) - 2, 3):
+        assert events[i:i + 3] == ["active", "inactive", 513]
+    # on the wire 513 slots at 250 kbaud take ~23 ms: the thread keeps that pace even on a fast link
+    assert len(events) // 3 <= 10

@@ -326,3 +326,27 @@ def test_rig_file_errors(tmp_path):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_cli_prompts_at_a_terminal_and_manual_lamps_wait_for_enter(tmp_path, monkeypatch):
+    import acquisition.cli as cli
+
+    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    # p01 shot; at the prompt: "x" (not an answer), "r" retakes p01, Enter shoots p02, "q" quits before p03
+    result = _run(["capture", "--simulate", "--subjects", "1", "--poses", "3", "--size", "240x320",
+                   "--out", str(tmp_path / "a")], input="x\nr\n\nq\n")
+    assert result.exit_code == 0, result.output
+    assert "Answer with Enter, r, s or q" in result.output and "r retake p01" in result.output
+    assert _assert_consistent(tmp_path / "a") == ["astronaut/p01", "astronaut/p02"]
+    monkeypatch.setattr(cli, "_interactive", lambda: False)
+    # manual lamps: one Enter per switch (on, off per pose, off at the end)
+    result = _run(["capture", "--subject", "M01", "--poses", "1", "--lamps", "manual", "--camera", "sim",
+                   "--size", "240x320", "--lamp-settle-ms", "0", "--dark-wait-ms", "0",
+                   "--out", str(tmp_path / "m")], input="\n\n\n")
+    assert result.exit_code == 0, result.output
+    assert "Switch the studio lamps ON" in result.output and "Switch the studio lamps OFF" in result.output
+    assert _assert_consistent(tmp_path / "m") == ["M01/p01"]
+    result = _run(["capture", "--subject", "M02", "--poses", "1", "--lamps", "manual", "--camera", "sim",
+                   "--size", "240x320", "--out", str(tmp_path / "m")], input="")
+    assert result.exit_code == 1 and "no answer from the operator" in result.output
+    assert _assert_consistent(tmp_path / "m") == ["M01/p01"]

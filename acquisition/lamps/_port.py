@@ -43,6 +43,8 @@ def open_serial(port: str, *, device: str, baudrate: int, stopbits: float = 1, t
         else:
             hint = (f"check that the {device} is plugged in and the port name is right "
                     "(ls /dev/ttyUSB* /dev/ttyACM* on Linux, COMn on Windows)")
+        if "://" in port:  # a URL is no file path (Path would fold its slashes): name it in the message
+            raise AcquisitionError(f"cannot open the {device} port {port} ({text})", hint=hint) from exc
         raise AcquisitionError(f"cannot open the {device} port ({text})", path=port, hint=hint) from exc
 
 
@@ -55,6 +57,6 @@ def port_errors(port: str, device: str, doing: str) -> Iterator[None]:
         yield
     except (serial.SerialException, OSError) as exc:
         raise AcquisitionError(
-            f"lost the {device} while {doing} ({exc})", path=port,
+            f"lost the {device} on {port} while {doing} ({exc})",
             hint="the USB adapter was unplugged or failed: plug it back in, check the lamps, and run the same "
                  "command with --resume to continue") from exc

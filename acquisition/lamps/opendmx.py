@@ -73,11 +73,18 @@ class OpenDmx(LampController):
         self._serial.flush()  # returns when the bytes have left: the next break must not cut the packet
 
     def _refresh(self) -> None:
+        # 11 bits per slot at 250 kbaud: the packet's time on the wire. A driver that returns from flush()
+        # early (buffering, a pseudo-terminal) must not make the thread spin faster than the line runs.
+        period = BREAK_S + MARK_S + (1 + self.slots) * 11 / 250000
         while not self._stop.is_set():
             with self._lock:
                 universe = bytes(self._universe)
+            start = time.perf_counter()
             try:
                 self._send_packet(universe)
+                left = period - (time.perf_counter() - start)
+                if left > 0:
+                    time.sleep(left)
             except (serial.SerialException, OSError) as exc:
                 with self._lock:
                     self._failure = exc
