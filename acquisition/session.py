@@ -409,7 +409,6 @@ class _Session:
         self.camera_info: CameraInfo = camera.info()
         describe = getattr(lamps, "describe", None)
         self.lamps_info: dict[str, Any] = describe() if callable(describe) else {"backend": lamps.name}
-        self.warnings: list[str] = []
 
     def emit(self, kind: str, pose: str | None = None, message: str = "", **data: Any) -> None:
         if kind == "warning":
@@ -489,6 +488,7 @@ class _Session:
             self.emit("warning", pose, f"{self.subject}/{pose}: {message}")
 
         width, height = _verify(studio.path, flash.path, config, warn)
+        self.camera_info = self.camera.info()  # settings learnt while shooting (e.g. a missing flash setting)
         ms = 1000.0
         delays = {
             "lamps_on_command": (t_on - t_on_cmd) * ms,

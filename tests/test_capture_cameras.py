@@ -159,6 +159,16 @@ def test_adb_camera_pulls_verifies_and_deletes(phone, tmp_path):
     removes = [i for i, line in enumerate(log) if " rm " in line]
     assert pulls and removes and all(r > p for p, r in zip(pulls, removes, strict=True))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert sum("STILL_IMAGE_CAMERA" in line for line in log) == 1  # the shots of a pose do not reopen the app
+
+
+def test_adb_reopens_the_camera_app_after_the_phone_idled(phone, tmp_path):
+    with AdbCamera(poll_s=0.02, reopen_after_s=0.0) as camera:
+        (phone / "state.json").write_text(json.dumps({"awake": False, "camera_open": False}))  # app paused
+        shot = camera.capture(tmp_path / "x.jpg", flash="off")
+    assert shot.flash_fired is True  # no lamps file: dark, so the AUTO flash fired
+    log = (phone / "log.txt").read_text()
+    assert log.count("STILL_IMAGE_CAMERA") == 2
 
 
 def test_adb_errors_name_the_fix(phone, tmp_path):

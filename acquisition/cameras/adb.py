@@ -80,17 +80,22 @@ class AdbCamera(Camera):
         Limit for any single adb command.
     delete_after_pull : bool
         Delete each picture on the phone once its pulled copy has been verified (keeps the phone from filling).
+    reopen_after_s : float
+        Bring the camera app to the front again before a shot when the phone has been idle this long (its
+        screen may have dimmed or the app been paused); the two shots of a pose come sooner, so the flash shot
+        is never delayed by it.
     """
 
     def __init__(self, serial: str | None = None, *, adb: str = "adb", dcim: str = "/sdcard/DCIM/Camera",
                  shot_timeout_s: float = 10.0, poll_s: float = 0.1, command_timeout_s: float = 15.0,
-                 delete_after_pull: bool = True) -> None:
+                 delete_after_pull: bool = True, reopen_after_s: float = 15.0) -> None:
         self.adb = shutil.which(adb) or adb
         self.dcim = dcim.rstrip("/") or "/"
         self.shot_timeout_s = shot_timeout_s
         self.poll_s = poll_s
         self.command_timeout_s = command_timeout_s
         self.delete_after_pull = delete_after_pull
+        self.reopen_after_s = reopen_after_s
         devices = list_adb_devices(self.adb, timeout_s=command_timeout_s)
         if serial is None:
             ready = [s for s, state in devices if state == "device"]
@@ -151,7 +156,8 @@ class AdbCamera(Camera):
 
     def _open_camera_app(self) -> None:
         self._shell(["input", "keyevent", str(KEYCODE_WAKEUP)])
-        self._shell(["am", "start", "-a", STILL_CAMERA_INTENT])
+        self._shell(["am", "start", "-W", "-a", STILL_CAMERA_INTENT])  # -W: return once the app is up
+        self._last_used = time.monotonic()
 
     # -- the Camera interface -------------------------------------------------------------------------------
     def info(self) -> CameraInfo:
@@ -189,7 +195,10 @@ class AdbCamera(Camera):
         from ..imageio import read_image
 
         path = Path(path)
-        self._shell(["input", "keyevent", str(KEYCODE_WAKEUP)])
+        if time.monotonic() - self._last_used > self.reopen_after_s:
+            self._open_camera_app()
+        else:
+            self._shell(["input", "keyevent", str(KEYCODE_WAKEUP)])
         triggered = now()
         self._shell(["input", "keyevent", str(KEYCODE_CAMERA)])
         name = self._wait_for_new_picture()
@@ -211,6 +220,7 @@ class AdbCamera(Camera):
             self._known = self._listing()
         else:
             self._known.add(name)
+        self._last_used = time.monotonic()
         extra: dict[str, Any] = {"phone_file": remote}
         return Shot(path, flash, flash_fired_of(path), triggered, saved, extra={"adb": extra})
 
