@@ -120,13 +120,16 @@ def test_flash_shot_looks_like_a_flash(portraits, astro_pair):
         boxes = detect_faces(flash)
         face = min([b for b in boxes if b.area >= 0.8 * boxes[0].area], key=lambda b: b.top)
         sl = (slice(int(face.top), int(face.bottom)), slice(int(face.left), int(face.right)))
-        # Brighter highlights on the face (skin shine), a darker frame (fall-off, far background).
-        assert np.percentile(_luma(flash[sl]), 99) > np.percentile(_luma(studio[sl]), 99) + 10
+        # Brighter highlights on the face (skin shine: near-white patches), a darker frame (fall-off, far
+        # background), while the face itself keeps its exposure (the phone meters on it).
+        shine_flash, shine_studio = (_luma(flash[sl]) > 235).mean(), (_luma(studio[sl]) > 235).mean()
+        assert shine_flash > max(0.02, 2 * shine_studio)
+        assert abs(np.median(_luma(flash[sl])) - np.median(_luma(studio[sl]))) < 20
         assert _corner_luma(flash) < 0.8 * _corner_luma(studio)
         # Cooler: more blue against red on the face.
         assert _blue_red(flash[sl]) > 1.05 * _blue_red(studio[sl])
         # More sensor noise.
-        assert _noise_sigma(flash) > 1.5 * _noise_sigma(studio)
+        assert _noise_sigma(flash) > 1.3 * _noise_sigma(studio)
 
 
 def test_hard_shadow_lies_beside_the_silhouette(portraits):

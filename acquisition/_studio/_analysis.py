@@ -200,7 +200,12 @@ def _face_shading(linear: np.ndarray, mask: np.ndarray, face: FaceBox) -> np.nda
         cv2.GaussianBlur(small_mask, (0, 0), sigma_small) + 1e-4)
     large = cv2.GaussianBlur(lum * small_mask, (0, 0), sigma_large) / (
         cv2.GaussianBlur(small_mask, (0, 0), sigma_large) + 1e-4)
-    shading = np.clip((small + 1e-3) / (large + 1e-3), 0.25, 4.0)
+    ratio = (small + 1e-3) / (large + 1e-3)
+    # Relative to the face itself (the phone meters on it): flattening must not darken a face that is brighter
+    # than the suit or hair around it, only even out its own light.
+    fx0, fy0, fx1, fy1 = (round(v * size[0] / w) for v in (face.left, face.top, face.right, face.bottom))
+    core = ratio[max(0, fy0):max(fy1, fy0 + 1), max(0, fx0):max(fx1, fx0 + 1)]
+    shading = np.clip(ratio / (float(np.median(core)) if core.size else 1.0), 0.25, 4.0)
     if f < 1.0:
         shading = cv2.resize(shading, (w, h), interpolation=cv2.INTER_LINEAR)
     return (mask * shading + (1.0 - mask)).astype(np.float32)

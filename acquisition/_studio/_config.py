@@ -66,7 +66,7 @@ class StudioConfig:
     specular_strength: float = 0.8
     shadow_strength: float = 0.6
     shadow_offset: tuple[float, float] = (0.02, 0.012)
-    flash_coolness: float = 0.1
+    flash_coolness: float = 0.12
     ambient: float = 0.015
     noise_studio: float = 1.0
     noise_flash: float = 3.0
