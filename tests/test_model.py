@@ -155,3 +155,14 @@ def test_thin_model_overfits_one_batch():
         loss.backward()
         opt.step()
     assert float(loss) < first / 10, (first, float(loss))
+
+
+def test_offset_weight_interpolates_to_plain_mse():
+    rng = np.random.default_rng(4)
+    y, t = (torch.from_numpy(rng.random((2, 3, 8, 8))) for _ in range(2))
+    plain = 4 * ((t - y) ** 2).mean()
+    assert float(deepflash_loss(y, t, offset_weight=1.0)) == pytest.approx(float(plain), rel=1e-6)
+    half = deepflash_loss(y, t, offset_weight=0.5)
+    assert float(deepflash_loss(y, t)) < float(half) < float(plain)
+    valid = torch.ones(2, 8, 8)
+    assert float(deepflash_loss(y, t, valid, offset_weight=1.0)) == pytest.approx(float(plain), rel=1e-6)

@@ -185,8 +185,11 @@ def test_evaluate_reports_model_and_identity(trained, shards, tmp_path):
             psnrs_o.append(peak_signal_noise_ratio(o, x, data_range=1.0))
     assert result.summary["identity"]["psnr_gt"] == pytest.approx(np.mean(psnrs_gt), abs=1e-3)
     assert result.summary["identity"]["psnr_studio"] == pytest.approx(np.mean(psnrs_o), abs=1e-3)
-    # The identity's output is y = 1/2: its eq. 7 accuracy is 100 - 100 * mean|2t - 1|.
-    assert 0 < result.summary["identity"]["accuracy"] < 100
+    # The identity's output is y = 1/2, so t_d - y_d = 1 - 2t in eq. 7.
+    with h5py.File(shards / "test-00000.h5") as h5:
+        t_all = h5["target"][:].astype(np.float64)
+    expected = np.mean([100 - 100 * np.abs(1 - 2 * t).mean() for t in t_all])
+    assert result.summary["identity"]["accuracy"] == pytest.approx(expected, abs=1e-3)
 
 
 @pytest.mark.parametrize("encoding", ["A", "B"])
@@ -218,6 +221,21 @@ def test_enhance_keeps_size_and_leaves_far_pixels_untouched(trained, astronaut, 
     np.testing.assert_array_equal(out[outside], photo[outside])
     cx, cy = (int(v) for v in result.face.center)
     assert np.abs(out[cy - 10:cy + 10, cx - 10:cx + 10].astype(int) - photo[cy - 10:cy + 10, cx - 10:cx + 10]).max() > 0
+
+
+def test_enhance_respects_exif_orientation(trained, astronaut, tmp_path):
+    from PIL import Image
+
+    from acquisition.imageio import read_image
+
+    photo = _portrait(astronaut)
+    # Stored sideways with Orientation 6 (rotate 90 degrees clockwise to view), as phones do.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(photo, 1))).save(tmp_path / "side.jpg", quality=95, exif=exif)
+    result = enhance(trained, tmp_path / "side.jpg", tmp_path / "out.jpg")
+    assert result.shape == photo.shape[:2]
+    assert read_image(tmp_path / "out.jpg").shape == photo.shape
 
 
 def test_enhance_tree_reports_bad_photos_and_goes_on(trained, astronaut, tmp_path):

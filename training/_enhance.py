@@ -11,6 +11,7 @@ outside the square are returned bit for bit.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,11 +62,14 @@ class EnhanceTreeResult:
 def framing_square(face: FaceBox, wide_factor: float) -> tuple[int, int, int]:
     """The square the builder crops: centred on the face box, side ``wide_factor`` x its longer side.
 
-    Returns ``(left, top, side)`` in whole pixels (pixel edges; the square may leave the image).
+    Same framing as ``datasetgen``'s "wide" samples (unrotated, unmirrored). Returns ``(left, top, side)`` as
+    array indices: rows ``top .. top + side - 1`` and columns ``left .. left + side - 1`` (the square may leave
+    the image). Coordinates have their origin at the centre of the top-left pixel, so the square's left edge
+    ``cx - side / 2`` lies at array index ``cx - side / 2 + 0.5``.
     """
     cx, cy = face.center
     side = max(32, round(wide_factor * max(face.width, face.height)))
-    return round(cx - side / 2), round(cy - side / 2), side
+    return math.floor(cx - side / 2 + 1.0), math.floor(cy - side / 2 + 1.0), side
 
 
 def feather_mask(side: int, feather: float = FEATHER_FRACTION) -> np.ndarray:

@@ -36,11 +36,15 @@ def _check_pair(y: Tensor, t: Tensor) -> None:
 
 
 def deepflash_loss(y: Tensor, t: Tensor, valid: Tensor | None = None, *,
-                   reduction: Literal["mean", "none"] = "mean") -> Tensor:
+                   reduction: Literal["mean", "none"] = "mean", offset_weight: float = 0.0) -> Tensor:
     """Eq. 5: ``4/(3N) sum((t - y) + E[y - t])^2`` with E the mean over one image and one channel.
 
     The centring makes the loss blind to a constant offset per image and channel: the network learns the
-    shape of the lighting difference, not its absolute level, which the paper found steadier.
+    shape of the lighting difference, not its absolute level, which the paper found steadier. The flip side:
+    nothing pulls the per-channel mean of ``y`` anywhere, so it stays where initialisation put it (a colour
+    cast of ``pred`` that training never removes). ``offset_weight`` w adds ``4 w E[y - t]^2`` per channel:
+    w = 0 is eq. 5, w = 1 the plain (uncentred) ``4/(3N) sum (t - y)^2``, in between the scale-invariant
+    error of Eigen et al. 2014 with lambda = 1 - w.
 
     Parameters
     ----------
@@ -51,6 +55,8 @@ def deepflash_loss(y: Tensor, t: Tensor, valid: Tensor | None = None, *,
 
     reduction : {"mean", "none"}
         The batch mean (a scalar), or one loss per image (shape (N,)).
+    offset_weight : float
+        Weight in [0, 1] of the per-channel mean error (0: the paper's eq. 5).
 
     Returns
     -------
@@ -61,9 +67,12 @@ def deepflash_loss(y: Tensor, t: Tensor, valid: Tensor | None = None, *,
     _check_pair(y, t)
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', not {reduction!r}")
+    if not 0.0 <= offset_weight <= 1.0:
+        raise ValueError(f"offset_weight must lie in [0, 1], got {offset_weight}")
     diff = (t - y).float()
     if valid is None:
-        centred = diff - diff.mean(dim=(2, 3), keepdim=True)
+        mean = diff.mean(dim=(2, 3), keepdim=True)
+        centred = diff - mean
         per_image = centred.square().mean(dim=(1, 2, 3))
     else:
         mask = valid.float()
@@ -75,6 +84,8 @@ def deepflash_loss(y: Tensor, t: Tensor, valid: Tensor | None = None, *,
         mean = (diff * mask).sum(dim=(2, 3), keepdim=True) / count
         centred = (diff - mean) * mask
         per_image = centred.square().sum(dim=(1, 2, 3)) / (y.shape[1] * count.view(-1))
+    if offset_weight:
+        per_image = per_image + offset_weight * mean.square().mean(dim=(1, 2, 3))
     per_image = 4.0 * per_image
     return per_image.mean() if reduction == "mean" else per_image
 

@@ -90,6 +90,9 @@ class TrainConfig:
     norm : {"batch", "none"}
         Decoder normalisation. Batch statistics are per process on CPU; on GPU under torchrun they are
         synchronised (SyncBatchNorm).
+    offset_weight : float
+        Weight in [0, 1] of the per-channel mean error added to eq. 5 (0 = the paper's loss, which leaves the
+        colour offset of the prediction to initialisation; see :func:`deepflash_loss`).
     steps_per_epoch : int or None
         Stop each epoch after this many steps (quick demos, benchmarks); None = the whole split.
     checkpoint_every : int
@@ -113,6 +116,7 @@ class TrainConfig:
     encoding: Literal["A", "B", "C"] = "C"
     val_split: str = "val"
     norm: Literal["batch", "none"] = "batch"
+    offset_weight: float = 0.0
     steps_per_epoch: int | None = None
     checkpoint_every: int = 0
     samples: int = 4
@@ -126,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"encoding must be one of {ENCODINGS}, not {self.encoding!r}")
         if self.norm not in ("batch", "none"):
             raise ValueError(f"norm must be 'batch' or 'none', not {self.norm!r}")
+        if not 0.0 <= self.offset_weight <= 1.0:
+            raise ValueError(f"offset_weight must lie in [0, 1], got {self.offset_weight}")
         if not (self.lr > 0 and self.width > 0):
             raise ValueError("lr and width must be positive")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -492,7 +498,7 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
             batch = batch_to_device(raw, device, encoding=config.encoding, size=size)
             with _autocast(device):
                 y = model(_prepare(batch.inputs, device))
-            loss = deepflash_loss(y.float(), batch.targets, batch.valid)
+            loss = deepflash_loss(y.float(), batch.targets, batch.valid, offset_weight=config.offset_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

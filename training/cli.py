@@ -39,6 +39,9 @@ log = logging.getLogger("prep")
               help="Split validated after each epoch (skipped with a warning when missing).")
 @click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
               help="Decoder normalisation (batch: the paper's BatchNorm; synchronised across GPUs under torchrun).")
+@click.option("--offset-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Weight of the per-channel mean error added to the paper's centred loss (0 = eq. 5 exactly; "
+                   "0.1-1 also learns the global colour/brightness change).")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
               help="Cut each epoch after this many steps (quick tries).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -47,7 +50,8 @@ log = logging.getLogger("prep")
 @reports_errors
 def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, size: int | None,
                   device: str, workers: int, seed: int, width: float, encoder_weights: Path | None,
-                  encoder_normalization: str, encoding: str, val_split: str, norm: str, steps_per_epoch: int | None,
+                  encoder_normalization: str, encoding: str, val_split: str, norm: str, offset_weight: float,
+                  steps_per_epoch: int | None,
                   checkpoint_every: int, resume: bool) -> None:
     """Train the DeepFlash network on the shards of prep build-h5.
 
@@ -72,7 +76,8 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, size=size, device=device, workers=workers,
                              seed=seed, width=width, encoder_weights=str(encoder_weights) if encoder_weights else None,
                              encoder_normalization=encoder_normalization, encoding=encoding, val_split=val_split,
-                             norm=norm, steps_per_epoch=steps_per_epoch, checkpoint_every=checkpoint_every)
+                             norm=norm, offset_weight=offset_weight, steps_per_epoch=steps_per_epoch,
+                             checkpoint_every=checkpoint_every)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     main_rank = int(os.environ.get("RANK", "0")) == 0
