@@ -350,3 +350,22 @@ def test_cli_prompts_at_a_terminal_and_manual_lamps_wait_for_enter(tmp_path, mon
                    "--size", "240x320", "--out", str(tmp_path / "m")], input="")
     assert result.exit_code == 1 and "no answer from the operator" in result.output
     assert _assert_consistent(tmp_path / "m") == ["M01/p01"]
+
+
+def test_ctrl_c_in_the_lamps_off_command_between_the_shots(rig, tmp_path):
+    widget, lamps, camera = rig
+    real = lamps._set
+    interrupted = []
+
+    def _set(on, level):
+        if not on and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        real(on, level)
+
+    lamps._set = _set
+    with pytest.raises(KeyboardInterrupt):
+        capture_session(tmp_path, "S007", lamps, camera, poses=2, config=FAST)
+    assert _assert_consistent(tmp_path) == []
+    assert not [p for p in (tmp_path / "S007").iterdir() if p.name != "session.json"]
+    assert _wait_levels(widget, [0] * 4) == [0] * 4  # the safe state was restored after the interrupt
