@@ -167,6 +167,17 @@ def test_render_is_deterministic_and_seeded(portraits):
     assert a.ground_truth == b.ground_truth
     assert not np.array_equal(a.studio, c.studio) and a.ground_truth != c.ground_truth
     assert a.flash.shape == (200, 160, 3) and a.flash.dtype == np.uint8
+    flash, studio, truth = a
+    assert flash is a.flash and studio is a.studio and truth is a.ground_truth
+
+
+def test_portraits_without_a_face_still_render():
+    # A user's picture where dlib finds no face: the face is guessed in the middle, nothing fails.
+    rng = np.random.default_rng(0)
+    blobs = cv2.GaussianBlur((rng.random((96, 128, 3)) * 255).astype(np.uint8), (0, 0), 6)
+    pair = render_pair(Portrait("no-face", blobs), size=(120, 90), seed=0)
+    assert pair.flash.shape == pair.studio.shape == (90, 120, 3)
+    assert _luma(pair.flash).std() > 1 and _luma(pair.studio).std() > 1
 
 
 def test_motion_stays_within_the_configured_limits(portraits):

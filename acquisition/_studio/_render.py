@@ -95,6 +95,10 @@ class RenderedPair:
     studio: np.ndarray
     ground_truth: PoseMotion
 
+    def __iter__(self):
+        """Unpack as ``flash, studio, ground_truth = render_pair(...)``."""
+        return iter((self.flash, self.studio, self.ground_truth))
+
 
 def lighting_of(lamps: float, flash: bool) -> Lighting:
     """Name the light of a shot: lamps on (> 0) and/or flash fired."""
