@@ -53,6 +53,9 @@ class RegistrationConfig:
     mask_scale : float
     max_rotation_deg, max_scale_change, max_shear, max_shift_fraction : float
         Quality control: a transform beyond any of these is ``flagged`` (shift as a fraction of the width).
+    min_mutual_information : float
+        A pair whose mutual information after registration (minus the Mattes metric) stays under this is
+        ``flagged`` as a weak match (aligned pairs reach 1 or more; shots of different scenes ~0.1).
     ear_threshold : float
         Eye aspect ratio under which an eye counts as closed; a pair with eyes open in one shot and closed in
         the other (mean of both eyes) is ``flagged``.
@@ -90,6 +93,7 @@ class RegistrationConfig:
     max_shear: float = 0.1
     max_shift_fraction: float = 0.1
     ear_threshold: float = 0.2
+    min_mutual_information: float = 0.25
     min_overlap: float = 0.5
     interpolator: Literal["linear", "bspline", "lanczos"] = "linear"
     png_compression: int = 1
@@ -126,7 +130,7 @@ class RegistrationConfig:
         if not 0 <= self.png_compression <= 9:
             raise ValueError(f"png_compression must be in 0..9, got {self.png_compression}")
         for name in ("max_rotation_deg", "max_scale_change", "max_shear", "max_shift_fraction", "ear_threshold",
-                     "min_overlap"):
+                     "min_overlap", "min_mutual_information"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

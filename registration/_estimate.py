@@ -27,6 +27,7 @@ from .errors import RegistrationError
 __all__ = ["estimate_affine", "overlap_fraction"]
 
 _OUTSIDE = "Too many samples map outside moving image buffer"
+_METRIC_SIDE_PX = 512
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -197,18 +198,16 @@ def _coarse_search(config: RegistrationConfig, fixed: sitk.Image, moving: sitk.I
         method.SetOptimizerScalesFromPhysicalShift()
         method.SetInitialTransform(sitk.AffineTransform(candidate), inPlace=False)
         try:
-            result = method.Execute(small_fixed, small_moving)
-        except RuntimeError as exc:
-            if _OUTSIDE in str(exc):
-                continue
-            raise
+            result = _execute(method, small_fixed, small_moving)
+        except RegistrationError:
+            continue  # this start led off the picture; the others may not
         iterations += method.GetOptimizerIteration()
         value = method.GetMetricValue()
         if best is None or value < best[0]:
             matrix, translation = matrix_of(sitk.CompositeTransform(result))
             best = (value, affine_from_matrix(matrix, translation, center=candidate.GetCenter()))
     if best is None:
-        raise _no_overlap("from any starting point (too many samples map outside the studio image)")
+        raise _no_overlap("from any starting point (the registration left the picture or SimpleITK failed)")
     return best[1], iterations
 
 
@@ -222,6 +221,25 @@ def _metric_at(config: RegistrationConfig, fixed: sitk.Image, moving: sitk.Image
         if _OUTSIDE in str(exc):
             return float("nan")
         raise
+
+
+def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
+    """``method.Execute``, with SimpleITK's errors in words."""
+    try:
+        return method.Execute(fixed, moving)
+    except RuntimeError as exc:
+        if _OUTSIDE in str(exc):
+            raise _no_overlap("(the optimiser left the picture: too many samples map outside the studio image)"
+                              ) from exc
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        raise RegistrationError(f"SimpleITK failed: {lines[-1] if lines else exc}") from exc
+
+
+def _check_contrast(image: sitk.Image, role: str) -> None:
+    values = sitk.GetArrayViewFromImage(image)
+    if float(values.max() - values.min()) < 1e-3:
+        raise RegistrationError(f"the {role} image is blank (one uniform colour): there is nothing to register",
+                                hint="check that the shot was exposed; retake the pose")
 
 
 def _no_overlap(detail: str) -> RegistrationError:
@@ -271,6 +289,8 @@ def estimate_affine(flash_rgb: np.ndarray, studio_rgb: np.ndarray, *,
 
     fixed, factor = _registration_copy(flash_rgb, config.max_side_px)
     moving, _ = _registration_copy(studio_rgb, config.max_side_px)
+    _check_contrast(fixed, "flash")
+    _check_contrast(moving, "studio")
 
     flash_faces: list[_Face] = []
     studio_faces: list[_Face] = []
@@ -322,19 +342,17 @@ def estimate_affine(flash_rgb: np.ndarray, studio_rgb: np.ndarray, *,
     method.SetInitialTransform(sitk.AffineTransform(initial), inPlace=False)
     iterations = [coarse_iterations]
     method.AddCommand(sitk.sitkIterationEvent, lambda: iterations.__setitem__(0, iterations[0] + 1))
-    try:
-        result = method.Execute(fixed, moving)
-    except RuntimeError as exc:
-        if _OUTSIDE in str(exc):
-            raise _no_overlap("(the optimiser left the picture: too many samples map outside the studio image)"
-                              ) from exc
-        raise RegistrationError(f"SimpleITK failed: {str(exc).strip().splitlines()[-1]}") from exc
+    result = _execute(method, fixed, moving)
     composite = sitk.CompositeTransform(result)
     matrix, translation = matrix_of(composite)
     transform = affine_from_matrix(matrix, translation)
 
-    before = _metric_at(config, fixed, moving, mask, geometry)
-    after = _metric_at(config, fixed, moving, mask, transform)
+    # MetricEvaluate ignores sampling and reads every pixel: measure on a copy of at most ~512 px (QC only).
+    shrink = max(1, math.ceil(max(fixed.GetSize()) / _METRIC_SIDE_PX))
+    metric_mask = None if mask is None else _shrunk(mask, shrink) > 0
+    metric_images = (_shrunk(fixed, shrink), _shrunk(moving, shrink), metric_mask)
+    before = _metric_at(config, *metric_images, geometry)
+    after = _metric_at(config, *metric_images, transform)
     return AffineEstimate(
         transform=transform, initial=affine_from_matrix(start_matrix, start_translation),
         initialization=initialization, metric_before=before, metric_after=after, iterations=iterations[0],

@@ -163,9 +163,12 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
     warped, valid = warp_studio(studio, estimate.transform, flash.shape, interpolator=config.interpolator)
     del studio
 
-    # A previous, interrupted attempt may have left some outputs: the record goes first so the folder reads
-    # as incomplete until everything below is written again.
+    # A previous, interrupted attempt may have left some outputs and temporary files (a killed process cannot
+    # clean up): the record goes first so the folder reads as incomplete until everything below is rewritten.
     (out_dir / RECORD_NAME).unlink(missing_ok=True)
+    if out_dir.is_dir():
+        for stale in out_dir.glob(TEMP_PREFIX + "*"):
+            stale.unlink(missing_ok=True)
     write_image(out_dir / "flash.png", flash, png_compression=config.png_compression)
     write_image(out_dir / "studio.png", warped, png_compression=config.png_compression)
     _write_mask(out_dir / "valid.png", valid, config.png_compression)

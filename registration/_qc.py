@@ -52,7 +52,10 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
         reasons.append(f"shift {shift:.1%} of the width exceeds {config.max_shift_fraction:.0%}")
     before, after = estimate.metric_before, estimate.metric_after
     if math.isnan(after) or (not math.isnan(before) and after > before):
-        reasons.append(f"mutual information did not improve (before {before:.4f}, after {after:.4f})")
+        reasons.append(f"mutual information did not improve (before {-before:.3f}, after {-after:.3f})")
+    elif -after < config.min_mutual_information:
+        reasons.append(f"weak match: mutual information {-after:.3f} < {config.min_mutual_information:g} (do the "
+                       "two shots show the same pose?)")
     flash_ear, studio_ear = eye_state(estimate.flash_landmarks), eye_state(estimate.studio_landmarks)
     if flash_ear is not None and studio_ear is not None:
         flash_closed, studio_closed = flash_ear < config.ear_threshold, studio_ear < config.ear_threshold
