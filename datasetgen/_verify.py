@@ -170,7 +170,8 @@ def _check_index(shards_dir: Path, contents: dict[str, list[tuple[str, str, int]
                 for name, items in sorted(contents.items()) for row, (s, p, a) in enumerate(items)]
     got = [tuple(row[c] for c in INDEX_COLUMNS) for row in rows]
     listed_files = {row["file"] for row in rows}
-    got = [row for row in got if row[0] in contents]  # rows of unreadable shards are reported above
+    got = sorted((row for row in got if row[0] in contents),  # rows of unreadable shards are reported above
+                 key=lambda r: (r[0], int(r[1]) if r[1].isdigit() else -1))
     if got != expected:
         mismatch = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
                         min(len(got), len(expected)))
