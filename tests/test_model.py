@@ -150,7 +150,7 @@ def test_thin_model_overfits_one_batch():
     first = None
     for _ in range(60):
         loss = deepflash_loss(net(x), t)
-        first = float(loss) if first is None else first
+        first = loss.item() if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()

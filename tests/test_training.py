@@ -297,3 +297,36 @@ def test_two_gloo_processes_match_one_process(shards, tmp_path):
     assert ddp["world_size"] == 2
     train(shards, tmp_path / "one", config=config(batch_size=4, steps_per_epoch=1, norm="none"))
     _assert_same_weights(_weights(tmp_path / "one" / "last.pt"), ddp["model"], atol=1e-6)
+
+
+def test_enhance_keeps_16_bit_png(trained, astronaut, tmp_path):
+    from acquisition.imageio import read_image, write_image
+
+    photo = _portrait(astronaut).astype(np.uint16) * 257
+    write_image(tmp_path / "in.png", photo)
+    enhance(trained, tmp_path / "in.png", tmp_path / "out.png")
+    out = read_image(tmp_path / "out.png")
+    assert out.dtype == np.uint16 and out.shape == photo.shape
+    assert out[0, 0, 0] == photo[0, 0, 0]
+
+
+def test_cli_evaluate_and_enhance(trained, shards, astronaut, tmp_path):
+    from click.testing import CliRunner
+
+    from acquisition.imageio import write_image
+    from acquisition.prep import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(trained / "last.pt"), str(shards), "--split", "val",
+                                  "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| identity (the flash image) |" in result.output and (tmp_path / "eval-val.csv").is_file()
+    write_image(tmp_path / "in" / "me.jpg", _portrait(astronaut))
+    result = runner.invoke(main, ["enhance", str(trained), str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "1 enhanced" in result.output and (tmp_path / "out" / "me.jpg").is_file()
+    result = runner.invoke(main, ["train", str(shards), str(tmp_path / "bad"), "--size", "48"])
+    assert result.exit_code == 2 and "multiple of 32" in result.output
+    result = runner.invoke(main, ["enhance", str(tmp_path / "eval-val.csv"), str(tmp_path / "in" / "me.jpg"),
+                                  str(tmp_path / "x.jpg")])
+    assert result.exit_code == 1 and "cannot read the checkpoint" in result.output, result.output
