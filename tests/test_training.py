@@ -297,6 +297,13 @@ def test_two_gloo_processes_match_one_process(shards, tmp_path):
     assert ddp["world_size"] == 2
     train(shards, tmp_path / "one", config=config(batch_size=4, steps_per_epoch=1, norm="none"))
     _assert_same_weights(_weights(tmp_path / "one" / "last.pt"), ddp["model"], atol=1e-6)
+    # Adam's first step barely depends on the gradient's scale; its first moment is (1 - beta1) x the gradient
+    # itself, so this checks that DDP averaged the two halves of the batch rather than summing them.
+    one = load_checkpoint(tmp_path / "one" / "last.pt")["optimizer"]["state"]
+    two = ddp["optimizer"]["state"]
+    assert one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(one[key]["exp_avg"], two[key]["exp_avg"], atol=1e-7, rtol=1e-4)
 
 
 def test_enhance_keeps_16_bit_png(trained, astronaut, tmp_path):
