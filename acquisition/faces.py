@@ -30,12 +30,19 @@ INSTALL_HINT = ("install it without its dlib source build: pip install dlib-bin 
 @cache
 def load_face_recognition() -> ModuleType:
     """Import face_recognition, or raise a :class:`PrepError` with the one-line fix."""
+    from PIL import ImageFile
+
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pkg_resources deprecation in face_recognition_models
             import face_recognition
     except ImportError as exc:  # also catches a missing dlib or pkg_resources
         raise PrepError(f"face_recognition is not installed ({exc})", hint=INSTALL_HINT) from exc
+    finally:
+        # face_recognition's import sets PIL's LOAD_TRUNCATED_IMAGES = True for the whole process, after which
+        # read_image would silently accept a truncated JPEG (grey bottom half) instead of raising.
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     return face_recognition
 
 
