@@ -103,17 +103,17 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return checkpoint
 
 
-def build_model(model_config: dict[str, Any]) -> DeepFlashNet:
+def build_model(model_config: dict[str, Any], *, init_weights: bool = True) -> DeepFlashNet:
     """A fresh network from the ``model_config`` of a checkpoint."""
     norm_layer = nn.BatchNorm2d if model_config.get("norm", "batch") == "batch" else nn.Identity
     return DeepFlashNet(width=float(model_config["width"]), normalization=model_config["normalization"],
-                        norm_layer=norm_layer)
+                        norm_layer=norm_layer, init_weights=init_weights)
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[DeepFlashNet, dict[str, Any]]:
     """The trained network of a checkpoint (in eval mode, on ``device``) and the checkpoint itself."""
     checkpoint = load_checkpoint(path)
-    model = build_model(checkpoint["model_config"])
+    model = build_model(checkpoint["model_config"], init_weights=False)
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as exc:
