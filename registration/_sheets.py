@@ -1,6 +1,7 @@
 """Contact sheets of an aligned tree, so a person can check hundreds of registrations in minutes.
 
-One row per pair: flash | aligned studio | checkerboard of the two | edge overlay, under a label with
+A header names the panels; one row per pair: flash | aligned studio | checkerboard of the two | edge
+difference, under a label with
 subject/pose, status and reason (green ok, orange flagged, red failed). A misregistration shows as broken
 lines at the checkerboard's tile borders and as doubled, coloured edges in the overlay (flash edges magenta,
 studio edges green, white where they coincide); lighting differences do not, since only edges are compared.
@@ -9,6 +10,7 @@ studio edges green, white where they coincide); lighting differences do not, sin
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Final
 
@@ -28,8 +30,9 @@ __all__ = ["write_contact_sheets"]
 
 PANEL_HEIGHT: Final = 220
 LABEL_HEIGHT: Final = 26
+MESSAGE_HEIGHT: Final = 70
 GAP: Final = 6
-PANELS: Final = ("flash", "aligned studio", "checkerboard", "edges: flash magenta, studio green")
+PANELS: Final = ("flash", "aligned studio", "checkerboard", "edge difference")
 _STATUS_COLOURS: Final = {"ok": (40, 160, 60), "flagged": (230, 140, 0), "failed": (210, 40, 40)}
 _BACKGROUND: Final = (32, 32, 32)
 
@@ -74,12 +77,22 @@ def _label(width: int, text: str, status: str) -> np.ndarray:
     return strip
 
 
-def _message_panel(width: int, lines: list[str]) -> np.ndarray:
-    panel = np.full((PANEL_HEIGHT, width, 3), (60, 60, 60), dtype=np.uint8)
-    for i, line in enumerate(lines[:8]):
-        cv2.putText(panel, line[: max(8, width // 9)], (10, 28 + 24 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
-                    (230, 230, 230), 1, cv2.LINE_AA)
+def _message_panel(width: int, text: str) -> np.ndarray:
+    """A short grey panel with ``text`` wrapped at words (rows without images: failed pairs)."""
+    lines = textwrap.wrap(text, width=max(10, (width - 20) // 9))[:3] or [""]
+    panel = np.full((MESSAGE_HEIGHT, width, 3), (60, 60, 60), dtype=np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(panel, line, (10, 20 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
     return panel
+
+
+def _header(panel_width: int) -> np.ndarray:
+    width = 4 * panel_width + 3 * GAP
+    strip = np.full((LABEL_HEIGHT, width, 3), _BACKGROUND, dtype=np.uint8)
+    for i, name in enumerate(PANELS):
+        cv2.putText(strip, name, (i * (panel_width + GAP) + 4, LABEL_HEIGHT - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (200, 200, 200), 1, cv2.LINE_AA)
+    return strip
 
 
 def _pair_panels(folder: Path) -> list[np.ndarray]:
@@ -96,27 +109,23 @@ def _pair_panels(folder: Path) -> list[np.ndarray]:
     return [flash, studio, _checkerboard(flash, studio), _edge_overlay(flash, studio, valid)]
 
 
-def _row(folder: Path | None, label: str, status: str, panel_width: int) -> np.ndarray:
+def _row(folder: Path | None, label: str, reason: str, status: str, panel_width: int) -> np.ndarray:
+    width = 4 * panel_width + 3 * GAP
     if folder is None:
-        panels = [_message_panel(panel_width, ["no images:", *_wrap(label, panel_width // 9)])]
+        body = _message_panel(width, reason or "no images")
     else:
         try:
             panels = _pair_panels(folder)
         except PrepError as exc:
-            panels = [_message_panel(panel_width, ["cannot read:", *_wrap(str(exc), panel_width // 9)])]
-    gap = np.full((PANEL_HEIGHT, GAP, 3), _BACKGROUND, dtype=np.uint8)
-    body = panels[0]
-    for panel in panels[1:]:
-        body = np.hstack([body, gap, panel])
-    width = 4 * panel_width + 3 * GAP
-    if body.shape[1] < width:
-        body = np.hstack([body, np.full((PANEL_HEIGHT, width - body.shape[1], 3), _BACKGROUND, np.uint8)])
+            panels = [_message_panel(width, f"cannot read the aligned images: {exc}")]
+        gap = np.full((panels[0].shape[0], GAP, 3), _BACKGROUND, dtype=np.uint8)
+        body = panels[0]
+        for panel in panels[1:]:
+            body = np.hstack([body, gap, panel])
+        if body.shape[1] < width:
+            pad = np.full((body.shape[0], width - body.shape[1], 3), _BACKGROUND, np.uint8)
+            body = np.hstack([body, pad])
     return np.vstack([_label(width, label, status), body[:, :width]])
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    width = max(10, width)
-    return [text[i:i + width] for i in range(0, len(text), width)]
 
 
 def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pairs_per_sheet: int = 8,
@@ -150,26 +159,26 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
     aligned_dir, sheets_dir = Path(aligned_dir), Path(sheets_dir)
     discovery = discover_pairs(aligned_dir)
     folders = {pair.key: pair.directory for pair in discovery.pairs}
-    rows: list[tuple[Path | None, str, str]] = []
+    rows: list[tuple[Path | None, str, str, str]] = []
     seen: set[str] = set()
     for row in read_registration_csv(aligned_dir / CSV_NAME):
         key = f"{row['subject']}/{row['pose']}"
         status, reason = row.get("status", ""), row.get("reason", "")
         text = f"{key}  {status.upper()}" + (f"  {reason}" if reason else "")
-        rows.append((folders.get(key) if status != "failed" else None, text, status))
+        rows.append((folders.get(key) if status != "failed" else None, text, reason, status))
         seen.add(key)
     for key, folder in folders.items():
         if key not in seen:
-            rows.append((folder, f"{key}  (not in {CSV_NAME})", ""))
+            rows.append((folder, f"{key}  (not in {CSV_NAME})", "", ""))
     if not rows:
         return []
     panel_width = _panel_width(rows)
     written: list[Path] = []
     for index in range(math.ceil(len(rows) / pairs_per_sheet)):
         chunk = rows[index * pairs_per_sheet:(index + 1) * pairs_per_sheet]
-        strips = []
-        for folder, text, status in chunk:
-            strips.append(_row(folder, text, status, panel_width))
+        strips = [_header(panel_width)]
+        for folder, text, reason, status in chunk:
+            strips.append(_row(folder, text, reason, status, panel_width))
             strips.append(np.full((GAP, strips[-1].shape[1], 3), _BACKGROUND, dtype=np.uint8))
             if progress:
                 progress(1)
@@ -179,9 +188,9 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
     return written
 
 
-def _panel_width(rows: list[tuple[Path | None, str, str]]) -> int:
+def _panel_width(rows: list[tuple[Path | None, str, str, str]]) -> int:
     """Panel width of the first readable pair (all rows of a session share it), else a 3:4 portrait's."""
-    for folder, _, _ in rows:
+    for folder, *_ in rows:
         if folder is None:
             continue
         try:

@@ -172,14 +172,14 @@ def test_contact_sheets_show_every_pair_with_its_status(mixed_raw, tmp_path):
     assert [p.name for p in sheets] == ["sheet-0001.png", "sheet-0002.png"]
     assert sum(ticks) == 6
     first = read_image(sheets[0])
-    # Four rows of a label strip (26 px) and panels (220 px), 6 px apart; rows in CSV order: ann (ok) first.
-    assert first.shape[0] == 4 * (26 + 220) + 3 * 6
-    label_colour = lambda row: tuple(first[row * (26 + 220 + 6) + 5, 3])  # noqa: E731
-    assert label_colour(0) == (40, 160, 60)  # ann/pose-1 ok: green
-    assert label_colour(1) == (210, 40, 40)  # aspect/pose-1 failed: red
+    # A header (26 px), then rows in CSV order, 6 px apart: ann (ok: label 26 + panels 220), aspect and corrupt
+    # (failed: label + a 70 px message), grace (ok).
+    assert first.shape[0] == 26 + (26 + 220) + 2 * (26 + 70) + (26 + 220) + 3 * 6
+    assert tuple(first[26 + 5, 3]) == (40, 160, 60)  # ann/pose-1 ok: green
+    assert tuple(first[26 + 246 + 6 + 5, 3]) == (210, 40, 40)  # aspect/pose-1 failed: red
     # The checkerboard panel alternates flash and aligned studio tiles.
     flash = cv2.resize(read_image(aligned / "ann/pose-1/flash.png"), (220, 220), interpolation=cv2.INTER_AREA)
     x0 = 2 * (220 + 6)
-    panel = first[26:26 + 220, x0:x0 + 220].astype(int)
+    panel = first[52:52 + 220, x0:x0 + 220].astype(int)
     assert np.abs(panel[:27, :27] - flash[:27, :27]).max() <= 1
     assert np.abs(panel[:27, 27:54] - flash[:27, 27:54]).mean() > 5
