@@ -337,3 +337,11 @@ def test_cli_evaluate_and_enhance(trained, shards, astronaut, tmp_path):
     result = runner.invoke(main, ["enhance", str(tmp_path / "eval-val.csv"), str(tmp_path / "in" / "me.jpg"),
                                   str(tmp_path / "x.jpg")])
     assert result.exit_code == 1 and "cannot read the checkpoint" in result.output, result.output
+
+
+def test_training_size_below_the_shards_resizes_on_the_device(shards, tmp_path):
+    result = train(shards, tmp_path / "run", config=config(size=32, steps_per_epoch=1))
+    assert load_checkpoint(result.last_checkpoint)["config"]["size"] == 32
+    assert evaluate(tmp_path / "run", shards, split="val").count == 4
+    with pytest.raises(TrainingError, match="size 96"):
+        train(shards, tmp_path / "big", config=config(size=96))
