@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from acquisition.atomic import write_bytes_atomic, write_text_atomic
+from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
 
 from ._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -398,6 +398,8 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
         config = dataclasses.replace(stored, epochs=config.epochs, device=config.device, workers=config.workers,
                                      steps_per_epoch=config.steps_per_epoch,
                                      checkpoint_every=config.checkpoint_every)
+    elif resume:
+        log.info("%s holds no last.pt: starting a new run", run_dir)
     elif (run_dir / "last.pt").exists():
         raise TrainingError("this folder already holds a training run", path=run_dir,
                             hint="add --resume to continue it, or choose another RUN_DIR")
@@ -422,13 +424,12 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
 
     train_set = ShardDataset(shards_dir, "train")
     params = dataset_parameters(shards_dir)
-    try:
-        val_set: ShardDataset | None = ShardDataset(shards_dir, config.val_split)
-    except TrainingError:
-        val_set = None
-        if dist_info.main:
-            log.warning("no %r split in %s: validation is skipped (best.pt follows the training loss)",
-                        config.val_split, train_set.folder)
+    val_set: ShardDataset | None = None
+    if any(train_set.folder.glob(f"{config.val_split}-*.h5")):
+        val_set = ShardDataset(shards_dir, config.val_split)  # broken shards raise, naming the file
+    elif dist_info.main:
+        log.warning("no %r split in %s: validation is skipped (best.pt follows the training loss)",
+                    config.val_split, train_set.folder)
     size = config.size or train_set.size
     if size is None or size > train_set.size or size % 32:
         raise TrainingError(f"cannot train at size {size} on shards of side {train_set.size}",
@@ -484,6 +485,8 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
 
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(TEMP_PREFIX + "*"):  # a checkpoint half-written when the last run was killed
+            stale.unlink(missing_ok=True)
     step_losses: list[float] = []
     model.train()
     while epoch < config.epochs:
