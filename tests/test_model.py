@@ -154,7 +154,7 @@ def test_thin_model_overfits_one_batch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < first / 10, (first, float(loss))
+    assert loss.item() < first / 10, (first, loss.item())
 
 
 def test_offset_weight_interpolates_to_plain_mse():
