@@ -166,3 +166,14 @@ def test_offset_weight_interpolates_to_plain_mse():
     assert float(deepflash_loss(y, t)) < float(half) < float(plain)
     valid = torch.ones(2, 8, 8)
     assert float(deepflash_loss(y, t, valid, offset_weight=1.0)) == pytest.approx(float(plain), rel=1e-6)
+
+
+def test_head_stays_float32_under_bf16_autocast():
+    # The GPU path trains under bf16 autocast; the same autocast on CPU exercises the model's side of it.
+    net = DeepFlashNet(width=THIN).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+    assert y.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(y, net(x), atol=0.05, rtol=0)
