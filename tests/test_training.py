@@ -286,24 +286,29 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(shards, tmp_path):
     _assert_same_weights(_weights(tmp_path / "whole" / "last.pt"), _weights(run / "last.pt"))
 
 
-def test_two_gloo_processes_match_one_process(shards, tmp_path):
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_two_gloo_processes_match_one_process(shards, tmp_path, norm):
     common = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--lr", "1e-3", "--width", "0.125",
               "--workers", "0", "--device", "cpu", "--seed", "3", "--val-split", "val"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
            "training", "-q", "train", str(shards), str(tmp_path / "ddp"), *common]
-    done = subprocess.run([*cmd, "--norm", "none"], env=_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*cmd, "--norm", norm], env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert ddp["world_size"] == 2
-    train(shards, tmp_path / "one", config=config(batch_size=4, steps_per_epoch=1, norm="none"))
-    _assert_same_weights(_weights(tmp_path / "one" / "last.pt"), ddp["model"], atol=1e-6)
-    # Adam's first step barely depends on the gradient's scale; its first moment is (1 - beta1) x the gradient
-    # itself, so this checks that DDP averaged the two halves of the batch rather than summing them.
+    train(shards, tmp_path / "one", config=config(batch_size=4, steps_per_epoch=1, norm=norm))
+    # BatchNorm statistics span both processes' halves of the batch, exactly as one process sees them.
+    # (Adam's first step divides each gradient by its own size, so a gradient near 0 may move its weight by
+    # up to lr in either direction on rounding alone: compare the weights loosely ...)
+    _assert_same_weights(_weights(tmp_path / "one" / "last.pt"), ddp["model"], atol=1e-4)
+    # ... and the gradients strictly: Adam's first moment is (1 - beta1) x the gradient. Per-process BatchNorm
+    # statistics, or gradients summed instead of averaged, move these by 1-10 %.
     one = load_checkpoint(tmp_path / "one" / "last.pt")["optimizer"]["state"]
     two = ddp["optimizer"]["state"]
     assert one.keys() == two.keys()
     for key in one:
-        torch.testing.assert_close(one[key]["exp_avg"], two[key]["exp_avg"], atol=1e-7, rtol=1e-4)
+        a, b = one[key]["exp_avg"], two[key]["exp_avg"]
+        assert float((a - b).abs().max()) <= 1e-4 * float(a.abs().max()), key
 
 
 def test_enhance_keeps_16_bit_png(trained, astronaut, tmp_path):

@@ -43,6 +43,7 @@ from ._checkpoint import (
 from ._data import ShardDataset, batch_to_device, dataset_parameters, worker_init
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, psnr, ssim
 from ._model import load_encoder_weights
+from ._syncbn import convert_global_batchnorm
 from .errors import TrainingError
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -88,8 +89,8 @@ class TrainConfig:
     val_split : str
         Split validated after each epoch; skipped with a warning when the shards have none.
     norm : {"batch", "none"}
-        Decoder normalisation. Batch statistics are per process on CPU; on GPU under torchrun they are
-        synchronised (SyncBatchNorm).
+        Decoder normalisation. Under torchrun the batch statistics span the global batch (SyncBatchNorm on
+        GPU, :class:`GlobalBatchNorm2d` on CPU), so N processes train as one would.
     offset_weight : float
         Weight in [0, 1] of the per-channel mean error added to eq. 5 (0 = the paper's loss, which leaves the
         colour offset of the prediction to initialisation; see :func:`deepflash_loss`).
@@ -441,6 +442,10 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
     if config.encoder_weights and checkpoint is None:
         load_encoder_weights(model, config.encoder_weights)
     model.to(device)
+    if dist_info.world > 1 and config.norm == "batch":
+        # Batch statistics over the global batch, as one process would compute them.
+        model = (nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda"
+                 else convert_global_batchnorm(model))
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
@@ -465,8 +470,6 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        if device.type == "cuda" and config.norm == "batch":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     core = model.module if dist_info.world > 1 else model
 
