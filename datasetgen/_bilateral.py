@@ -10,9 +10,12 @@ Two implementations live here:
 Why the lattice: the filter is a Gaussian blur in the 5-D space (x/sigma_s, y/sigma_s, r/sigma_r, g/sigma_r,
 b/sigma_r). A dense 5-D bilateral grid needs 2^5 = 32 corners per pixel to splat and to slice; the
 permutohedral lattice tessellates the same space with simplices, so each pixel touches only d + 1 = 6 lattice
-points, and only the lattice points near some pixel exist (about 40,000 for a 512x512 portrait). The lattice
-points are found with a vectorised open-addressing hash table (no sort), blurred with the [1 2 1] kernel along
-the 6 lattice directions, and read back with the pixels' barycentric weights. OpenCV's ``bilateralFilter``
+points, and only the lattice points near some pixel exist (about 40,000 for a 512x512 portrait). Each pixel's
+simplex is named by its remainder-0 vertex (a "base"; a 512x512 portrait has only ~6,500 distinct ones, found
+with a vectorised open-addressing hash table, no sort) and each of its vertices by (base, bitmask of the
+coordinates that moved), a small dense index; only the few (base, mask) pairs in use are then hashed to
+canonical lattice points, which are blurred with the [1 2 1] kernel along the 6 lattice directions and read
+back with the pixels' barycentric weights. Everything is whole-array torch code on the CPU. OpenCV's ``bilateralFilter``
 uses an L1 colour distance through a lookup table (about 40 dB against the exact filter); this one keeps the
 Euclidean distance.
 
@@ -131,7 +134,23 @@ def _lookup(table: torch.Tensor, bits: int, codes: torch.Tensor) -> torch.Tensor
     return result
 
 
+def _compact(codes: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Number the distinct codes 0..m-1: (hash table, slot -> number, number of each code, bits of the table).
+
+    The table grows (``bits``) until open addressing settles in a few probes."""
+    while True:
+        res = _insert(codes, bits)
+        if res is not None:
+            break
+        bits += 2
+    table, slot = res
+    occupied = table != -1
+    index_of_slot = torch.cumsum(occupied, 0) - 1
+    return table, index_of_slot, index_of_slot[slot], bits
+
+
 def _permutohedral(img: torch.Tensor, sigma_s: float, sigma_r: float) -> torch.Tensor:
+    """Splat the pixels onto the lattice, blur it, slice it back (Adams et al. 2010, vectorised)."""
     h, w, _ = img.shape
     d = _D
     d1 = d + 1
@@ -152,9 +171,9 @@ def _permutohedral(img: torch.Tensor, sigma_s: float, sigma_r: float) -> torch.T
     el += M[:, 0, None, None] * xs[None, None, :]
     el += M[:, 1, None, None] * ys[None, :, None]
     el = el.view(d1, n)
-    greedy = torch.round(el * (1.0 / d1)) * d1
-    s = (greedy.sum(0) * (1.0 / d1)).round().to(torch.int8)
-    diff = el - greedy
+    q = torch.round(el * (1.0 / d1))  # greedy / (d+1)
+    s = q.sum(0).round().to(torch.int8)
+    diff = el - q * d1
     rank = torch.zeros(d1, n, dtype=torch.int8)
     for i in range(d1):
         for j in range(i + 1, d1):
@@ -164,60 +183,87 @@ def _permutohedral(img: torch.Tensor, sigma_s: float, sigma_r: float) -> torch.T
     c1 = (s > 0) & (rank >= d1 - s)
     c2 = (s < 0) & (rank < -s)
     adj = c2.to(torch.int8) - c1.to(torch.int8)
-    greedy += d1 * adj
+    q += adj
     rank += s + d1 * adj
     rank = rank.long()
-    z = torch.empty(d1, n)
-    z.scatter_(0, rank, (el - greedy) * (1.0 / d1))  # z[k] = k-th largest
+    # zr[k] = the (d-k)-th largest of the remainders: barycentric weights are its successive differences
+    zr = torch.empty(d1, n)
+    zr.scatter_(0, d - rank, (el - q * d1) * (1.0 / d1))
     bary = torch.empty(d1, n)
-    bary[0] = 1.0 + z[d] - z[0]
-    bary[1:] = z[:d].flip(0) - z[1:].flip(0)  # b[j] = z[d-j] - z[d+1-j]
-    gi = greedy[:d].to(torch.int64)
-    lo = gi.amin(1) - d1
-    span = gi.amax(1) - lo + 2 * d1
+    bary[0] = 1.0 + zr[0] - zr[d]
+    torch.sub(zr[1:], zr[:d], out=bary[1:])
+    # the remainder-0 vertex ("base") of each pixel's simplex: q (its coordinates / (d+1)); distinct ones hashed
+    qi = q[:d].to(torch.int64)
+    lo = qi.amin(1) - 1
+    span = qi.amax(1) - lo + 2
     mult = [1] * d
     for i in range(1, d):
         mult[i] = mult[i - 1] * int(span[i - 1])
-    multt = torch.tensor(mult)
-    base = ((gi - lo[:, None]) * multt[:, None]).sum(0)
-    acc = torch.zeros(d + 2, n, dtype=torch.int64)
-    acc.scatter_add_(0, d1 - rank[:d], multt[:, None].expand(d, n))
-    acc = acc.cumsum(0)[:d1]
-    codes = base[None, :] + (torch.arange(d1) * sum(mult))[:, None] - d1 * acc  # (d1, n)
-    codes = codes.reshape(-1)
-    bits = max(12, math.ceil(math.log2(n)) + 1)
-    while True:
-        res = _insert(codes, bits)
-        if res is not None:
-            break
-        bits += 2
-    table, slot = res
-    occupied = table != -1
-    keys = table[occupied]
-    m = keys.numel()
-    index_of_slot = torch.full((1 << bits,), -1, dtype=torch.int64)
-    index_of_slot[occupied] = torch.arange(m)
-    inv = index_of_slot[slot]
-    grid = torch.zeros(4, m)
+    base_code = ((qi - lo[:, None]) * torch.tensor(mult)[:, None]).sum(0)
+    btable, _, base_idx, _ = _compact(base_code, max(10, math.ceil(math.log2(n)) - 3))
+    bcodes = btable[btable != -1]  # in index order
+    nbase = bcodes.numel()
+    # vertex r of a pixel's simplex = base + r - (d+1) * [coordinates ranked in the top r]: named by
+    # (base, bitmask of those coordinates)
+    bit_by_rank = torch.empty(d1, n, dtype=torch.int64)  # [k]: the bit of the coordinate ranked d - k
+    bit_by_rank.scatter_(0, d - rank, torch.tensor([1 << i for i in range(d1)])[:, None].expand(d1, n))
+    masks = torch.zeros(d1, n, dtype=torch.int64)
+    torch.cumsum(bit_by_rank[:d], 0, out=masks[1:])
+    vid = (base_idx * 64)[None, :] + masks  # (d1, n)
+    used = torch.zeros(nbase * 64, dtype=torch.int32)
+    used[vid.reshape(-1)] = 1
+    dense = torch.nonzero(used).squeeze(1)  # the (base, mask) pairs in use
+    used = torch.cumsum(used, 0, dtype=torch.int64) - 1
+    pix = used[vid.reshape(-1)]  # (d1 * n,) index into dense
+    # canonical lattice code of each (base, mask): the same lattice point may be reached from several bases
+    bq = torch.empty(d, nbase, dtype=torch.int64)  # base coordinates / (d+1), decoded from the codes
+    rest = bcodes
+    for i in range(d - 1, -1, -1):
+        bq[i] = rest // mult[i] + lo[i]
+        rest = rest % mult[i]
+    b = dense // 64
+    mk = dense % 64
+    r = torch.zeros_like(mk)
+    for i in range(d1):
+        r += (mk >> i) & 1
+    keys = bq[:, b] * d1 + r[None, :] - d1 * ((mk[None, :] >> torch.arange(d)[:, None]) & 1)  # (d, u)
+    klo = lo * d1 - d1
+    kmult = [1] * d
+    kspan = (span + 2) * d1
+    for i in range(1, d):
+        kmult[i] = kmult[i - 1] * int(kspan[i - 1])
+    codes = ((keys - klo[:, None]) * torch.tensor(kmult)[:, None]).sum(0)
+    table, index_of_slot, u2m, bits = _compact(codes, max(10, math.ceil(math.log2(codes.numel())) + 1))
+    m = int(u2m.max()) + 1
+    mcodes = torch.empty(m, dtype=torch.int64)
+    mcodes[u2m] = codes
+    u = dense.numel()
     bflat = bary.reshape(-1)
+    grid_u = torch.zeros(4, u)
     for c in range(3):
-        grid[c].index_add_(0, inv, (chans[c][None, :] * bary).reshape(-1))
-    grid[3].index_add_(0, inv, bflat)
+        grid_u[c].index_add_(0, pix, (chans[c][None, :] * bary).reshape(-1))
+    grid_u[3].index_add_(0, pix, bflat)
+    grid = torch.zeros(4, m)
+    grid.index_add_(1, u2m, grid_u)
+    # neighbours along each lattice direction: look up +delta; the -delta neighbour is its inverse
+    arange_m = torch.arange(m)
     for j in range(d1):
         off = [1] * d
         if j < d:
             off[j] = -d
-        delta = sum(o * mm for o, mm in zip(off, mult, strict=True))
-        new = grid * 0.5
-        for dl in (delta, -delta):
-            nb = _lookup(table, bits, keys + dl)
-            ok = nb >= 0
-            idx = index_of_slot[nb.clamp(min=0)]
-            new += 0.25 * grid[:, idx] * ok
-        grid = new
+        delta = sum(o * mm for o, mm in zip(off, kmult, strict=True))
+        slot = _lookup(table, bits, mcodes + delta)
+        has = slot >= 0
+        plus = torch.full((m,), m, dtype=torch.int64)  # m = "no neighbour" (a zero column)
+        plus[has] = index_of_slot[slot[has]]
+        minus = torch.full((m + 1,), m, dtype=torch.int64)
+        minus[plus] = arange_m
+        padded = torch.cat([grid, torch.zeros(4, 1)], 1)
+        grid = 0.5 * grid + 0.25 * (padded[:, plus] + padded[:, minus[:m]])
+    grid_u = grid[:, u2m].contiguous()
     out = torch.empty(4, n)
     for c in range(4):
-        out[c] = (grid[c][inv].view(d1, n) * bary).sum(0)
+        out[c] = (torch.take(grid_u[c], pix).view(d1, n) * bary).sum(0)
     res = (out[:3] / out[3]).T.reshape(h, w, 3)
     return res
 
