@@ -38,7 +38,7 @@ log = logging.getLogger("prep")
 @click.option("--val-split", default="val", show_default=True,
               help="Split validated after each epoch (skipped with a warning when missing).")
 @click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
-              help="Decoder normalisation (batch: the paper's BatchNorm; synchronised across GPUs under torchrun).")
+              help="Decoder normalisation (batch: the paper's BatchNorm, over the global batch under torchrun).")
 @click.option("--offset-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Weight of the per-channel mean error added to the paper's centred loss (0 = eq. 5 exactly; "
                    "0.1-1 also learns the global colour/brightness change).")
