@@ -177,6 +177,10 @@ def _setup_distributed(device_kind: str) -> _Dist:
 
     if dist.is_initialized():
         return _Dist(dist.get_rank(), dist.get_world_size(), local, False)
+    if device_kind == "cuda":
+        # Bind this rank to its GPU before NCCL starts: collectives issued before that (a barrier) would
+        # otherwise all land on GPU 0.
+        torch.cuda.set_device(local)
     dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
     return _Dist(rank, world, local, True)
 
