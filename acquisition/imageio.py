@@ -54,8 +54,28 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(image)) if op else image
 
 
+_PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA_CHUNKS: Final = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+
+
+def _png_has_metadata(data: bytes) -> bool:
+    """Whether a PNG holds any chunk where PIL may find an orientation (walks chunk headers; decodes nothing)."""
+    pos = len(_PNG_MAGIC)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind in _PNG_METADATA_CHUNKS:
+            return True
+        if kind == b"IEND":
+            return False
+        pos += 12 + length
+    return True  # malformed: let PIL decide
+
+
 def exif_orientation(data: bytes) -> int:
     """The EXIF orientation stored in an encoded image (1 when there is none)."""
+    if data.startswith(_PNG_MAGIC) and not _png_has_metadata(data):
+        return 1  # PIL would decode the whole picture to look for an eXIf chunk after the pixels
     try:
         with Image.open(io.BytesIO(data)) as im:
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
