@@ -24,7 +24,11 @@ log = logging.getLogger("prep")
 
 
 def reports_errors(command: F) -> F:
-    """Wrap a command body: PrepError → ``Error: <file>: <what> (<fix>)``, exit 1; Ctrl-C → exit 130."""
+    """Wrap a command body: PrepError → ``Error: <file>: <what> (<fix>)``, exit 1; Ctrl-C → exit 130.
+
+    Library functions raise ``ValueError`` for bad arguments (a subject name with ``..``, a size that is not a
+    multiple of 32); coming from a command line, those are usage errors: exit 2 with the message, no traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -32,6 +36,8 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
         except KeyboardInterrupt:
             click.echo("\nInterrupted: finished work is kept; run the same command again to resume.", err=True)
             raise SystemExit(130) from None
