@@ -11,7 +11,7 @@ content counter-clockwise on screen. A mirrored sample is exactly the left-right
 Anti-aliasing: downscaling a 12 MP photo by ~8x with one bilinear warp would alias badly, and a blur of the
 whole photo per sample would be slow. So each framing is first area-averaged (``cv2.INTER_AREA``, the exact box
 prefilter for the scale) from a crop around the face straight to the sample's scale, then each rotation is one
-Lanczos warp at unit scale. Both steps happen once per sample from the original pixels; the unit-scale warp
+bicubic warp at unit scale. Both steps happen once per sample from the original pixels; the unit-scale warp
 interpolates without blurring further (no double downscale).
 """
 
@@ -89,7 +89,7 @@ def _crop_and_shrink(images: list[np.ndarray], box: FaceBox, side: float, size: 
     h, w = images[0].shape[:2]
     k = size / side
     cx, cy = box.center
-    half = side * math.sqrt(2) / 2 + 8 / min(k, 1.0)  # any rotation, plus room for the Lanczos support
+    half = side * math.sqrt(2) / 2 + 8 / min(k, 1.0)  # any rotation, plus room for the bicubic support
     x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
     x1, y1 = min(w, math.ceil(cx + half) + 1), min(h, math.ceil(cy + half) + 1)
     if x0 >= x1 or y0 >= y1:
@@ -98,7 +98,7 @@ def _crop_and_shrink(images: list[np.ndarray], box: FaceBox, side: float, size: 
     if k < 1.0:
         dw, dh = max(1, round(cw * k)), max(1, round(ch * k))
         sx, sy = dw / cw, dh / ch
-        shrunk = [cv2.resize(np.ascontiguousarray(im[y0:y1, x0:x1]), (dw, dh), interpolation=cv2.INTER_AREA)
+        shrunk = [cv2.resize(im[y0:y1, x0:x1], (dw, dh), interpolation=cv2.INTER_AREA)
                   for im in images]
     else:  # upsampling: no prefilter needed, warp straight from the crop
         sx = sy = 1.0
@@ -129,8 +129,8 @@ def render_framing(flash: np.ndarray, studio: np.ndarray, valid: np.ndarray, box
         t = full[:, :2] @ inverse_crop[:, 2] + full[:, 2]
         matrix = np.hstack([m, t[:, None]])
         warp = {"dsize": (size, size), "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
-        f = cv2.warpAffine(s_flash, matrix, flags=cv2.INTER_LANCZOS4, **warp)
-        s = cv2.warpAffine(s_studio, matrix, flags=cv2.INTER_LANCZOS4, **warp)
+        f = cv2.warpAffine(s_flash, matrix, flags=cv2.INTER_CUBIC, **warp)
+        s = cv2.warpAffine(s_studio, matrix, flags=cv2.INTER_CUBIC, **warp)
         v = cv2.warpAffine(s_valid, matrix, flags=cv2.INTER_LINEAR, **warp)
         out.append((f, s, (v >= 0.5).astype(np.uint8)))
     return out
