@@ -40,6 +40,15 @@ class RegistrationConfig:
         Step shrink factor when the gradient changes direction.
     shrink_factors, smoothing_sigmas_px : tuple of int / float
         The multi-resolution pyramid (over the registration copy), coarse to fine.
+    refine : bool
+        When the registration copy is downscaled by 2 or more, a last single-level pass at twice its
+        resolution, on the flash image cropped to the face box grown by ``refine_scale`` (the whole frame
+        without a face), with ``refine_sampling_fraction`` of its pixels, a first step of ``refine_step_px``, a
+        last of ``refine_min_step_px`` (pixels of that copy) and at most ``refine_iterations`` iterations. It
+        replaces the pyramid's last level when that level has shrink factor 1 (the same precision for about
+        half the time at 12 MP).
+    refine_scale, refine_sampling_fraction, refine_step_px, refine_min_step_px : float
+    refine_iterations : int
     threads : int
         SimpleITK threads; 1 keeps results identical whatever the machine (floating-point sums in order).
     initialization : {"landmarks", "geometry"}
@@ -80,6 +89,12 @@ class RegistrationConfig:
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas_px: tuple[float, ...] = (2.0, 1.0, 0.0)
     threads: int = 1
+    refine: bool = True
+    refine_scale: float = 4.0
+    refine_sampling_fraction: float = 0.02
+    refine_step_px: float = 0.25
+    refine_min_step_px: float = 0.01
+    refine_iterations: int = 100
     initialization: Literal["landmarks", "geometry"] = "landmarks"
     coarse_side_px: int = 128
     coarse_iterations: int = 60
@@ -105,8 +120,8 @@ class RegistrationConfig:
             raise ValueError(f"histogram_bins must be >= 4, got {self.histogram_bins}")
         if self.sampling not in ("random", "regular", "none"):
             raise ValueError(f"sampling must be 'random', 'regular' or 'none', not {self.sampling!r}")
-        if not 0.0 < self.sampling_fraction <= 1.0:
-            raise ValueError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
+        if not (0.0 < self.sampling_fraction <= 1.0 and 0.0 < self.refine_sampling_fraction <= 1.0):
+            raise ValueError("sampling_fraction and refine_sampling_fraction must be in (0, 1]")
         if len(self.shrink_factors) != len(self.smoothing_sigmas_px) or not self.shrink_factors:
             raise ValueError("shrink_factors and smoothing_sigmas_px must be non-empty and of the same length")
         if any(f < 1 for f in self.shrink_factors):
@@ -123,6 +138,10 @@ class RegistrationConfig:
             raise ValueError(f"initialization must be 'landmarks' or 'geometry', not {self.initialization!r}")
         if self.mask not in ("face", "none"):
             raise ValueError(f"mask must be 'face' or 'none', not {self.mask!r}")
+        if self.refine_scale <= 1.0 or min(self.refine_step_px, self.refine_min_step_px) <= 0 \
+                or self.refine_iterations < 1:
+            raise ValueError("refine_scale must be > 1, refine_step_px and refine_min_step_px > 0 and "
+                             "refine_iterations >= 1")
         if self.mask_scale <= 1.0:
             raise ValueError(f"mask_scale must be > 1 (the face box grown), got {self.mask_scale}")
         if self.interpolator not in ("linear", "bspline", "lanczos"):
