@@ -10,9 +10,10 @@ from acquisition.cli_common import force_option, input_dir, output_dir, reports_
 
 __all__ = ["commands", "register"]
 
-_DEFAULTS = {  # mirrors RegistrationConfig's defaults, which cannot be imported here without SimpleITK
+#: RegistrationConfig's defaults (importing it here would load SimpleITK for `prep --help`); a test compares them.
+_DEFAULTS = {
     "max_rotation_deg": 15.0, "max_scale_change": 0.15, "max_shear": 0.1, "max_shift_fraction": 0.1,
-    "ear_threshold": 0.2, "min_overlap": 0.5, "max_side_px": 1024,
+    "ear_threshold": 0.2, "min_overlap": 0.5, "max_side_px": 1024, "min_mutual_information": 0.25,
 }
 
 
@@ -36,6 +37,9 @@ _DEFAULTS = {  # mirrors RegistrationConfig's defaults, which cannot be imported
               show_default=True, help="Eye aspect ratio under which an eye counts as closed (blink check).")
 @click.option("--min-overlap", type=click.FloatRange(0, 1), default=_DEFAULTS["min_overlap"], show_default=True,
               metavar="FRACTION", help="Fail a pair whose studio shot covers less of the flash frame.")
+@click.option("--min-mi", "min_mutual_information", type=click.FloatRange(min=0), show_default=True,
+              default=_DEFAULTS["min_mutual_information"], metavar="NATS",
+              help="Flag a pair whose mutual information after registration stays under this (weak match).")
 @click.option("--mask", type=click.Choice(["none", "face"]), default="none", show_default=True,
               help="'face': measure the match only around the face (a background that moves differently).")
 @click.option("--max-side", "max_side_px", type=click.IntRange(min=32), default=_DEFAULTS["max_side_px"],

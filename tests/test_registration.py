@@ -176,3 +176,10 @@ def test_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="seed"):
         RegistrationConfig(seed=-1)
     assert RegistrationConfig().as_dict()["shrink_factors"] == [4, 2, 1]
+
+
+def test_cli_defaults_match_the_library():
+    from registration.cli import _DEFAULTS
+
+    config = RegistrationConfig()
+    assert {name: getattr(config, name) for name in _DEFAULTS} == _DEFAULTS
