@@ -18,7 +18,7 @@ from .errors import AcquisitionError
 from .imageio import IMAGE_EXTENSIONS
 
 __all__ = ["MANIFEST_NAME", "META_NAME", "Discovery", "LayoutProblem", "Pair", "check_name", "discover_pairs",
-           "pose_dir"]
+           "is_inside", "pose_dir"]
 
 ROLES: Final = ("flash", "studio")
 META_NAME: Final = "meta.json"
@@ -101,6 +101,15 @@ def _inside(path: Path, root_resolved: Path) -> bool:
     except (ValueError, OSError, RuntimeError):
         return False
     return True
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path``, with every symbolic link followed, still lies under ``root``.
+
+    Stages that walk a user's folder refuse links that leave it: reading ``../../`` through a link planted in
+    a shared folder would pull foreign files into a dataset or a delivery folder.
+    """
+    return _inside(Path(path), Path(root).resolve())
 
 
 def _visible_entries(folder: Path) -> list[Path]:

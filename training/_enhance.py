@@ -24,6 +24,7 @@ import torch
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox, detect_faces
 from acquisition.imageio import IMAGE_EXTENSIONS, read_image, write_image
+from acquisition.layout import is_inside
 
 from ._checkpoint import load_model
 from ._loss import decode_prediction
@@ -213,8 +214,9 @@ def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path
                  force: bool = False, progress: Callable[[int], None] | None = None) -> EnhanceTreeResult:
     """Enhance every photo under ``in_dir`` into the same relative path under ``out_dir``.
 
-    Unreadable files and photos without a face are reported in ``failed`` and the others go on; outputs that
-    already exist are skipped (a re-run resumes) unless ``force``. Hidden files and folders are ignored.
+    Unreadable files, photos without a face and symbolic links that leave ``in_dir`` are reported in ``failed``
+    (with a message naming the file) and the others go on; outputs that already exist are skipped (a re-run
+    resumes) unless ``force``. Hidden files and folders are ignored.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
@@ -227,13 +229,15 @@ def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path
     failed: list[tuple[Path, str]] = []
     for path in files:
         target = out_dir / path.relative_to(in_dir)
-        if target.exists() and not force:
+        if not is_inside(path, in_dir):
+            failed.append((path, f"{path}: symbolic link to a file outside {in_dir}; refused"))
+        elif target.exists() and not force:
             skipped.append(path)
         else:
             try:
                 done.append(enhance(enhancer, path, target))
             except PrepError as exc:
-                log.warning("%s", exc)
+                log.debug("enhance failed: %s", exc)
                 failed.append((path, str(exc)))
         if progress is not None:
             progress(1)

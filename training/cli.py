@@ -154,11 +154,11 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
     if source.is_dir():
         with progress_bar(None, "enhancing", unit="photo") as update:
             result = enhance_tree(checkpoint, source, dest, device=device, force=force, progress=update)
-        for path, why in result.failed:
-            click.echo(f"skipped {path}: {why}", err=True)
+        for _path, why in result.failed:
+            click.echo(f"failed: {why}", err=True)
         click.echo(f"{len(result.done)} enhanced, {len(result.skipped)} already done, {len(result.failed)} failed "
                    f"-> {dest}")
-        if result.failed and not result.done and not result.skipped:
+        if result.failed:  # the others are done; the status tells scripts that some photos need attention
             raise SystemExit(1)
     else:
         one = enhance(checkpoint, source, dest, device=device)
