@@ -183,3 +183,11 @@ def test_cli_defaults_match_the_library():
 
     config = RegistrationConfig()
     assert {name: getattr(config, name) for name in _DEFAULTS} == _DEFAULTS
+
+
+def test_public_names_resolve():
+    import registration
+
+    assert set(registration.__all__) == {*registration._WHERE, "RegistrationError"}
+    for name in registration.__all__:
+        assert getattr(registration, name) is not None
