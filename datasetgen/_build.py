@@ -554,6 +554,7 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
         except (OSError, ValueError):
             old = {}
         if old.get("fingerprint") == fingerprint:
+            shutil.rmtree(work, ignore_errors=True)  # left over if a build stopped right after dataset.json
             return _summary_from_json(shards_dir, old)
         raise DatasetGenError("already holds a dataset built from other pairs or parameters", path=shards_dir,
                               hint="pass --force to rebuild it, or choose another folder")

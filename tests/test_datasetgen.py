@@ -315,6 +315,14 @@ def test_not_enough_disk(aligned: Path, config: BuildConfig, tmp_path: Path, mon
     assert not list((tmp_path / "s").glob("*.h5"))
 
 
+def test_without_registration_csv_every_pair_counts(aligned: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "aligned"
+    shutil.copytree(aligned / "bob", tree / "bob")
+    cfg = BuildConfig(size=32, rotations_deg=(0.0,), framings=("face",), mirror=False, split=(1.0, 0.0, 0.0))
+    summary = build_shards(tree, tmp_path / "s", config=cfg)
+    assert summary.pairs["train"] == 3 and not summary.skipped  # flagged and failed are plain pairs now
+
+
 def test_no_usable_pair(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetGenError, match="no usable"):
