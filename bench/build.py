@@ -186,7 +186,7 @@ def bench_reading(shards: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 12 MP build (reading uses small shards)")
-    parser.add_argument("--pairs", type=int, default=4, help="12 MP pairs for the build figures")
+    parser.add_argument("--pairs", type=int, default=3, help="12 MP pairs for the build figures")
     args = parser.parse_args()
     bench_bilateral()
     with tempfile.TemporaryDirectory(prefix="deepflash-bench-") as tmp:
