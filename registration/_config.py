@@ -87,7 +87,7 @@ class RegistrationConfig:
     iterations: int = 200
     relaxation: float = 0.5
     shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas_px: tuple[float, ...] = (2.0, 1.0, 0.0)
+    smoothing_sigmas_px: tuple[float, ...] = (1.0, 0.5, 0.0)
     threads: int = 1
     refine: bool = True
     refine_scale: float = 4.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from ._transform import affine_from_matrix, decompose, matrix_of
 from .errors import RegistrationError
 
 __all__ = ["estimate_affine", "overlap_fraction"]
+
+log = logging.getLogger(__name__)
 
 _OUTSIDE = "Too many samples map outside moving image buffer"
 _METRIC_SIDE_PX = 512
@@ -270,6 +273,26 @@ def _refine(config: RegistrationConfig, flash_rgb: np.ndarray, studio_rgb: np.nd
     return affine_from_matrix(refined_matrix, refined_translation), method.GetOptimizerIteration()
 
 
+def _pyramid(config: RegistrationConfig, fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image | None,
+             factor: int, start: sitk.AffineTransform, levels: list[tuple[int, float]], iterations: list[int]
+             ) -> tuple[sitk.AffineTransform, str]:
+    """The multi-resolution Mattes MI registration from ``start``; adds its iterations to ``iterations[0]``."""
+    method = _method(config, factor, mask)
+    if config.sampling != "none":
+        # The same number of samples at every level (a fraction of 1/shrink^2 as many pixels): a coarse level
+        # sampled as thinly as the finest one gives a noisy metric that lets the optimiser drift off.
+        method.SetMetricSamplingPercentagePerLevel(
+            [min(1.0, config.sampling_fraction * f * f) for f, _ in levels], config.seed + 1)
+    method.SetShrinkFactorsPerLevel([f for f, _ in levels])
+    method.SetSmoothingSigmasPerLevel([sigma for _, sigma in levels])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    method.SetInitialTransform(sitk.AffineTransform(start), inPlace=False)
+    method.AddCommand(sitk.sitkIterationEvent, lambda: iterations.__setitem__(0, iterations[0] + 1))
+    result = _execute(method, fixed, moving)
+    matrix, translation = matrix_of(sitk.CompositeTransform(result))
+    return affine_from_matrix(matrix, translation), method.GetOptimizerStopConditionDescription()
+
+
 def _metric_at(config: RegistrationConfig, fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image | None,
                transform: sitk.Transform) -> float:
     method = _method(config, 1, mask)
@@ -405,36 +428,32 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
     levels = list(zip(config.shrink_factors, config.smoothing_sigmas_px, strict=True))
     if refine and len(levels) > 1 and levels[-1][0] == 1:
         levels = levels[:-1]  # the refine pass, at twice the resolution, replaces the full-resolution level
-    method = _method(config, factor, mask)
-    if config.sampling != "none":
-        # The same number of samples at every level (a fraction of 1/shrink^2 as many pixels): a coarse level
-        # sampled as thinly as the finest one gives a noisy metric that lets the optimiser drift off.
-        method.SetMetricSamplingPercentagePerLevel(
-            [min(1.0, config.sampling_fraction * f * f) for f, _ in levels], config.seed + 1)
-    method.SetShrinkFactorsPerLevel([f for f, _ in levels])
-    method.SetSmoothingSigmasPerLevel([sigma for _, sigma in levels])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    method.SetInitialTransform(sitk.AffineTransform(initial), inPlace=False)
     iterations = [coarse_iterations]
-    method.AddCommand(sitk.sitkIterationEvent, lambda: iterations.__setitem__(0, iterations[0] + 1))
-    result = _execute(method, fixed, moving)
-    composite = sitk.CompositeTransform(result)
-    matrix, translation = matrix_of(composite)
-    transform = affine_from_matrix(matrix, translation)
+    transform, stop = _pyramid(config, fixed, moving, mask, factor, initial, levels, iterations)
+
+    # MetricEvaluate ignores sampling and reads every pixel: measure on a copy of at most ~512 px.
+    shrink = max(1, math.ceil(max(fixed.GetSize()) / _METRIC_SIDE_PX))
+    metric_mask = None if mask is None else _shrunk(mask, shrink) > 0
+    metric_images = (_shrunk(fixed, shrink), _shrunk(moving, shrink), metric_mask)
+    if len(levels) > 1:
+        # On rare pairs the pyramid's coarsest level drifts away from the coarse search's (good) answer and the
+        # finer levels cannot bring it back; the metric at both says so, and the finer levels alone recover.
+        reached = _metric_at(config, *metric_images, transform)
+        if not reached <= _metric_at(config, *metric_images, initial):
+            log.debug("the pyramid drifted away from the coarse search's estimate; retrying without its first level")
+            retry, retry_stop = _pyramid(config, fixed, moving, mask, factor, initial, levels[1:], iterations)
+            if _metric_at(config, *metric_images, retry) < reached:
+                transform, stop = retry, retry_stop
     if refine:
         transform, refine_iterations = _refine(config, flash_rgb, studio_rgb, factor,
                                                None if flash_face is None else flash_face.box, transform)
         iterations[0] += refine_iterations
 
-    # MetricEvaluate ignores sampling and reads every pixel: measure on a copy of at most ~512 px (QC only).
-    shrink = max(1, math.ceil(max(fixed.GetSize()) / _METRIC_SIDE_PX))
-    metric_mask = None if mask is None else _shrunk(mask, shrink) > 0
-    metric_images = (_shrunk(fixed, shrink), _shrunk(moving, shrink), metric_mask)
     before = _metric_at(config, *metric_images, geometry)
     after = _metric_at(config, *metric_images, transform)
     return AffineEstimate(
         transform=transform, initial=affine_from_matrix(start_matrix, start_translation),
         initialization=initialization, metric_before=before, metric_after=after, iterations=iterations[0],
-        stop_condition=method.GetOptimizerStopConditionDescription(), seconds=time.perf_counter() - start,
+        stop_condition=stop, seconds=time.perf_counter() - start,
         downscale=factor, flash_landmarks=None if flash_face is None else flash_face.landmarks,
         studio_landmarks=None if studio_face is None else studio_face.landmarks)
