@@ -177,3 +177,15 @@ def test_head_stays_float32_under_bf16_autocast():
     assert y.dtype == torch.float32
     with torch.no_grad():
         torch.testing.assert_close(y, net(x), atol=0.05, rtol=0)
+
+
+def test_identity_head_starts_at_the_flash_image():
+    """head_init='identity': y = 1/2 everywhere, so pred = x - 2y + 1 is the flash image itself."""
+    net = DeepFlashNet(width=1 / 16, head_init="identity").eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        y = net(x)
+    torch.testing.assert_close(y, torch.full_like(y, 0.5))
+    torch.testing.assert_close(x - 2 * y + 1, x)
+    with pytest.raises(ValueError, match="head_init"):
+        DeepFlashNet(width=1 / 16, head_init="zeros")

@@ -107,7 +107,8 @@ def build_model(model_config: dict[str, Any], *, init_weights: bool = True) -> D
     """A fresh network from the ``model_config`` of a checkpoint."""
     norm_layer = nn.BatchNorm2d if model_config.get("norm", "batch") == "batch" else nn.Identity
     return DeepFlashNet(width=float(model_config["width"]), normalization=model_config["normalization"],
-                        norm_layer=norm_layer, init_weights=init_weights)
+                        norm_layer=norm_layer, init_weights=init_weights,
+                        head_init=model_config.get("head_init", "xavier"))
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[DeepFlashNet, dict[str, Any]]:

@@ -76,6 +76,10 @@ class DeepFlashNet(nn.Module):
         Negative slope of the decoder's LeakyReLU (the paper: 0.2).
     init_weights : bool
         Draw the initial weights (False when a checkpoint overwrites them anyway: saves ~1 s at full width).
+    head_init : {"xavier", "identity"}
+        The last layer's initialisation: Xavier as in the paper, or zero weights so the network starts at
+        y = 1/2, whose prediction is the flash image itself (the identity baseline); training then learns the
+        relighting as a correction of it, which helps short runs on little data (``prep demo``).
 
     Raises
     ------
@@ -91,8 +95,11 @@ class DeepFlashNet(nn.Module):
 
     def __init__(self, *, width: float = 1.0, normalization: Normalization = "imagenet",
                  norm_layer: type[nn.Module] = nn.BatchNorm2d, leaky_slope: float = 0.2,
-                 init_weights: bool = True) -> None:
+                 init_weights: bool = True, head_init: Literal["xavier", "identity"] = "xavier") -> None:
         super().__init__()
+        if head_init not in ("xavier", "identity"):
+            raise ValueError(f"head_init must be 'xavier' or 'identity', not {head_init!r}")
+        self.head_init = head_init
         if not (width > 0 and math.isfinite(width)):
             raise ValueError(f"width must be positive, got {width}")
         if normalization not in NORMALIZATIONS:
@@ -145,7 +152,7 @@ class DeepFlashNet(nn.Module):
         self.register_buffer("_in_shift", torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
 
     def _init_weights(self) -> None:
-        """Encoder: He (fan-out) as torchvision's VGG; decoder: truncated normal; the last layer: Xavier."""
+        """Encoder: He (fan-out) as torchvision's VGG; decoder: truncated normal; the last layer: Xavier or zero."""
         for module in self.features.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -162,7 +169,10 @@ class DeepFlashNet(nn.Module):
                 elif isinstance(module, nn.BatchNorm2d):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
-        nn.init.xavier_uniform_(self.head.weight)
+        if self.head_init == "identity":  # sigmoid(0) = 1/2 everywhere: the prediction starts as the flash image
+            nn.init.zeros_(self.head.weight)
+        else:
+            nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:

@@ -94,6 +94,9 @@ class TrainConfig:
     offset_weight : float
         Weight in [0, 1] of the per-channel mean error added to eq. 5 (0 = the paper's loss, which leaves the
         colour offset of the prediction to initialisation; see :func:`deepflash_loss`).
+    head_init : {"xavier", "identity"}
+        The last layer's initialisation: Xavier (the paper) or zero, so the network starts at the flash image
+        and learns a correction of it (better for short runs on little data).
     steps_per_epoch : int or None
         Stop each epoch after this many steps (quick demos, benchmarks); None = the whole split.
     checkpoint_every : int
@@ -118,6 +121,7 @@ class TrainConfig:
     val_split: str = "val"
     norm: Literal["batch", "none"] = "batch"
     offset_weight: float = 0.0
+    head_init: Literal["xavier", "identity"] = "xavier"
     steps_per_epoch: int | None = None
     checkpoint_every: int = 0
     samples: int = 4
@@ -248,7 +252,7 @@ def _prepare(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _model_config(config: TrainConfig) -> dict[str, Any]:
     return {"width": config.width, "normalization": config.encoder_normalization, "norm": config.norm,
-            "architecture": "vgg16-hdrcnn"}
+            "head_init": config.head_init, "architecture": "vgg16-hdrcnn"}
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:
