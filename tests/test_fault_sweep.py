@@ -1,0 +1,197 @@
+"""Fault sweep across the stages: hostile inputs get a clear error naming them, and only the output is touched.
+
+Each stage's own tests cover its happy paths and its kill-and-resume behaviour; this file feeds every stage the
+same catalogue of bad inputs — corrupt, truncated, empty, wrong-format files, bad names, symbolic links out of
+the tree — through the real ``prep`` commands, and checks two promises of the README: the message names the
+input, and nothing outside the output folder changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from acquisition.imageio import write_image
+from acquisition.prep import main
+
+SIZE = (360, 480)  # small virtual-studio frames keep the sweep fast
+
+
+def snapshot(root: Path, *, exclude: Path | None = None) -> dict[str, str]:
+    """Path -> content hash of every file under ``root`` (links recorded by target), outside ``exclude``."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if exclude is not None and (path == exclude or exclude in path.parents):
+            continue
+        if path.is_symlink():
+            state[str(path)] = "link:" + os.readlink(path)
+        elif path.is_file():
+            state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def run(*args: str | Path) -> object:
+    result = CliRunner().invoke(main, ["-q", *map(str, args)], catch_exceptions=False)
+    return result
+
+
+def corrupt_inputs(folder: Path, good_jpeg: bytes, outside: Path) -> dict[str, Path]:
+    """Write the catalogue of bad image files into ``folder``; return name -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "truncated": folder / "truncated.jpg",
+        "empty": folder / "empty.jpg",
+        "wrong-format": folder / "notes.jpg",
+        "garbage": folder / "garbage.png",
+    }
+    files["truncated"].write_bytes(good_jpeg[: len(good_jpeg) // 3])
+    files["empty"].write_bytes(b"")
+    files["wrong-format"].write_text("a text file with an image's name\n")
+    files["garbage"].write_bytes(bytes(range(256)) * 20)
+    link = folder / "escape.jpg"
+    os.symlink(outside, link)
+    files["link-out"] = link
+    return files
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, astronaut) -> dict[str, Path]:
+    """A small real pipeline: a simulated session, its registration, shards and a one-step checkpoint."""
+    root = tmp_path_factory.mktemp("sweep")
+    raw, aligned, shards, run_dir = root / "raw", root / "aligned", root / "shards", root / "run"
+    assert run("capture", "--simulate", "--subjects", "1", "--poses", "1", "--out", raw,
+               "--size", f"{SIZE[0]}x{SIZE[1]}").exit_code == 0
+    assert run("register", raw, aligned).exit_code == 0
+    assert run("build-h5", aligned, shards, "--size", "64", "--split", "1,0,0").exit_code == 0
+    result = run("train", shards, run_dir, "--epochs", "1", "--steps-per-epoch", "1", "--width", "0.0625",
+                 "--size", "64", "--device", "cpu", "--workers", "0", "--val-split", "train")
+    assert result.exit_code == 0, result.output
+    outside = root / "outside" / "secret.jpg"
+    outside.parent.mkdir()
+    write_image(outside, astronaut)
+    return {"root": root, "raw": raw, "aligned": aligned, "shards": shards, "run": run_dir, "outside": outside}
+
+
+def test_register_reports_each_bad_pair_by_name_and_touches_only_its_output(world, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(world["raw"], raw, symlinks=True)
+    good = next(raw.rglob("flash.jpg")).read_bytes()
+    subject = raw / "hostile"
+    bad = corrupt_inputs(tmp_path / "scratch", good, world["outside"])
+    cases = {"truncated": "truncated", "empty": "empty", "wrong-format": "wrong-format", "garbage": "garbage"}
+    for pose, kind in cases.items():
+        (subject / pose).mkdir(parents=True)
+        shutil.copy(bad[kind], subject / pose / ("flash" + bad[kind].suffix))
+        (subject / pose / "studio.jpg").write_bytes(good)
+    (subject / "escape").mkdir()
+    os.symlink(world["outside"], subject / "escape" / "flash.jpg")
+    (subject / "escape" / "studio.jpg").write_bytes(good)
+    (subject / "lonely").mkdir()
+    (subject / "lonely" / "flash.jpg").write_bytes(good)
+    (subject / "bad\\name").mkdir()
+    before = snapshot(tmp_path, exclude=tmp_path / "aligned")
+
+    result = run("register", raw, tmp_path / "aligned")
+
+    assert result.exit_code == 1, result.output
+    csv_text = (tmp_path / "aligned" / "registration.csv").read_text()
+    for pose in [*cases, "escape", "lonely"]:
+        assert f"hostile/{pose}" in result.output or pose in csv_text, pose
+    for pose in cases:
+        assert str(subject / pose / "flash") in csv_text, f"the failure of {pose} does not name its file"
+    assert "outside the tree" in csv_text and "no studio partner" in csv_text and "bad\\name" in csv_text
+    assert csv_text.count(",ok,") == 1, "the good pair must still be registered"
+    assert snapshot(tmp_path, exclude=tmp_path / "aligned") == before
+
+
+def test_build_h5_skips_bad_pairs_by_name_and_refuses_hostile_split_files(world, tmp_path):
+    aligned = tmp_path / "aligned"
+    shutil.copytree(world["aligned"], aligned, symlinks=True)
+    pose = next(p.parent for p in aligned.rglob("transform.tfm"))
+    broken = aligned / pose.parent.name / "broken"
+    shutil.copytree(pose, broken)
+    (broken / "studio.png").write_bytes((broken / "studio.png").read_bytes()[:500])
+    escape = aligned / pose.parent.name / "escape"
+    shutil.copytree(pose, escape)
+    (escape / "flash.png").unlink()
+    os.symlink(world["outside"], escape / "flash.png")
+    # Registration vouched for both copies: the damage happened afterwards.
+    csv_path = aligned / "registration.csv"
+    header, row = csv_path.read_text().splitlines()[:2]
+    subject, _pose, rest = row.split(",", 2)
+    csv_path.write_text("\n".join([header, row, f"{subject},broken,{rest}", f"{subject},escape,{rest}"]) + "\n")
+    before = snapshot(tmp_path, exclude=tmp_path / "shards")
+
+    result = run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0")
+    assert result.exit_code == 0, result.output
+    report = result.output + "".join(p.read_text() for p in (tmp_path / "shards").glob("*.json"))
+    assert "studio.png" in report and "broken" in report
+    assert "outside the tree" in report
+    assert snapshot(tmp_path, exclude=tmp_path / "shards") == before
+
+    hostile = tmp_path / "split.csv"
+    hostile.write_text("subject,split\n../../etc,train\n")
+    result = run("build-h5", aligned, tmp_path / "shards2", "--size", "64", "--split-file", hostile)
+    assert result.exit_code != 0 and "../../etc" in result.output
+    assert not (tmp_path / "shards2").exists() or not any((tmp_path / "shards2").glob("*.h5"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_train_and_evaluate_name_a_damaged_shard(world, tmp_path, damage):
+    shards = tmp_path / "shards"
+    shutil.copytree(world["shards"], shards)
+    shard = sorted(shards.glob("*.h5"))[0]
+    data = shard.read_bytes()
+    shard.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "text": b"not hdf5\n"}[damage])
+    before = snapshot(tmp_path, exclude=tmp_path / "run")
+
+    result = run("train", shards, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "1", "--width", "0.0625",
+                 "--size", "64", "--device", "cpu", "--workers", "0", "--val-split", "train")
+    assert result.exit_code == 1 and shard.name in result.output, result.output
+    result = run("evaluate", world["run"], shards, "--split", "train", "--out", tmp_path / "run" / "eval")
+    assert result.exit_code == 1 and shard.name in result.output, result.output
+    assert snapshot(tmp_path, exclude=tmp_path / "run") == before
+
+
+def test_enhance_folder_reports_each_bad_photo_and_goes_on(world, tmp_path):
+    photos = tmp_path / "photos"
+    good = next(world["raw"].rglob("flash.jpg"))
+    corrupt_inputs(photos, good.read_bytes(), world["outside"])
+    shutil.copy(good, photos / "selfie.jpg")
+    before = snapshot(tmp_path, exclude=tmp_path / "out")
+
+    result = run("enhance", world["run"] / "last.pt", photos, tmp_path / "out")
+
+    assert result.exit_code == 1, result.output
+    for name in ("truncated.jpg", "empty.jpg", "notes.jpg", "garbage.png"):
+        assert name in result.output, f"{name} is not named in:\n{result.output}"
+    assert "escape.jpg" in result.output
+    outputs = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert outputs == ["selfie.jpg"]
+    assert snapshot(tmp_path, exclude=tmp_path / "out") == before
+
+
+@pytest.mark.parametrize("subject", ["../escape", "..", ".hidden", "a/b"])
+def test_capture_refuses_hostile_subject_names(tmp_path, subject):
+    result = run("capture", "--subject", subject, "--poses", "1", "--out", tmp_path / "raw", "--lamps", "sim",
+                 "--camera", "sim")
+    assert result.exit_code != 0
+    assert subject in result.output
+    assert not any(tmp_path.parent.glob("escape")) and list(tmp_path.rglob("*.jpg")) == []
+
+
+def test_capture_names_a_corrupt_portrait(tmp_path, astronaut):
+    portraits = tmp_path / "portraits"
+    portraits.mkdir()
+    write_image(portraits / "alice.png", np.ascontiguousarray(astronaut))
+    (portraits / "bob.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = run("capture", "--simulate", "--subjects", "2", "--poses", "1", "--out", tmp_path / "raw",
+                 "--portraits", portraits, "--size", "240x320")
+    assert result.exit_code == 1 and "bob.jpg" in result.output
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").rglob("*.jpg")) == []
