@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from acquisition.layout import check_name
+
 from .errors import DatasetGenError
 from .schema import SPLITS
 
@@ -49,6 +51,11 @@ def read_split_file(path: str | Path) -> dict[str, str]:
         if len(cells) != 2 or cells[1] not in SPLITS:
             raise DatasetGenError(f"line {number}: expected 'subject,split' with split one of {', '.join(SPLITS)}, "
                                   f"got {','.join(row)!r}", path=path, hint="fix the line")
+        try:
+            check_name(cells[0], what="subject")
+        except ValueError as exc:
+            raise DatasetGenError(f"line {number}: {exc}", path=path,
+                                  hint="subjects are folder names of the aligned tree") from exc
         if cells[0] in mapping and mapping[cells[0]] != cells[1]:
             raise DatasetGenError(f"line {number}: subject {cells[0]!r} is put in two splits", path=path,
                                   hint="keep one line per subject")

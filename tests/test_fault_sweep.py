@@ -136,7 +136,7 @@ def test_build_h5_skips_bad_pairs_by_name_and_refuses_hostile_split_files(world,
     assert snapshot(tmp_path, exclude=tmp_path / "shards") == before
 
     hostile = tmp_path / "split.csv"
-    hostile.write_text("subject,split\n../../etc,train\n")
+    hostile.write_text(f"subject,split\n{subject},train\n../../etc,test\n")
     result = run("build-h5", aligned, tmp_path / "shards2", "--size", "64", "--split-file", hostile)
     assert result.exit_code != 0 and "../../etc" in result.output
     assert not (tmp_path / "shards2").exists() or not any((tmp_path / "shards2").glob("*.h5"))
