@@ -381,11 +381,9 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
     _check_contrast(fixed, "flash")
     _check_contrast(moving, "studio")
 
-    flash_faces: list[_Face] = []
-    studio_faces: list[_Face] = []
-    if config.initialization == "landmarks" or config.mask == "face":
-        flash_faces = _faces(flash_rgb, config.face_max_side_px, config.face_upsample)
-        studio_faces = _faces(studio_rgb, config.face_max_side_px, config.face_upsample)
+    # Faces always: besides the landmark start they give the refine pass its region and the QC its blink test.
+    flash_faces = _faces(flash_rgb, config.face_max_side_px, config.face_upsample)
+    studio_faces = _faces(studio_rgb, config.face_max_side_px, config.face_upsample)
     geometry_matrix, geometry_translation = _geometry_start((fh, fw), (sh, sw))
     start_matrix, start_translation = geometry_matrix, geometry_translation
     geometry = affine_from_matrix(geometry_matrix, geometry_translation)

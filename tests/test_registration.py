@@ -191,3 +191,30 @@ def test_public_names_resolve():
     assert set(registration.__all__) == {*registration._WHERE, "RegistrationError"}
     for name in registration.__all__:
         assert getattr(registration, name) is not None
+
+
+def test_simulated_camera_pair_stored_sideways(tmp_path):
+    """A phone-like pair (pixels stored sideways, EXIF orientation 6) from the simulated camera: flash.png is
+    upright and the registration meets the recorded ground truth."""
+    from PIL import Image
+
+    from acquisition.sim import SimulatedCamera, SimulatedLamps, default_portraits
+
+    lamps = SimulatedLamps()
+    camera = SimulatedCamera(default_portraits()[0], lambda: lamps.state, size=(480, 640), seed=5, orientation=6)
+    raw = tmp_path / "raw" / "astronaut" / "p01"
+    raw.mkdir(parents=True)
+    lamps.on()
+    studio = camera.capture(raw / "studio.jpg", flash="off")
+    lamps.off()
+    camera.capture(raw / "flash.jpg", flash="auto")
+    write_json_atomic(raw / "meta.json", {"ground_truth_transform": studio.extra["ground_truth_transform"]})
+    with Image.open(raw / "flash.jpg") as stored:
+        assert stored.size == (640, 480)  # sensor order: landscape
+    out = tmp_path / "aligned" / "astronaut" / "p01"
+    result = register_pair(Pair("astronaut", "p01", raw / "flash.jpg", raw / "studio.jpg"), out)
+    assert result.status == "ok", result.reason
+    flash_png = read_image(out / "flash.png")
+    assert flash_png.shape == (640, 480, 3)
+    np.testing.assert_array_equal(flash_png, read_image(raw / "flash.jpg"))
+    assert face_box_error(out, raw / "meta.json") <= 0.25
