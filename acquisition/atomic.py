@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -18,8 +19,8 @@ from typing import IO, Any
 
 from .errors import PrepError
 
-__all__ = ["TEMP_PREFIX", "atomic_write", "fsync_directory", "write_bytes_atomic", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["TEMP_PREFIX", "atomic_write", "file_sha256", "fsync_directory", "write_bytes_atomic",
+           "write_json_atomic", "write_text_atomic"]
 
 #: Temporary files start with this prefix; discovery and resume skip them, and they are safe to delete.
 TEMP_PREFIX = ".tmp-"
@@ -106,3 +107,12 @@ def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> N
 def write_json_atomic(path: str | Path, obj: Any, *, durable: bool = True) -> None:
     """Write ``obj`` as indented JSON (keys in insertion order, trailing newline)."""
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", durable=durable)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 4 MiB blocks (manifests record it to prove a file is intact)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .atomic import fsync_directory, write_json_atomic, write_text_atomic
+from .atomic import file_sha256, fsync_directory, write_json_atomic, write_text_atomic
 from .devices import Camera, CameraInfo, FlashMode, LampController, Shot
 from .errors import AcquisitionError, PrepError
 from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_dir
@@ -331,14 +331,6 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(min(left, 0.05) if left > 0.002 else 0)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(studio: Path, flash: Path, config: SessionConfig, warn: Callable[[str], None]) -> tuple[int, int]:
     from .exif import read_flash_fired
     from .imageio import read_image
@@ -540,7 +532,7 @@ class _Session:
                 "flash_fired": read_flash_fired(shot.path) if shot.flash_fired is None else shot.flash_fired,
                 "triggered_at": _iso(shot.triggered_at), "saved_at": _iso(shot.saved_at),
                 "camera_latency_ms": round(shot.latency_s * 1000.0, 3), "width": width, "height": height,
-                "bytes": shot.path.stat().st_size, "sha256": _sha256(shot.path),
+                "bytes": shot.path.stat().st_size, "sha256": file_sha256(shot.path),
                 "extra": dict(getattr(shot, "extra", None) or {})}
 
     def safe_state(self) -> str | None:

@@ -28,7 +28,14 @@ from typing import Any, Final
 
 import numpy as np
 
-from acquisition.atomic import TEMP_PREFIX, atomic_write, fsync_directory, write_json_atomic, write_text_atomic
+from acquisition.atomic import (
+    TEMP_PREFIX,
+    atomic_write,
+    file_sha256,
+    fsync_directory,
+    write_json_atomic,
+    write_text_atomic,
+)
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
 from acquisition.layout import Pair, discover_pairs
@@ -363,14 +370,6 @@ def _fingerprint(config: BuildConfig, subjects: dict[str, str], order: list[tupl
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _clean(shards_dir: Path) -> None:
     """Remove what a build writes (and only that): shards, index, dataset.json, temp files, the work folder."""
     if not shards_dir.is_dir():
@@ -627,7 +626,7 @@ def _finish(shards_dir: Path, work: Path, config: BuildConfig, subjects: dict[st
             writer.writerow([path.name, row, s, p, int(a), split])
         index_lines.append(buffer.getvalue().rstrip("\n"))
         samples[split] += len(subj)
-        shard_entries.append({"file": path.name, "split": split, "samples": len(subj), "sha256": _sha256(path)})
+        shard_entries.append({"file": path.name, "split": split, "samples": len(subj), "sha256": file_sha256(path)})
     for record in records:
         if record["status"] == "ok":
             pairs[record["split"]] += 1

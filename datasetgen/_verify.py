@@ -7,7 +7,6 @@ ranges of every sample, ``index.csv`` against the files' contents, and that no s
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from acquisition.atomic import file_sha256
 
 from ._build import DATASET_JSON, INDEX_COLUMNS, INDEX_CSV
 from .schema import SPLITS, check_shard, parse_shard_filename
@@ -33,14 +34,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _text(values: Any) -> list[str]:
@@ -112,7 +105,7 @@ def verify_shards(shards_dir: str | Path) -> list[Problem]:
             problems.append(Problem(path, "listed in dataset.json but missing"))
             continue
         entry = listed.get(name)
-        if entry is not None and entry.get("sha256") != _sha256(path):
+        if entry is not None and entry.get("sha256") != file_sha256(path):
             problems.append(Problem(path, "SHA-256 differs from dataset.json: the file changed or is corrupt"))
         try:
             with h5py.File(path, "r") as h5:
