@@ -8,6 +8,7 @@ Arrays are always RGB (not OpenCV's BGR), ``uint8``, or ``uint16`` for 16-bit PN
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Final
 
@@ -93,7 +94,9 @@ def _decode_jpeg(data: bytes, path: Path) -> np.ndarray:
             rgb = im.convert("RGB") if im.mode != "RGB" else im
             return np.asarray(rgb)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise AcquisitionError(f"cannot decode this JPEG ({exc})", path=path,
+        # PIL names its in-memory buffer ("<_io.BytesIO object at 0x...>"): keep messages reproducible.
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))
+        raise AcquisitionError(f"cannot decode this JPEG ({detail})", path=path,
                                hint="the file is truncated or corrupt: copy it again from the camera") from exc
 
 
