@@ -10,8 +10,9 @@ pay for torch, OpenCV and h5py.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from acquisition.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._augment import AugSpec, aug_table, sample_matrix
@@ -38,13 +39,4 @@ __all__ = ["AugSpec", "BuildConfig", "BuildSummary", "DatasetGenError", "Problem
            "read_split_file", "render_pair", "sample_matrix", "verify_shards", "write_shard_sheets"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)

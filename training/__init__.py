@@ -6,8 +6,9 @@ package must not pull in torch then.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from acquisition.lazy import lazy_exports
 
 from .errors import TrainingError
 
@@ -30,17 +31,7 @@ __all__ = ["ENCODINGS", "Batch", "DeepFlashNet", "EnhanceResult", "EnhanceTreeRe
            "psnr", "save_model_checkpoint", "ssim", "train"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'training' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)
 
 
 if TYPE_CHECKING:  # static names for type checkers and IDEs
