@@ -32,3 +32,21 @@ def test_console_script_starts_fast_without_heavy_imports():
     code = "import sys, acquisition.prep; print(sorted(m for m in ('torch', 'SimpleITK', 'h5py') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_missing_face_recognition_is_one_line_with_the_fix():
+    """A plain `pip install` without face_recognition: one line with the exact fix, not a traceback."""
+    script = (
+        "import sys; sys.modules['face_recognition'] = None\n"  # makes `import face_recognition` fail
+        "import numpy as np\n"
+        "from acquisition.errors import PrepError\n"
+        "from acquisition.faces import detect_faces\n"
+        "try:\n"
+        "    detect_faces(np.zeros((64, 64, 3), np.uint8))\n"
+        "except PrepError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and "face_recognition is not installed" in lines[0]
+    assert "pip install --no-deps face_recognition==1.3.0" in lines[0]
