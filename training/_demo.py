@@ -156,7 +156,9 @@ def run_demo(out_dir: str | Path, *, config: DemoConfig = DemoConfig()) -> DemoR
 
     held_out = next(p for p in discover_pairs(raw).pairs if p.subject == subjects[-1])
     enhanced_path = out / "enhanced" / f"{held_out.subject}-{held_out.pose}-studio.jpg"
-    _timed(seconds, "enhance", lambda: enhance(run / "last.pt", held_out.flash, enhanced_path))
+    # The epoch with the lowest validation loss: on one training subject a short run soon starts to overfit.
+    checkpoint = run / "best.pt" if (run / "best.pt").is_file() else last
+    _timed(seconds, "enhance", lambda: enhance(checkpoint, held_out.flash, enhanced_path))
 
     pictures = {
         "registration contact sheets": registration_sheets[0].parent if registration_sheets else sheets,
