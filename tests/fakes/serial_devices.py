@@ -7,6 +7,7 @@ the host's next write fails with EIO, as when a USB adapter is pulled out.
 
 from __future__ import annotations
 
+import abc
 import os
 import pty
 import select
@@ -26,7 +27,7 @@ class Received:
     extra: dict = field(default_factory=dict)
 
 
-class PtyDevice:
+class PtyDevice(abc.ABC):
     """Base: a pseudo-terminal pair and a reader thread feeding :meth:`feed`."""
 
     def __init__(self) -> None:
@@ -57,8 +58,9 @@ class PtyDevice:
                 self._buffer += chunk
                 self.feed(time.perf_counter())
 
-    def feed(self, now: float) -> None:  # pragma: no cover - subclasses implement
-        raise NotImplementedError
+    @abc.abstractmethod
+    def feed(self, now: float) -> None:
+        """Parse what the host sent so far (``self._buffer``) as the device does; ``now`` is its arrival time."""
 
     def answer(self, data: bytes) -> None:
         os.write(self.master, data)
