@@ -7,7 +7,8 @@ running), and printed as a markdown table: figure | ours | anchor | ratio | targ
   both single-threaded (and with default threads), PSNR of both against the exact brute-force filter
   (``datasetgen.bilateral_reference``, about a minute; cached in ~/.cache/deepflash/).
 * build: seconds per 12 MP pair (20 samples of 512) on one core, anchor = decoding the pair's three PNGs; and
-  --workers 2 vs 1 on six pairs (an even count, so both workers have the same share).
+  --workers 2 vs 1 on twelve pairs (an even count, so both workers have the same share; the workers'
+  start-up, ~2.5 s for imports and face models, still weighs in: a session of hundreds of pairs gains more).
 * reading: random-access samples/s (flash_bl + target) from the shards, anchor = raw sequential h5py reads.
 
 Usage: ``.venv/bin/python bench/build.py`` (about 3 minutes; ``--quick`` skips the 12 MP build).
@@ -186,7 +187,7 @@ def bench_reading(shards: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 12 MP build (reading uses small shards)")
-    parser.add_argument("--pairs", type=int, default=6, help="12 MP pairs for the build figures")
+    parser.add_argument("--pairs", type=int, default=12, help="12 MP pairs for the build figures")
     args = parser.parse_args()
     bench_bilateral()
     with tempfile.TemporaryDirectory(prefix="deepflash-bench-") as tmp:

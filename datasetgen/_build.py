@@ -398,7 +398,13 @@ def _check_disk(shards_dir: Path, config: BuildConfig, samples: int) -> None:
 
 
 class _Assembler:
-    """Cuts the stream of samples (in build order) into shards and writes each one when its rows are known."""
+    """Cuts the stream of samples (in build order) into shards, writing each pair's rows as soon as it arrives.
+
+    Rows go into the open shard (a temporary file, resizable) while the workers still make the next pairs, so
+    with ``--workers N`` the writing overlaps the processing instead of trailing it; when a shard is full, or
+    the split or the stream ends, it is shrunk to its count, fsynced and renamed. The sequence of writes depends
+    only on the build order, so the bytes are the same for any number of workers and after a resume.
+    """
 
     def __init__(self, shards_dir: Path, config: BuildConfig, jobs: dict[str, _Job]) -> None:
         self.shards_dir = shards_dir
@@ -410,27 +416,99 @@ class _Assembler:
         self.pieces: list[tuple[dict[str, Any], Path, int, int]] = []  # record, samples file, start, stop
         self.fill = 0
         self.written: list[Path] = []
+        self.h5: Any = None  # the open temporary shard; None when the shard is complete from an earlier call
+        self.columns: dict[str, list[Any]] = {"subject": [], "pose": [], "aug": []}
+
+    @property
+    def final(self) -> Path:
+        assert self.split is not None
+        return self.shards_dir / shard_filename(self.split, self.index)
+
+    @property
+    def tmp(self) -> Path:
+        return self.final.with_name(TEMP_PREFIX + self.final.name)
 
     def add(self, record: dict[str, Any], samples_path: Path) -> None:
-        if record["split"] != self.split:
-            self.flush()
-            self.split, self.index = record["split"], 0
-        start, total = 0, int(record["samples"])
-        while start < total:
-            take = min(total - start, self.config.shard_size - self.fill)
-            self.pieces.append((record, samples_path, start, start + take))
-            self.fill += take
-            start += take
-            if self.fill == self.config.shard_size:
+        try:
+            if record["split"] != self.split:
                 self.flush()
+                self.split, self.index = record["split"], 0
+            start, total = 0, int(record["samples"])
+            while start < total:
+                take = min(total - start, self.config.shard_size - self.fill)
+                if not self.pieces:
+                    self._open()
+                self._write_rows(record, samples_path, start, start + take)
+                self.pieces.append((record, samples_path, start, start + take))
+                self.fill += take
+                start += take
+                if self.fill == self.config.shard_size:
+                    self.flush()
+        except BaseException:
+            self._abort()
+            raise
+
+    def _open(self) -> None:
+        import h5py
+
+        self.columns = {"subject": [], "pose": [], "aug": []}
+        if self.final.is_file():  # written by an interrupted earlier call
+            self.h5 = None
+            return
+        self.tmp.unlink(missing_ok=True)
+        try:
+            self.h5 = h5py.File(self.tmp, "w", **FILE_KWARGS)
+            create_shard_datasets(self.h5, self.config.shard_size, self.config.size,
+                                  compression=self.config.compression, resizable=True)
+            write_shard_attrs(self.h5, split=self.split or "", size=self.config.size, sigma_s=self.config.sigma_s,
+                              sigma_r=self.config.sigma_r, aug_table=self.table)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_rows(self, record: dict[str, Any], samples_path: Path, start: int, stop: int) -> None:
+        if self.h5 is None:
+            return
+        if not samples_path.is_file():
+            log.info("%s: work file gone, processing the pair again", record["pair"])
+            _process_pair(self.jobs[record["pair"]])
+        row = self.fill
+        try:
+            with np.load(samples_path) as arrays:
+                for name in IMAGE_DATASETS:
+                    self.h5[name][row:row + stop - start] = arrays[name][start:stop]
+                self.columns["aug"].extend(int(a) for a in arrays["aug"][start:stop])
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        except (ValueError, KeyError) as exc:
+            raise DatasetGenError(f"the work file of pair {record['pair']} is unreadable ({exc})",
+                                  path=samples_path, hint="run the same command with --force") from exc
+        self.columns["subject"] += [record["subject"]] * (stop - start)
+        self.columns["pose"] += [record["pose"]] * (stop - start)
 
     def flush(self) -> None:
         if not self.pieces:
             return
-        assert self.split is not None
-        final = self.shards_dir / shard_filename(self.split, self.index)
-        if not final.is_file():
-            self._write(final)
+        final = self.final
+        if self.h5 is not None:
+            try:
+                for name in (*IMAGE_DATASETS, "subject", "pose", "aug"):
+                    self.h5[name].resize(self.fill, axis=0)
+                self.h5["subject"][:] = self.columns["subject"]
+                self.h5["pose"][:] = self.columns["pose"]
+                self.h5["aug"][:] = np.asarray(self.columns["aug"], dtype=np.int16)
+                self.h5.close()
+                self.h5 = None
+                with open(self.tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(self.tmp, final)
+                fsync_directory(final.parent)
+            except OSError as exc:
+                self._abort()
+                raise self._write_error(exc) from exc
+            except BaseException:
+                self._abort()
+                raise
+            log.info("wrote %s (%d samples)", final.name, self.fill)
         # a pair's sample file is no longer needed once its last row is in a complete shard
         for record, samples_path, _, stop in self.pieces:
             if stop == record["samples"]:
@@ -439,48 +517,17 @@ class _Assembler:
         self.pieces, self.fill = [], 0
         self.index += 1
 
-    def _write(self, final: Path) -> None:
-        import h5py
+    def _abort(self) -> None:
+        """Close and delete the unfinished shard (its pairs' work files stay, so a re-run resumes)."""
+        if self.h5 is not None:
+            with contextlib.suppress(Exception):
+                self.h5.close()
+            self.h5 = None
+            self.tmp.unlink(missing_ok=True)
 
-        tmp = final.with_name(TEMP_PREFIX + final.name)
-        tmp.unlink(missing_ok=True)
-        try:
-            with h5py.File(tmp, "w", **FILE_KWARGS) as h5:
-                create_shard_datasets(h5, self.fill, self.config.size, compression=self.config.compression)
-                write_shard_attrs(h5, split=self.split or "", size=self.config.size, sigma_s=self.config.sigma_s,
-                                  sigma_r=self.config.sigma_r, aug_table=self.table)
-                row = 0
-                subjects, poses, augs = [], [], []
-                for record, samples_path, start, stop in self.pieces:
-                    if not samples_path.is_file():
-                        log.info("%s: work file gone, processing the pair again", record["pair"])
-                        _process_pair(self.jobs[record["pair"]])
-                    try:
-                        with np.load(samples_path) as arrays:
-                            for name in IMAGE_DATASETS:
-                                h5[name][row:row + stop - start] = arrays[name][start:stop]
-                            augs.extend(int(a) for a in arrays["aug"][start:stop])
-                    except (OSError, ValueError, KeyError) as exc:
-                        raise DatasetGenError(f"the work file of pair {record['pair']} is unreadable ({exc})",
-                                              path=samples_path, hint="run the same command with --force") from exc
-                    subjects += [record["subject"]] * (stop - start)
-                    poses += [record["pose"]] * (stop - start)
-                    row += stop - start
-                h5["subject"][:] = subjects
-                h5["pose"][:] = poses
-                h5["aug"][:] = np.asarray(augs, dtype=np.int16)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-            fsync_directory(final.parent)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise DatasetGenError(f"cannot write the shard ({exc.strerror or exc})", path=final,
-                                  hint="check the free disk and permissions") from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        log.info("wrote %s (%d samples)", final.name, self.fill)
+    def _write_error(self, exc: OSError) -> DatasetGenError:
+        return DatasetGenError(f"cannot write the shard ({exc.strerror or exc})", path=self.final,
+                               hint="check the free disk and permissions")
 
 
 def _record_path(work: Path, pair: Pair) -> Path:

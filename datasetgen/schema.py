@@ -70,8 +70,13 @@ def sample_bytes(size: int) -> int:
                for dtype, shape_of in IMAGE_DATASETS.values()) + 64
 
 
-def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: str = "none") -> None:
-    """Create the datasets of the schema in an open, empty file, for ``count`` samples of side ``size``."""
+def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: str = "none",
+                          resizable: bool = False) -> None:
+    """Create the datasets of the schema in an open, empty file, for ``count`` samples of side ``size``.
+
+    ``resizable`` lets the writer fill a shard while its samples are still being made and shrink it to the
+    final count (``resize``) when the last one is in; ``count`` is then the capacity.
+    """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
     filters = {} if compression == "none" else {"compression": compression}
@@ -79,12 +84,14 @@ def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: 
         filters["compression_opts"] = 4
     for name, (dtype, shape_of) in IMAGE_DATASETS.items():
         shape = shape_of(size)
+        extra = {"maxshape": (count, *shape)} if resizable else {}
         h5.create_dataset(name, shape=(count, *shape), dtype=dtype, chunks=(1, *shape), track_times=False,
-                          **filters)
+                          **filters, **extra)
+    extra = {"maxshape": (count,), "chunks": (min(count, 1024),)} if resizable else {}
     text = h5py.string_dtype(encoding="utf-8")
     for name in STRING_DATASETS:
-        h5.create_dataset(name, shape=(count,), dtype=text, track_times=False)
-    h5.create_dataset(AUG_DATASET, shape=(count,), dtype=np.int16, track_times=False)
+        h5.create_dataset(name, shape=(count,), dtype=text, track_times=False, **extra)
+    h5.create_dataset(AUG_DATASET, shape=(count,), dtype=np.int16, track_times=False, **extra)
 
 
 #: Keyword arguments of ``h5py.File`` for writing shards: a fixed format version, so that the same samples
