@@ -26,6 +26,7 @@ __all__ = ["IMAGE_EXTENSIONS", "apply_orientation", "encode_image", "exif_orient
 IMAGE_EXTENSIONS: Final = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 _EXIF_ORIENTATION: Final = 0x0112
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
+_TIFF_MAGICS: Final = (b"II*\x00", b"MM\x00*")
 
 
 def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -146,9 +147,10 @@ def read_image(path: str | Path) -> np.ndarray:
     if not data:
         raise AcquisitionError("the file is empty", path=path, hint="copy it again from the camera")
     if data.startswith(_JPEG_MAGIC):
-        image = _decode_jpeg(data, path)
-    else:
-        image = _decode_other(data, path)
+        return apply_orientation(_decode_jpeg(data, path), exif_orientation(data))
+    image = _decode_other(data, path)
+    if data.startswith(_TIFF_MAGICS):  # OpenCV's TIFF decoder already honours the orientation tag
+        return image
     return apply_orientation(image, exif_orientation(data))
 
 

@@ -22,7 +22,7 @@ def _with_orientation(pixels: np.ndarray, orientation: int, fmt: str) -> bytes:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-@pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png")])
+@pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif")])
 def test_exif_orientation_applied_once(tmp_path, orientation, fmt, suffix):
     rng = np.random.default_rng(orientation)
     # A picture with an unmistakable asymmetry: bright top-left corner, dark elsewhere.
