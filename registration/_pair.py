@@ -80,14 +80,17 @@ def read_record(out_dir: Path) -> dict | None:
     return record if isinstance(record, dict) and record.get("version") == _RECORD_VERSION else None
 
 
-def is_complete(pair: Pair, out_dir: Path) -> bool:
-    """Whether ``out_dir`` holds every output of ``pair``, made from the raw files as they are now."""
+def is_complete(pair: Pair, out_dir: Path, config: RegistrationConfig | None = None) -> bool:
+    """Whether ``out_dir`` holds every output of ``pair``, made from the raw files as they are now (and, when
+    ``config`` is given, with the same settings: a re-run with new QC limits or sizes redoes the pair)."""
     record = read_record(out_dir)
     if record is None or not all((out_dir / name).is_file() for name in OUTPUT_NAMES):
         return False
     try:
         inputs = [_fingerprint(pair.flash), _fingerprint(pair.studio)]
     except OSError:
+        return False
+    if config is not None and record.get("config") != json.loads(json.dumps(config.as_dict())):
         return False
     return record.get("inputs") == inputs
 

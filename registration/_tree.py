@@ -39,7 +39,7 @@ class _Job:
 
 def _run_job(job: _Job) -> PairResult:
     """One pair, in a worker: skip it when finished, else register it; never raise for this pair's data."""
-    if not job.force and is_complete(job.pair, job.out_dir):
+    if not job.force and is_complete(job.pair, job.out_dir, job.config):
         record = read_record(job.out_dir)
         if record is not None:
             return result_from_record(job.pair, job.out_dir, record)

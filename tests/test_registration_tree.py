@@ -123,6 +123,9 @@ def test_resume_skips_finished_pairs_and_redoes_incomplete_ones(good_raw, refere
     # A raw file replaced after registration makes its pair stale.
     os.utime(good_raw / "grace" / "pose-1" / "studio.jpg", ns=(1, 1))
     assert [r.skipped for r in register_tree(good_raw, aligned).results] == [True, True, False]
+    # New settings (here a QC limit) make every pair stale: statuses must reflect the limits in force.
+    strict = RegistrationConfig(max_rotation_deg=0.01)
+    assert not any(r.skipped for r in register_tree(good_raw, aligned, config=strict).results)
 
 
 def test_killed_run_then_rerun_gives_identical_outputs(good_raw, reference, tmp_path):
