@@ -195,3 +195,18 @@ def test_capture_names_a_corrupt_portrait(tmp_path, astronaut):
                  "--portraits", portraits, "--size", "240x320")
     assert result.exit_code == 1 and "bob.jpg" in result.output
     assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").rglob("*.jpg")) == []
+
+
+def test_enhance_never_reads_its_own_outputs_or_overwrites_inputs(world, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(next(world["raw"].rglob("flash.jpg")), photos / "selfie.jpg")
+    for _ in range(2):  # the second run must not enhance photos/studio/selfie.jpg into photos/studio/studio/
+        assert run("enhance", world["run"] / "last.pt", photos, photos / "studio").exit_code == 0
+    assert sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*.jpg")) == [
+        "selfie.jpg", "studio/selfie.jpg"]
+    before = (photos / "selfie.jpg").read_bytes()
+    for dest in (photos, photos / "selfie.jpg"):
+        result = run("enhance", world["run"] / "last.pt", photos if dest == photos else dest, dest)
+        assert result.exit_code == 1 and "overwritten" in result.output
+    assert (photos / "selfie.jpg").read_bytes() == before

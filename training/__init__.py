@@ -16,7 +16,7 @@ _EXPORTS = {
     "_checkpoint": ("load_checkpoint", "load_model", "save_model_checkpoint"),
     "_data": ("Batch", "ShardDataset", "batch_to_device", "dataset_parameters"),
     "_enhance": ("EnhanceResult", "EnhanceTreeResult", "Enhancer", "enhance", "enhance_tree", "feather_mask",
-                 "framing_square"),
+                 "framing_square", "list_photos"),
     "_evaluate": ("EvaluationResult", "evaluate"),
     "_loss": ("ENCODINGS", "accuracy", "decode_prediction", "deepflash_loss", "encode_sample", "psnr", "ssim"),
     "_model": ("DeepFlashNet", "load_encoder_weights"),
@@ -27,8 +27,8 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["ENCODINGS", "Batch", "DeepFlashNet", "EnhanceResult", "EnhanceTreeResult", "Enhancer", "EvaluationResult",
            "ShardDataset", "TrainConfig", "TrainResult", "TrainingError", "accuracy", "batch_to_device",
            "dataset_parameters", "decode_prediction", "deepflash_loss", "encode_sample", "enhance", "enhance_tree",
-           "evaluate", "feather_mask", "framing_square", "load_checkpoint", "load_encoder_weights", "load_model",
-           "psnr", "save_model_checkpoint", "ssim", "train"]
+           "evaluate", "feather_mask", "framing_square", "list_photos", "load_checkpoint", "load_encoder_weights",
+           "load_model", "psnr", "save_model_checkpoint", "ssim", "train"]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals(), __all__)
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
         enhance_tree,
         feather_mask,
         framing_square,
+        list_photos,
     )
     from ._evaluate import EvaluationResult, evaluate
     from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, encode_sample, psnr, ssim

@@ -198,6 +198,9 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     _output_format_ok(output_path)
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise TrainingError("the output is the input photo: it would be overwritten", path=output_path,
+                            hint="give another output file name")
     enhancer = checkpoint if isinstance(checkpoint, Enhancer) else Enhancer(checkpoint, device=device)
     image = read_image(input_path)
     try:
@@ -210,6 +213,24 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
     return EnhanceResult(input_path, output_path, face, crop, image.shape[:2], time.perf_counter() - started)
 
 
+def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """The photos :func:`enhance_tree` will process: images under ``in_dir``, hidden ones and ``out_dir`` left out.
+
+    ``out_dir`` may lie inside ``in_dir`` (``photos/`` → ``photos/studio/``): its files are never taken as input,
+    so a re-run does not enhance the previous outputs again.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise TrainingError("no such input folder", path=in_dir)
+    if out_dir.resolve() == in_dir.resolve():
+        raise TrainingError("the output folder is the input folder: the photos would be overwritten",
+                            path=out_dir, hint="choose another output folder")
+    out_resolved = out_dir.resolve()
+    return sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(in_dir).parts)
+                  and out_resolved not in p.resolve().parents)
+
+
 def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path, *, device: str = "cpu",
                  force: bool = False, progress: Callable[[int], None] | None = None) -> EnhanceTreeResult:
     """Enhance every photo under ``in_dir`` into the same relative path under ``out_dir``.
@@ -219,10 +240,7 @@ def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path
     resumes) unless ``force``. Hidden files and folders are ignored.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise TrainingError("no such input folder", path=in_dir)
-    files = sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(in_dir).parts))
+    files = list_photos(in_dir, out_dir)
     enhancer = Enhancer(checkpoint, device=device)
     done: list[EnhanceResult] = []
     skipped: list[Path] = []

@@ -152,10 +152,10 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
     """
     from acquisition.progress import progress_bar
 
-    from ._enhance import enhance, enhance_tree
+    from ._enhance import enhance, enhance_tree, list_photos
 
     if source.is_dir():
-        with progress_bar(None, "enhancing", unit="photo") as update:
+        with progress_bar(len(list_photos(source, dest)), "enhancing", unit="photo") as update:
             result = enhance_tree(checkpoint, source, dest, device=device, force=force, progress=update)
         for _path, why in result.failed:
             click.echo(f"failed: {why}", err=True)
