@@ -364,9 +364,23 @@ def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[Sk
 
 # ------------------------------------------------------------------------------------------------ the build
 
+def _file_stamp(path: Path) -> list[int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return [-1, -1]
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def _fingerprint(config: BuildConfig, subjects: dict[str, str], order: list[tuple[str, Pair]]) -> str:
-    blob = json.dumps({"parameters": config.parameters(), "subjects": subjects,
-                       "pairs": [[split, pair.key] for split, pair in order]}, sort_keys=True)
+    """What the dataset is made of: parameters, splits, pairs, and each input file's size and time.
+
+    A pair registered again (``prep register --force``) or an image replaced by hand changes it, so neither a
+    finished dataset nor an interrupted build's work files are ever reused for images that are not there any more.
+    """
+    pairs = [[split, pair.key, *(_file_stamp(p) for p in (pair.flash, pair.studio, pair.directory / VALID_NAME))]
+             for split, pair in order]
+    blob = json.dumps({"parameters": config.parameters(), "subjects": subjects, "pairs": pairs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -602,8 +616,8 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
         if old.get("fingerprint") == fingerprint:
             shutil.rmtree(work, ignore_errors=True)  # left over if a build stopped right after dataset.json
             return _summary_from_json(shards_dir, old)
-        raise DatasetGenError("already holds a dataset built from other pairs or parameters", path=shards_dir,
-                              hint="pass --force to rebuild it, or choose another folder")
+        raise DatasetGenError("already holds a dataset built from other pairs, images or parameters",
+                              path=shards_dir, hint="pass --force to rebuild it, or choose another folder")
     state_path = work / "state.json"
     state = _load_record(state_path) if state_path.is_file() else None
     if state is None or state.get("fingerprint") != fingerprint:

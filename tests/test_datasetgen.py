@@ -265,6 +265,20 @@ def test_rerun_is_up_to_date_and_other_parameters_need_force(built: tuple[Path, 
     assert sorted(p.name for p in copy.glob("*.h5")) == ["test-00000.h5", "train-00000.h5"]
 
 
+def test_images_changed_after_a_build_are_never_reused(aligned: Path, split_file: Path, tmp_path: Path) -> None:
+    """A pair registered again (new studio.png) makes the finished dataset stale: no silent 'up to date'."""
+    tree = tmp_path / "aligned"
+    shutil.copytree(aligned, tree)
+    cfg = BuildConfig(size=32, split_file=split_file, rotations_deg=(0.0,), framings=("face",), mirror=False)
+    build_shards(tree, tmp_path / "s", config=cfg)
+    assert build_shards(tree, tmp_path / "s", config=cfg).up_to_date
+    studio = next(tree.rglob("studio.png"))
+    os.utime(studio, ns=(1, 1))  # as if written again by prep register --force
+    with pytest.raises(DatasetGenError, match="images"):
+        build_shards(tree, tmp_path / "s", config=cfg)
+    assert not build_shards(tree, tmp_path / "s", config=cfg, force=True).up_to_date
+
+
 def test_include_flagged(aligned: Path, split_file: Path, tmp_path: Path) -> None:
     cfg = BuildConfig(size=32, split_file=split_file, rotations_deg=(0.0,), framings=("face",), mirror=False,
                       include_flagged=True)
