@@ -66,6 +66,7 @@ DATASET_JSON: Final = "dataset.json"
 INDEX_CSV: Final = "index.csv"
 REGISTRATION_CSV: Final = "registration.csv"
 VALID_NAME: Final = "valid.png"
+POSE_RECORD: Final = "registration.json"  # written last by prep register: the pose is complete
 INDEX_COLUMNS: Final = ("file", "row", "subject", "pose", "aug", "split")
 _COMPRESSED_RATIO: Final = 0.75  # photos compress poorly with HDF5 filters (NOTES: 1.3-1.6x)
 
@@ -341,10 +342,23 @@ def _registration_status(aligned_dir: Path) -> dict[str, str] | None:
     return statuses
 
 
+def _pose_record_status(pose_dir: Path) -> str | None:
+    """The status ``prep register`` recorded in a pose folder's ``registration.json`` (None: unfinished pose)."""
+    try:
+        status = json.loads((pose_dir / POSE_RECORD).read_text(encoding="utf-8"))["result"]["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return status if status in ("ok", "flagged", "failed") else None
+
+
 def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[SkippedPair]]:
     discovery = discover_pairs(aligned_dir)
     skipped = [SkippedPair(str(p.path), p.reason) for p in discovery.problems]
     statuses = _registration_status(aligned_dir)
+    if statuses is None and any((pair.directory / POSE_RECORD).is_file() for pair in discovery.pairs):
+        # prep register stopped before writing its CSV: each finished pose still holds its own verdict.
+        statuses = {pair.key: status for pair in discovery.pairs
+                    if (status := _pose_record_status(pair.directory)) is not None}
     chosen = []
     for pair in discovery.pairs:
         status = "ok" if statuses is None else statuses.get(pair.key)

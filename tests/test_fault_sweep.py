@@ -210,3 +210,20 @@ def test_enhance_never_reads_its_own_outputs_or_overwrites_inputs(world, tmp_pat
         result = run("enhance", world["run"] / "last.pt", photos if dest == photos else dest, dest)
         assert result.exit_code == 1 and "overwritten" in result.output
     assert (photos / "selfie.jpg").read_bytes() == before
+
+
+def test_build_h5_after_an_interrupted_register_keeps_flagged_pairs_out(world, tmp_path):
+    """No registration.csv yet (register was stopped): each pose's registration.json still decides."""
+    import json
+
+    aligned = tmp_path / "aligned"
+    shutil.copytree(world["aligned"], aligned)
+    (aligned / "registration.csv").unlink()
+    record_path = next(aligned.rglob("registration.json"))
+    record = json.loads(record_path.read_text())
+    record["result"]["status"] = "flagged"
+    record_path.write_text(json.dumps(record))
+    result = run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0")
+    assert result.exit_code == 1 and "flagged" in result.output
+    assert run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0",
+               "--include-flagged").exit_code == 0
