@@ -52,6 +52,7 @@ MANIFEST_FIELDS: Final = ("subject", "pose", "flash", "studio", "captured_at", "
                           "flash_fired", "studio_flash_fired", "camera", "lamps", "flash_sha256", "studio_sha256")
 _POSE_RE: Final = re.compile(r"^p(\d{2,})$")
 _STAGING_SUFFIX: Final = ".partial"
+_RETAKEN_SUFFIX: Final = ".old"  # a complete pose set aside while its retake is renamed into place
 
 #: What the operator chose between poses.
 Action = Literal["next", "retake", "skip", "quit"]
@@ -430,7 +431,7 @@ class _Session:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        old = final.parent / f".{pose}.old"
+        old = final.parent / f".{pose}{_RETAKEN_SUFFIX}"
         try:
             if old.exists():
                 shutil.rmtree(old)
@@ -438,10 +439,14 @@ class _Session:
                 os.rename(final, old)
             os.rename(staging, final)
             fsync_directory(final.parent)
-        except OSError as exc:
+        except BaseException as exc:  # OSError, or Ctrl-C between the two renames: the retaken pose comes back
+            if old.exists() and not final.exists():
+                os.rename(old, final)
             shutil.rmtree(staging, ignore_errors=True)
             _reconcile_manifest(self.root, self.subject)
-            raise _disk_error(final, exc) from exc
+            if isinstance(exc, OSError):
+                raise _disk_error(final, exc) from exc
+            raise
         shutil.rmtree(old, ignore_errors=True)
         return PoseRecord(record.subject, pose, final, final / record.flash.name, final / record.studio.name,
                           record.delays_ms, record.meta)
@@ -627,6 +632,12 @@ def capture_session(root: str | Path, subject: str, lamps: LampController, camer
         raise _disk_error(subject_dir, exc) from exc
     for leftover in subject_dir.glob(f".*{_STAGING_SUFFIX}"):
         shutil.rmtree(leftover, ignore_errors=True)  # a pose interrupted by a crash or power cut
+    for set_aside in subject_dir.glob(f".*{_RETAKEN_SUFFIX}"):
+        original = subject_dir / set_aside.name[1:-len(_RETAKEN_SUFFIX)]
+        if original.exists():  # the retake made it: the old version is no longer needed
+            shutil.rmtree(set_aside, ignore_errors=True)
+        else:  # a crash between the two renames of a retake: the complete old pose comes back
+            os.rename(set_aside, original)
     if resume:
         _reconcile_manifest(root, subject)
     session = _Session(root, subject, lamps, camera, config, on_event)

@@ -369,3 +369,31 @@ def test_ctrl_c_in_the_lamps_off_command_between_the_shots(rig, tmp_path):
     assert _assert_consistent(tmp_path) == []
     assert not [p for p in (tmp_path / "S007").iterdir() if p.name != "session.json"]
     assert _wait_levels(widget, [0] * 4) == [0] * 4  # the safe state was restored after the interrupt
+
+
+def test_ctrl_c_between_the_renames_of_a_retake_keeps_the_complete_pose(rig, tmp_path, monkeypatch):
+    import acquisition.session as session_module
+
+    _widget, lamps, camera = rig
+    real_rename = os.rename
+    staged = []
+
+    def rename(src, dst):
+        if str(src).endswith(".partial"):
+            staged.append(src)
+            if len(staged) == 2:  # the retake of p01: p01 was just set aside as .p01.old
+                raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(session_module.os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        capture_session(tmp_path, "S007", lamps, camera, poses=2, config=FAST, ask=lambda prompt: "retake")
+    monkeypatch.setattr(session_module.os, "rename", real_rename)
+    assert _assert_consistent(tmp_path) == ["S007/p01"]
+    original = (tmp_path / "S007" / "p01" / "flash.jpg").read_bytes()
+
+    # A power cut between the renames leaves only the set-aside copy: the next start restores it.
+    real_rename(tmp_path / "S007" / "p01", tmp_path / "S007" / ".p01.old")
+    capture_session(tmp_path, "S007", lamps, camera, poses=1, config=FAST, resume=True)
+    assert (tmp_path / "S007" / "p01" / "flash.jpg").read_bytes() == original
+    assert _assert_consistent(tmp_path) == ["S007/p01"]
