@@ -12,6 +12,7 @@ python-gphoto2 is imported when a camera is opened, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -143,8 +144,13 @@ class Gphoto2Camera(Camera):
             self._camera.init()
         except gp.GPhoto2Error as exc:
             raise gphoto2_error(exc, "connecting to the camera", port=port) from exc
-        self._make, self._model = self._identity()
-        self._drain_events(None, "")
+        try:
+            self._make, self._model = self._identity()
+            self._drain_events(None, "")
+        except BaseException:  # release the USB claim, or the camera stays busy for every other program
+            with contextlib.suppress(Exception):
+                self._camera.exit()
+            raise
 
     def _detect(self) -> list[tuple[str, str]]:
         gp = self._gp
