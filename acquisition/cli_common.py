@@ -37,6 +37,7 @@ def reports_errors(command: F) -> F:
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
         except ValueError as exc:
+            log.debug("the value error behind this usage error", exc_info=True)  # -v shows where it came from
             raise click.UsageError(str(exc)) from exc
         except KeyboardInterrupt:
             click.echo("\nInterrupted: finished work is kept; run the same command again to resume.", err=True)

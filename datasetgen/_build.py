@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import cv2
 import numpy as np
 
 from acquisition.atomic import (
@@ -304,6 +305,9 @@ def _process_pair(job: _Job) -> dict[str, Any]:
             arrays = render_pair(flash, studio, valid, box, job.config)
     except PrepError as exc:
         record.update(status="skipped", reason=str(exc), samples=0)
+    except (ValueError, cv2.error, MemoryError) as exc:  # OpenCV/numpy on input they cannot handle: this pair only
+        record.update(status="skipped", reason=f"{pair.flash.parent}: cannot process ({type(exc).__name__}: {exc})",
+                      samples=0)
     else:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
