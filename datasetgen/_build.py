@@ -162,10 +162,15 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class SkippedPair:
-    """A pair that gave no samples, and why."""
+    """A pair that gave no samples, and why.
+
+    ``broken``: its input is damaged or unusable (a corrupt image, no face); False for pairs left out on purpose
+    (registration failed or flagged them). ``prep build-h5`` exits 1 when any pair is broken.
+    """
 
     key: str
     reason: str
+    broken: bool = True
 
 
 @dataclass(frozen=True)
@@ -367,12 +372,12 @@ def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[Sk
     for pair in discovery.pairs:
         status = "ok" if statuses is None else statuses.get(pair.key)
         if status is None:
-            skipped.append(SkippedPair(pair.key, f"not in {REGISTRATION_CSV} (run prep register)"))
+            skipped.append(SkippedPair(pair.key, f"not in {REGISTRATION_CSV} (run prep register)", broken=False))
         elif status == "failed":
-            skipped.append(SkippedPair(pair.key, "registration failed"))
+            skipped.append(SkippedPair(pair.key, "registration failed", broken=False))
         elif status == "flagged" and not config.include_flagged:
             skipped.append(SkippedPair(pair.key, "flagged by registration (check it with prep review; "
-                                                 "--include-flagged uses it)"))
+                                                 "--include-flagged uses it)", broken=False))
         elif not (pair.directory / VALID_NAME).is_file():
             skipped.append(SkippedPair(pair.key, f"{VALID_NAME} missing (run prep register again)"))
         else:
@@ -737,6 +742,6 @@ def _summary_from_json(shards_dir: Path, data: dict[str, Any]) -> BuildSummary:
         samples={split: int(counts.get(split, {}).get("samples", 0)) for split in SPLITS},
         pairs={split: int(counts.get(split, {}).get("pairs", 0)) for split in SPLITS},
         subjects=dict(data.get("subjects", {})),
-        skipped=tuple(SkippedPair(s["key"], s["reason"]) for s in data.get("skipped", [])),
+        skipped=tuple(SkippedPair(s["key"], s["reason"], s.get("broken", True)) for s in data.get("skipped", [])),
         processed=0, resumed=0, up_to_date=True)
 

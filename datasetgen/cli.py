@@ -92,6 +92,8 @@ def build_h5(aligned: Path, shards: Path, size: int, sigma_s: float, sigma_r: fl
     counts = ", ".join(f"{split} {n}" for split, n in summary.samples.items())
     click.echo(f"{shards}: {len(summary.shards)} shards, {summary.total} samples ({counts}); "
                f"{len(summary.skipped)} skipped" + (f"; resumed {summary.resumed} pairs" if summary.resumed else ""))
+    if any(skipped.broken for skipped in summary.skipped):  # the shards are complete; the status flags the inputs
+        raise SystemExit(1)
 
 
 @click.command("verify")

@@ -129,7 +129,8 @@ def test_build_h5_skips_bad_pairs_by_name_and_refuses_hostile_split_files(world,
     before = snapshot(tmp_path, exclude=tmp_path / "shards")
 
     result = run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # shards written from the good pair; the status flags the bad ones
+    assert len(list((tmp_path / "shards").glob("train-*.h5"))) == 1
     report = result.output + "".join(p.read_text() for p in (tmp_path / "shards").glob("*.json"))
     assert "studio.png" in report and "broken" in report
     assert "outside the tree" in report
