@@ -41,7 +41,7 @@ from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
 from acquisition.layout import Pair, discover_pairs
 from acquisition.parallel import map_in_order
-from acquisition.progress import ProgressCallback
+from acquisition.progress import ProgressCallback, announce_total
 
 from ._augment import FRAMINGS, AugSpec, aug_table, render_framing
 from ._splits import assign_splits, parse_fractions
@@ -621,6 +621,7 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
         raise DatasetGenError("no usable registered pair", path=aligned_dir,
                               hint="run prep register first" + (f"; skipped: {skipped[0].key}: {skipped[0].reason}"
                                                                 if skipped else ""))
+    announce_total(progress, len(pairs))
     subjects = assign_splits((p.subject for p in pairs), fractions=config.split, seed=config.seed,
                              split_file=config.split_file)
     order = sorted(((subjects[p.subject], p) for p in pairs),

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from acquisition.atomic import write_text_atomic
+from acquisition.progress import announce_total
 
 from ._checkpoint import load_model, resolve_checkpoint
 from ._data import ShardDataset, batch_to_device
@@ -124,6 +125,7 @@ def evaluate(run_dir_or_checkpoint: str | Path, shards_dir: str | Path, *, split
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
     rows: list[dict[str, Any]] = []
     sums = {kind: dict.fromkeys(METRICS, 0.0) for kind in ("model", "identity")}
+    announce_total(progress, len(dataset))
     for raw in _loader(dataset, list(range(len(dataset))), batch_size, workers, False):
         batch = batch_to_device(raw, device, encoding=encoding, size=min(size, dataset.size or size))
         y = model(batch.inputs).float()

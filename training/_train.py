@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
+from acquisition.progress import announce_total
 
 from ._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -500,6 +501,10 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
             stale.unlink(missing_ok=True)
     step_losses: list[float] = []
     model.train()
+    per_epoch = len(_epoch_indices(len(train_set), epoch, config.seed, dist_info))
+    if config.steps_per_epoch is not None:
+        per_epoch = min(per_epoch, config.steps_per_epoch * per_rank)
+    announce_total(progress, math.ceil(per_epoch / per_rank) * (config.epochs - epoch) - step_in_epoch)
     while epoch < config.epochs:
         epoch_started = time.perf_counter()
         indices = _epoch_indices(len(train_set), epoch, config.seed, dist_info)
