@@ -84,14 +84,18 @@ def feather_mask(side: int, feather: float = FEATHER_FRACTION) -> np.ndarray:
 
 
 def _crop_padded(image: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
-    """The square [left, left+side) x [top, top+side), edge-replicated where it leaves the image."""
+    """The square [left, left+side) x [top, top+side), black where it leaves the image.
+
+    Black, as ``prep build-h5`` renders the part of a framing outside the photo: the network never saw
+    replicated edges in training, so a close selfie whose wide square leaves the frame gets what it knows.
+    """
     h, w = image.shape[:2]
     x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
     if x0 >= x1 or y0 >= y1:
         raise ValueError("the crop square does not meet the image")
     inner = image[y0:y1, x0:x1]
     pad = ((y0 - top, top + side - y1), (x0 - left, left + side - x1), (0, 0))
-    return np.pad(inner, pad, mode="edge") if any(p for axis in pad for p in axis) else inner
+    return np.pad(inner, pad, mode="constant") if any(p for axis in pad for p in axis) else inner
 
 
 class Enhancer:
