@@ -228,3 +228,9 @@ def test_build_h5_after_an_interrupted_register_keeps_flagged_pairs_out(world, t
     assert result.exit_code == 1 and "flagged" in result.output
     assert run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0",
                "--include-flagged").exit_code == 0
+
+
+def test_evaluate_refuses_shards_built_with_other_parameters(world, tmp_path):
+    assert run("build-h5", world["aligned"], tmp_path / "shards32", "--size", "32", "--split", "1,0,0").exit_code == 0
+    result = run("evaluate", world["run"], tmp_path / "shards32", "--split", "train")
+    assert result.exit_code == 1 and "other parameters" in result.output and "size 64 vs 32" in result.output

@@ -47,6 +47,25 @@ def find_shard_dir(path: str | Path) -> Path:
     raise TrainingError("no HDF5 shards (*.h5) here", path=path, hint="give the output folder of prep build-h5")
 
 
+#: Dataset parameters a network depends on: a checkpoint is only valid on shards that agree on them.
+ENCODING_PARAMETERS = ("size", "sigma_s", "sigma_r", "wide_factor")
+
+
+def check_same_encoding(stored: dict[str, Any] | None, current: dict[str, Any], shards_dir: str | Path) -> None:
+    """Raise when ``shards_dir`` was built with another sample size, bilateral filter or framing than the run.
+
+    Resuming or evaluating on such shards would go on silently with inputs the network was not trained on.
+    """
+    if not stored:
+        return
+    different = [f"{key} {stored.get(key)} vs {current.get(key)}" for key in ENCODING_PARAMETERS
+                 if key in stored and key in current and stored[key] != current[key]]
+    if different:
+        raise TrainingError("these shards were built with other parameters than the run (" + ", ".join(different)
+                            + ")", path=shards_dir, hint="use the shards the network was trained on, or rebuild "
+                            "them with the same --size, --sigma-s, --sigma-r and --wide-factor")
+
+
 def dataset_parameters(shards_dir: str | Path) -> dict[str, Any]:
     """The builder's parameters (size, sigmas, framing ...): dataset.json's "parameters", else shard attrs."""
     import h5py

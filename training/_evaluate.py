@@ -23,7 +23,7 @@ from acquisition.atomic import write_text_atomic
 from acquisition.progress import announce_total
 
 from ._checkpoint import load_model, resolve_checkpoint
-from ._data import ShardDataset, batch_to_device
+from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters
 from ._loss import decode_prediction, deepflash_loss, psnr, ssim
 from ._train import _accuracy, _loader
 
@@ -119,6 +119,7 @@ def evaluate(run_dir_or_checkpoint: str | Path, shards_dir: str | Path, *, split
     checkpoint_path = resolve_checkpoint(run_dir_or_checkpoint)
     model, checkpoint = load_model(checkpoint_path, device=device)
     config = checkpoint["config"]
+    check_same_encoding(checkpoint.get("dataset"), dataset_parameters(shards_dir), shards_dir)
     encoding = config.get("encoding", "C")
     size = int(config["size"])
     dataset = ShardDataset(shards_dir, split)

@@ -41,7 +41,7 @@ from ._checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ._data import ShardDataset, batch_to_device, dataset_parameters, worker_init
+from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters, worker_init
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, psnr, ssim
 from ._model import load_encoder_weights
 from ._syncbn import convert_global_batchnorm
@@ -434,6 +434,8 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
 
     train_set = ShardDataset(shards_dir, "train")
     params = dataset_parameters(shards_dir)
+    if checkpoint is not None:
+        check_same_encoding(checkpoint.get("dataset"), params, shards_dir)
     val_set: ShardDataset | None = None
     if any(train_set.folder.glob(f"{config.val_split}-*.h5")):
         val_set = ShardDataset(shards_dir, config.val_split)  # broken shards raise, naming the file
