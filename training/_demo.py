@@ -85,7 +85,9 @@ class DemoResult:
                      + " |")
         lines.append("| samples per split | " + ", ".join(f"{k} {v}" for k, v in self.samples.items()) + " |")
         lines.append("| time per stage (s) | " + ", ".join(f"{k} {v:.0f}" for k, v in self.seconds.items()) + " |")
-        lines += ["", "Evaluation on the held-out subject (model beside the identity baseline, the flash image):", "",
+        lines += ["", "Evaluation on the held-out subject, model beside the identity baseline (the flash image).",
+                  "With two subjects the held-out one also picks best.pt; a real dataset keeps a val split.",
+                  "",
                   self.evaluation_table, "", "Pictures:"]
         lines += [f"- {name}: {path}" for name, path in self.pictures.items()]
         return "\n".join(lines)
