@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import os
 import shutil
 import sys
@@ -31,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from acquisition.atomic import write_bytes_atomic
 from acquisition.imageio import read_image, write_image
 from acquisition.parallel import limit_threads
 from datasetgen import BuildConfig, bilateral_filter, bilateral_reference, build_shards
@@ -65,14 +68,19 @@ def portrait() -> np.ndarray:
 
 def bench_bilateral() -> None:
     image = portrait().astype(np.float32) / 255
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepflash" / "bilateral_ref_512.npy"
+    # Keyed on the image's content and the sigmas, written atomically: a stale or half-written reference
+    # would silently change the PSNR figure.
+    key = hashlib.sha256(image.tobytes()).hexdigest()[:16]
+    cache = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepflash"
+             / f"bilateral_exact_{key}_s16_r0.1.npy")
     if cache.is_file():
         exact = np.load(cache)
     else:
         print("computing the exact 512x512 reference once (about a minute)...", file=sys.stderr, flush=True)
         exact = bilateral_reference(image, 16.0, 0.1)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, exact)
+        buffer = io.BytesIO()
+        np.save(buffer, exact)
+        write_bytes_atomic(cache, buffer.getvalue())
     for label, threads in (("1 thread", 1), ("default threads", 0)):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         cv2.setNumThreads(threads if threads else -1)
