@@ -184,6 +184,13 @@ class Gphoto2Camera(Camera):
         if self._flash_mode == flash or self._flash_setting == "":
             return
         gp = self._gp
+        if self._flash_setting:  # known: read just that widget (a full get_config can take a second on PTP bodies,
+            try:  # and the flash shot's switch happens between the two shots of a pair)
+                widget = self._camera.get_single_config(self._flash_setting)
+            except gp.GPhoto2Error as exc:
+                raise gphoto2_error(exc, f"reading the {self._flash_setting} setting", port=self.port) from exc
+            self._apply_flash_choice(self._flash_setting, widget, flash)
+            return
         try:
             config = self._camera.get_config()
         except gp.GPhoto2Error as exc:
@@ -195,25 +202,29 @@ class Gphoto2Camera(Camera):
                 if exc.code == gp.GP_ERROR_BAD_PARAMETERS:  # -2: this body has no such setting
                     continue
                 raise gphoto2_error(exc, f"reading the {name} setting", port=self.port) from exc
-            choices = [str(c) for c in widget.get_choices()]
-            choice = _pick_choice(choices, flash)
-            if choice is None:
-                log.warning("camera flash setting %s has no choice for %r (choices: %s)", name, flash, choices)
-                self._settings["flash_setting"] = f"{name}: no choice for {flash!r} among {choices}"
-                return
-            try:
-                widget.set_value(choice)
-                self._camera.set_single_config(name, widget)
-            except gp.GPhoto2Error as exc:
-                raise gphoto2_error(exc, f"setting {name} to {choice!r}", port=self.port) from exc
-            self._flash_setting = name
-            self._flash_mode = flash
-            self._settings["flash_setting"] = name
-            self._settings[f"flash_{flash}"] = choice
+            self._apply_flash_choice(name, widget, flash)
             return
         self._flash_setting = ""  # none of the names: remember, and stop asking
         self._settings["flash_setting"] = "not available (-2): set the flash on the camera or speedlight"
         log.warning("the camera has no flash mode setting (-2); the session checks the EXIF Flash tag instead")
+
+    def _apply_flash_choice(self, name: str, widget: Any, flash: FlashMode) -> None:
+        gp = self._gp
+        choices = [str(c) for c in widget.get_choices()]
+        choice = _pick_choice(choices, flash)
+        if choice is None:
+            log.warning("camera flash setting %s has no choice for %r (choices: %s)", name, flash, choices)
+            self._settings["flash_setting"] = f"{name}: no choice for {flash!r} among {choices}"
+            return
+        try:
+            widget.set_value(choice)
+            self._camera.set_single_config(name, widget)
+        except gp.GPhoto2Error as exc:
+            raise gphoto2_error(exc, f"setting {name} to {choice!r}", port=self.port) from exc
+        self._flash_setting = name
+        self._flash_mode = flash
+        self._settings["flash_setting"] = name
+        self._settings[f"flash_{flash}"] = choice
 
     def info(self) -> CameraInfo:
         """Make, model, port and the settings read from the camera."""
