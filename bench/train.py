@@ -65,13 +65,16 @@ def make_shards(folder: Path, count: int, size: int) -> Path:
     import h5py
     from skimage import data
 
-    from datasetgen.schema import create_shard_datasets, shard_filename
+    from datasetgen import aug_table
+    from datasetgen.schema import create_shard_datasets, shard_filename, write_shard_attrs
 
     rng = np.random.default_rng(0)
     astronaut = data.astronaut()
     folder.mkdir(parents=True, exist_ok=True)
     with h5py.File(folder / shard_filename("train", 0), "w") as h5:
         create_shard_datasets(h5, count, size)
+        write_shard_attrs(h5, split="train", size=size, sigma_s=16.0, sigma_r=0.1,
+                          aug_table=[spec.as_dict() for spec in aug_table()])
         for row in range(count):
             side = int(rng.integers(256, 512))
             y0, x0 = (int(v) for v in rng.integers(0, 513 - side, 2))

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasetgen import bilateral_filter
-from datasetgen.schema import create_shard_datasets, shard_filename
+from datasetgen import aug_table, bilateral_filter
+from datasetgen.schema import create_shard_datasets, shard_filename, write_shard_attrs
 from training import TrainConfig, TrainingError, enhance, enhance_tree, evaluate, load_checkpoint, train
 
 SIZE = 64
@@ -35,6 +35,9 @@ def _relight(studio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(studio * cast + 0.35 * blob, 0, 1)
 
 
+AUG_TABLE = [spec.as_dict() for spec in aug_table()]
+
+
 def make_shards(folder: Path, astronaut: np.ndarray, counts: dict[str, int], *, size: int = SIZE,
                 seed: int = 0) -> Path:
     """Shards in the schema of datasetgen.schema, from random crops of the astronaut."""
@@ -47,6 +50,7 @@ def make_shards(folder: Path, astronaut: np.ndarray, counts: dict[str, int], *, 
         path = folder / shard_filename(split, 0)
         with h5py.File(path, "w") as h5:
             create_shard_datasets(h5, count, size)
+            write_shard_attrs(h5, split=split, size=size, sigma_s=SIGMA_S, sigma_r=0.1, aug_table=AUG_TABLE)
             for row in range(count):
                 side = int(rng.integers(160, 400))
                 y0, x0 = (int(v) for v in rng.integers(0, 512 - side, 2))

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from datasetgen.schema import IMAGE_DATASETS, check_shard
+
 from ._loss import Encoding, encode_sample
 from .errors import TrainingError
 
@@ -30,7 +32,7 @@ __all__ = ["Batch", "ShardDataset", "batch_to_device", "dataset_parameters", "fi
 
 log = logging.getLogger(__name__)
 
-_IMAGE_FIELDS = ("flash", "studio", "flash_bl", "target", "valid")
+_IMAGE_FIELDS = tuple(IMAGE_DATASETS)  # the schema's image datasets, defined in datasetgen.schema
 #: Framing defaults of the dataset builder, used when a shard folder has no dataset.json.
 DEFAULT_PARAMETERS = {"wide_factor": 2.0}
 
@@ -142,10 +144,10 @@ class ShardDataset(Dataset):
         for file_index, path in enumerate(self.files):
             try:
                 with h5py.File(path, "r") as h5:
-                    missing = [name for name in (*_IMAGE_FIELDS, "subject", "pose", "aug") if name not in h5]
-                    if missing:
-                        raise TrainingError(f"shard lacks datasets {missing}", path=path,
-                                            hint="rebuild it with prep build-h5")
+                    problems = check_shard(h5)
+                    if problems:
+                        raise TrainingError("not a shard of the DeepFlash schema: " + "; ".join(problems[:3]),
+                                            path=path, hint="run prep verify; rebuild it with prep build-h5")
                     count, side = h5["flash"].shape[0], h5["flash"].shape[1]
                     subjects = h5["subject"].asstr()[:]
                     poses = h5["pose"].asstr()[:]
