@@ -7,6 +7,17 @@ The pipeline begins here, so the pieces every later stage reads through live her
 :mod:`acquisition.parallel` and :mod:`acquisition.progress`.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .errors import AcquisitionError, PrepError
 
-__all__ = ["AcquisitionError", "PrepError"]
+__all__ = ["AcquisitionError", "PrepError", "tool_version"]
+
+
+def tool_version() -> str:
+    """The installed deepflash version, recorded in every metadata file a stage writes ("0+unknown" when the
+    source tree runs without being installed)."""
+    try:
+        return version("deepflash")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -7,10 +7,10 @@ time (heavy libraries are imported inside the commands), so ``prep --help`` stay
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from . import tool_version
 from .progress import setup_logging
 
 __all__ = ["main"]
@@ -19,15 +19,8 @@ __all__ = ["main"]
 STAGE_CLIS = ("acquisition.cli", "registration.cli", "datasetgen.cli", "training.cli")
 
 
-def _version() -> str:
-    try:
-        return version("deepflash")
-    except PackageNotFoundError:  # running from a source tree that was not installed
-        return "0+unknown"
-
-
 @click.group(name="prep", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(_version(), "--version", prog_name="prep (deepflash)")
+@click.version_option(tool_version(), "--version", prog_name="prep (deepflash)")
 @click.option("-v", "--verbose", count=True, help="More detail in the log (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Warnings and errors only; no progress bars.")
 def main(verbose: int, quiet: int) -> None:

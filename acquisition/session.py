@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from . import tool_version
 from .atomic import file_sha256, fsync_directory, write_json_atomic, write_text_atomic
 from .devices import Camera, CameraInfo, FlashMode, LampController, Shot
 from .errors import AcquisitionError, PrepError
@@ -168,15 +169,6 @@ def pose_name(number: int) -> str:
     if number < 1:
         raise ValueError(f"pose numbers start at 1, got {number}")
     return f"p{number:02d}"
-
-
-def _tool() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return {"name": "deepflash", "version": version("deepflash")}
-    except PackageNotFoundError:
-        return {"name": "deepflash", "version": "0+unknown"}
 
 
 def _iso(seconds: float) -> str:
@@ -505,7 +497,7 @@ class _Session:
             "subject": self.subject,
             "pose": pose,
             "captured_at": timeline["flash_saved"],
-            "tool": _tool(),
+            "tool": {"name": "deepflash", "version": tool_version()},
             "camera": {"backend": self.camera_info.backend, "make": self.camera_info.make,
                        "model": self.camera_info.model, "settings": dict(self.camera_info.settings)},
             "lamps": {**self.lamps_info, "level": config.lamp_level},
@@ -562,7 +554,7 @@ def _session_json(session: _Session, poses: int, resume: bool, started: float) -
     runs.append({"started": _iso(started), "resume": resume, "finished": None, "status": "running"})
     data.update({
         "subject": session.subject,
-        "tool": _tool(),
+        "tool": {"name": "deepflash", "version": tool_version()},
         "planned_poses": poses,
         "lamps": session.lamps_info,
         "camera": {"backend": session.camera_info.backend, "make": session.camera_info.make,

@@ -29,6 +29,7 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
+from acquisition import tool_version
 from acquisition.atomic import (
     TEMP_PREFIX,
     atomic_write,
@@ -200,15 +201,6 @@ class _Job:
     config: BuildConfig
     samples_path: Path
     record_path: Path
-
-
-def _tool_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("deepflash")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 # --------------------------------------------------------------------------------------------------- pair work
@@ -721,7 +713,7 @@ def _finish(shards_dir: Path, work: Path, config: BuildConfig, subjects: dict[st
     dataset = {
         "format_version": 1,
         "tool": "deepflash prep build-h5",
-        "tool_version": _tool_version(),
+        "tool_version": tool_version(),
         "parameters": config.parameters(),
         "aug_table": [spec.as_dict() for spec in config.augmentations],
         "counts": counts,

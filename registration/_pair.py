@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
+from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, fsync_directory, write_bytes_atomic, write_json_atomic
 from acquisition.errors import PrepError
 from acquisition.imageio import read_image, write_image
@@ -202,6 +203,7 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         "eye_aspect_ratio": {"flash": eye_state(estimate.flash_landmarks),
                              "studio": eye_state(estimate.studio_landmarks)},
         "config": config.as_dict(),
+        "tool_version": tool_version(),
     }
     write_json_atomic(out_dir / RECORD_NAME, record)
     return result

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
 from acquisition.progress import announce_total
 
@@ -486,7 +487,7 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
 
     def make_checkpoint(with_optimizer: bool) -> dict[str, Any]:
         state = {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tool_version": tool_version(),
             "model": {k: v.detach().cpu() for k, v in core.state_dict().items()},
             "model_config": _model_config(config), "config": _config_dict(config), "dataset": params,
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
