@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-import SimpleITK as sitk
+if TYPE_CHECKING:  # annotations only: `prep register --help` reads the defaults without loading SimpleITK
+    import SimpleITK as sitk
 
 __all__ = ["DEFAULT_CONFIG", "AffineEstimate", "PairResult", "RegistrationConfig", "RegistrationSummary"]
 
@@ -256,4 +257,6 @@ class RegistrationSummary:
 
 
 def _interpolator(name: str) -> int:
+    import SimpleITK as sitk
+
     return {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "lanczos": sitk.sitkLanczosWindowedSinc}[name]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
 from acquisition.cli_common import force_option, input_dir, output_dir, reports_errors, seed_option, workers_option
 
+from ._config import RegistrationConfig
+
 __all__ = ["commands", "register"]
 
-#: RegistrationConfig's defaults (importing it here would load SimpleITK for `prep --help`); a test compares them.
-_DEFAULTS = {
-    "max_rotation_deg": 15.0, "max_scale_change": 0.15, "max_shear": 0.1, "max_shift_fraction": 0.1,
-    "ear_threshold": 0.2, "min_overlap": 0.5, "max_side_px": 1024, "min_mutual_information": 0.25,
-}
+#: RegistrationConfig's defaults, shown by --help (the config module loads SimpleITK only when it registers).
+_DEFAULTS = {f.name: f.default for f in fields(RegistrationConfig)}
 
 
 @click.command(name="register")
@@ -65,7 +65,6 @@ def register(raw: Path, aligned: Path, workers: int, force: bool, seed: int, **l
     from acquisition.layout import discover_pairs
     from acquisition.progress import progress_bar
 
-    from ._config import RegistrationConfig
     from ._tree import register_tree
 
     config = RegistrationConfig(seed=seed, **limits)
