@@ -8,6 +8,7 @@ Arrays are always RGB (not OpenCV's BGR), ``uint8``, or ``uint16`` for 16-bit PN
 from __future__ import annotations
 
 import io
+import logging
 import re
 from pathlib import Path
 from typing import Final
@@ -25,6 +26,7 @@ __all__ = ["IMAGE_EXTENSIONS", "apply_orientation", "encode_image", "exif_orient
 #: File name extensions (lower case) the pair layout accepts, in any case on disk.
 IMAGE_EXTENSIONS: Final = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 _EXIF_ORIENTATION: Final = 0x0112
+log = logging.getLogger(__name__)
 _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _TIFF_MAGICS: Final = (b"II*\x00", b"MM\x00*")
 
@@ -81,7 +83,8 @@ def exif_orientation(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as im:
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:
+    except Exception as exc:  # a damaged EXIF block must not hide the pixels; say so for whoever looks (-v)
+        log.debug("unreadable EXIF block (%s: %s); orientation taken as 1", type(exc).__name__, exc)
         return 1
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
