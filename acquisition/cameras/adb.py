@@ -9,10 +9,12 @@ off; the EXIF ``Flash`` tag of every shot says whether it did, and the session c
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,8 @@ from ..atomic import TEMP_PREFIX, fsync_directory
 from ..devices import Camera, CameraInfo, FlashMode, Shot
 from ..errors import AcquisitionError
 from ._common import flash_fired_of, now
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AdbCamera", "list_adb_devices"]
 
@@ -125,6 +129,7 @@ class AdbCamera(Camera):
         self._model = props["ro.product.model"]
         self._android = props["ro.build.version.release"]
         self._known = self._listing()
+        self._cleanup: threading.Thread | None = None  # the last shot's verification and deletion on the phone
         self._open_camera_app()
 
     # -- adb plumbing -------------------------------------------------------------------------------------
@@ -188,12 +193,14 @@ class AdbCamera(Camera):
             time.sleep(self.poll_s)
 
     def capture(self, path: Path, *, flash: FlashMode) -> Shot:
-        """Trigger the phone, pull the new picture to ``path``, verify it, delete it on the phone.
+        """Trigger the phone, pull the new picture to ``path``, then verify it and delete it on the phone.
 
-        ``flash`` is recorded but cannot be set: the phone's app keeps its flash on AUTO.
+        ``flash`` is recorded but cannot be set: the phone's app keeps its flash on AUTO. The verification
+        (a full decode) and the deletion run in the background while the session switches the lamps, so they
+        add nothing to the time between the studio and the flash shot; the next capture (or ``close``) waits
+        for them.
         """
-        from ..imageio import read_image
-
+        self._finish_cleanup()
         path = Path(path)
         if time.monotonic() - self._last_used > self.reopen_after_s:
             self._open_camera_app()
@@ -207,7 +214,6 @@ class AdbCamera(Camera):
         temp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}"
         try:
             self._adb(["pull", remote, str(temp)])
-            read_image(temp)  # a partial or corrupt copy raises here, before anything is deleted
             with open(temp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(temp, path)
@@ -215,14 +221,34 @@ class AdbCamera(Camera):
             temp.unlink(missing_ok=True)
         fsync_directory(path.parent)
         saved = now()
+        self._known.add(name)
         if self.delete_after_pull:
-            self._shell(["rm", "-f", remote])
-            self._known = self._listing()
-        else:
-            self._known.add(name)
+            self._cleanup = threading.Thread(target=self._verify_and_delete, args=(path, remote), daemon=True)
+            self._cleanup.start()
         self._last_used = time.monotonic()
         extra: dict[str, Any] = {"phone_file": remote}
         return Shot(path, flash, flash_fired_of(path), triggered, saved, extra={"adb": extra})
 
+    def _verify_and_delete(self, path: Path, remote: str) -> None:
+        """Delete the phone's copy only once the pulled one decodes (a bad copy keeps the original)."""
+        from ..imageio import read_image
+
+        try:
+            read_image(path)
+        except AcquisitionError as exc:
+            log.warning("%s; the original stays on the phone as %s", exc, remote)
+            return
+        try:
+            self._shell(["rm", "-f", remote])
+            self._known = self._listing()
+        except AcquisitionError as exc:
+            log.warning("could not delete %s on the phone (%s); it is skipped as an old picture", remote, exc)
+
+    def _finish_cleanup(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.join()
+            self._cleanup = None
+
     def close(self) -> None:
-        """Nothing to release: adb keeps no connection open for us."""
+        """Wait for the last shot's verification and deletion (adb keeps no connection open for us)."""
+        self._finish_cleanup()
