@@ -20,7 +20,7 @@ from typing import IO, Any
 from .errors import PrepError
 
 __all__ = ["TEMP_PREFIX", "atomic_write", "file_sha256", "fsync_directory", "write_bytes_atomic",
-           "write_json_atomic", "write_text_atomic"]
+           "write_error", "write_json_atomic", "write_text_atomic"]
 
 #: Temporary files start with this prefix; discovery and resume skip them, and they are safe to delete.
 TEMP_PREFIX = ".tmp-"
@@ -36,14 +36,20 @@ def fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def _disk_error(path: Path, exc: OSError) -> PrepError:
+def write_error(path: Path, exc: OSError, *, error: type[PrepError] = PrepError,
+                lost: str = "nothing was written under this name", then: str = "run the command again",
+                folder: str = "another output folder") -> PrepError:
+    """The user's words for an ``OSError`` while writing ``path``: a full disk, no permission, or other.
+
+    ``lost`` says what the failure cost, ``then`` how to go on, ``folder`` which option picks another place;
+    a stage passes its own (the capture session: the pose was discarded, go on with --resume).
+    """
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return PrepError("the disk is full; nothing was written under this name", path=path,
-                         hint="free some space or choose another output folder, then run the command again")
+        return error(f"the disk is full; {lost}", path=path, hint=f"free some space or choose {folder}, then {then}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return PrepError(f"cannot write here ({exc.strerror})", path=path,
-                         hint="check the folder's permissions or choose another output folder")
-    return PrepError(f"could not write ({exc.strerror or exc})", path=path)
+        return error(f"cannot write here ({exc.strerror})", path=path,
+                     hint=f"check the folder's permissions or choose {folder}")
+    return error(f"could not write ({exc.strerror or exc})", path=path)
 
 
 @contextlib.contextmanager
@@ -71,7 +77,7 @@ def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
     except OSError as exc:
-        raise _disk_error(path, exc) from exc
+        raise write_error(path, exc) from exc
     tmp = Path(tmp_name)
     try:
         kwargs = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
@@ -84,7 +90,7 @@ def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) ->
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _disk_error(path, exc) from exc
+        raise write_error(path, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import io
 import json
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from . import tool_version
-from .atomic import file_sha256, fsync_directory, write_json_atomic, write_text_atomic
+from .atomic import file_sha256, fsync_directory, write_error, write_json_atomic, write_text_atomic
 from .devices import Camera, CameraInfo, FlashMode, LampController, Shot
 from .errors import AcquisitionError, PrepError
 from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_dir
@@ -201,11 +200,9 @@ def _pose_numbers(subject_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for e in subject_dir.iterdir() if e.is_dir() and (m := _POSE_RE.match(e.name)))
 
 
-def _disk_error(path: Path, exc: OSError) -> AcquisitionError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return AcquisitionError("the disk is full; the pose in progress was discarded", path=path,
-                                hint="free some space or choose another --out, then run again with --resume")
-    return AcquisitionError(f"could not write ({exc.strerror or exc})", path=path)
+def _disk_error(path: Path, exc: OSError) -> PrepError:
+    return write_error(path, exc, error=AcquisitionError, lost="the pose in progress was discarded",
+                       then="run again with --resume", folder="another --out")
 
 
 # -- manifest ----------------------------------------------------------------------------------------------

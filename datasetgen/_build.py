@@ -35,6 +35,7 @@ from acquisition.atomic import (
     atomic_write,
     file_sha256,
     fsync_directory,
+    write_error,
     write_json_atomic,
     write_text_atomic,
 )
@@ -554,9 +555,9 @@ class _Assembler:
             self.h5 = None
             self.tmp.unlink(missing_ok=True)
 
-    def _write_error(self, exc: OSError) -> DatasetGenError:
-        return DatasetGenError(f"cannot write the shard ({exc.strerror or exc})", path=self.final,
-                               hint="check the free disk and permissions")
+    def _write_error(self, exc: OSError) -> PrepError:
+        return write_error(self.final, exc, error=DatasetGenError, lost="the shard in progress was discarded",
+                           then="run the same command again to resume")
 
 
 def _record_path(work: Path, pair: Pair) -> Path:
