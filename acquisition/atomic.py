@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from .errors import PrepError
 
-__all__ = ["TEMP_PREFIX", "atomic_write", "file_sha256", "fsync_directory", "write_bytes_atomic",
+__all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write", "file_sha256", "fsync_directory", "write_bytes_atomic",
            "write_error", "write_json_atomic", "write_text_atomic"]
 
 #: Temporary files start with this prefix; discovery and resume skip them, and they are safe to delete.
@@ -96,6 +96,36 @@ def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) ->
         raise
     if durable:
         fsync_directory(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a tool that writes files by name (``adb pull``,
+    ``SimpleITK.WriteTransform``); when the block ends without error it is fsynced and renamed to ``path``.
+
+    The temporary name keeps ``path``'s extension, since such tools pick the format by it.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> None:

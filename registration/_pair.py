@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Final
@@ -21,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from acquisition import tool_version
-from acquisition.atomic import TEMP_PREFIX, fsync_directory, write_bytes_atomic, write_json_atomic
+from acquisition.atomic import TEMP_PREFIX, atomic_path, write_bytes_atomic, write_json_atomic
 from acquisition.errors import PrepError
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import Pair
@@ -50,19 +48,8 @@ def _fingerprint(path: Path) -> dict:
 
 def _write_transform(path: Path, transform: sitk.Transform) -> None:
     """``sitk.WriteTransform`` through a temporary name (ITK picks the format by the extension)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteTransform(transform, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    with atomic_path(path) as tmp:
+        sitk.WriteTransform(transform, str(tmp))
 
 
 def _write_mask(path: Path, mask: np.ndarray, compression: int) -> None:

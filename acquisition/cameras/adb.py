@@ -10,7 +10,6 @@ off; the EXIF ``Flash`` tag of every shot says whether it did, and the session c
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ..atomic import TEMP_PREFIX, fsync_directory
+from ..atomic import atomic_path
 from ..devices import Camera, CameraInfo, FlashMode, Shot
 from ..errors import AcquisitionError
 from ._common import flash_fired_of, now
@@ -210,16 +209,8 @@ class AdbCamera(Camera):
         self._shell(["input", "keyevent", str(KEYCODE_CAMERA)])
         name = self._wait_for_new_picture()
         remote = posixpath.join(self.dcim, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}"
-        try:
+        with atomic_path(path) as temp:
             self._adb(["pull", remote, str(temp)])
-            with open(temp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
-        fsync_directory(path.parent)
         saved = now()
         self._known.add(name)
         if self.delete_after_pull:
