@@ -51,3 +51,19 @@ def test_missing_face_recognition_is_one_line_with_the_fix():
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and "face_recognition is not installed" in lines[0]
     assert "pip install --no-deps face_recognition==1.3.0" in lines[0]
+
+
+def test_stage_packages_export_exactly_their_stub() -> None:
+    """Each stage's public names are listed once, in its ``__init__.pyi``; lazy_loader serves exactly those."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    for name in ("registration", "datasetgen", "training"):
+        package = importlib.import_module(name)
+        stub = ast.parse(Path(package.__file__).with_suffix(".pyi").read_text())
+        declared = next(ast.literal_eval(node.value) for node in stub.body
+                        if isinstance(node, ast.Assign) and node.targets[0].id == "__all__")
+        assert sorted(declared) == sorted(package.__all__), name
+        for public in package.__all__:
+            assert getattr(package, public) is not None, f"{name}.{public}"

@@ -1,0 +1,54 @@
+"""Public names of the training stage (read by lazy_loader at run time and by type checkers)."""
+
+# Type checkers take these names as the package's interface; lazy_loader reads the imports below.
+__all__ = [
+    "ENCODINGS",
+    "Batch",
+    "DeepFlashNet",
+    "EnhanceResult",
+    "EnhanceTreeResult",
+    "Enhancer",
+    "EvaluationResult",
+    "ShardDataset",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "accuracy",
+    "batch_to_device",
+    "dataset_parameters",
+    "decode_prediction",
+    "deepflash_loss",
+    "encode_sample",
+    "enhance",
+    "enhance_tree",
+    "evaluate",
+    "feather_mask",
+    "framing_square",
+    "list_photos",
+    "load_checkpoint",
+    "load_encoder_weights",
+    "load_model",
+    "psnr",
+    "save_model_checkpoint",
+    "ssim",
+    "train",
+]
+
+
+from ._checkpoint import load_checkpoint, load_model, save_model_checkpoint
+from ._data import Batch, ShardDataset, batch_to_device, dataset_parameters
+from ._enhance import (
+    Enhancer,
+    EnhanceResult,
+    EnhanceTreeResult,
+    enhance,
+    enhance_tree,
+    feather_mask,
+    framing_square,
+    list_photos,
+)
+from ._evaluate import EvaluationResult, evaluate
+from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, encode_sample, psnr, ssim
+from ._model import DeepFlashNet, load_encoder_weights
+from ._train import TrainConfig, TrainResult, train
+from .errors import TrainingError
