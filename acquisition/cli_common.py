@@ -1,8 +1,9 @@
 """Options and error handling shared by every ``prep`` command (the CLI layer only).
 
 A command parses options, calls a library function and formats the result. :func:`reports_errors` turns a
-:class:`~acquisition.errors.PrepError` into one clear line and exit status 1, and Ctrl-C into exit 130 with a
-note that finished work is kept.
+:class:`~acquisition.errors.PrepError` into one clear line and exit status 1, and Ctrl-C, ``kill`` (SIGTERM) or
+a closed terminal (SIGHUP) into exit 128 + the signal number (130 for Ctrl-C) with a note that finished work
+is kept.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import PrepError
+from .interrupts import handle_stop_signals
 
 __all__ = ["force_option", "input_dir", "output_dir", "reports_errors", "seed_option", "workers_option"]
 
@@ -24,7 +26,10 @@ log = logging.getLogger("prep")
 
 
 def reports_errors(command: F) -> F:
-    """Wrap a command body: PrepError → ``Error: <file>: <what> (<fix>)``, exit 1; Ctrl-C → exit 130.
+    """Wrap a command body: PrepError → ``Error: <file>: <what> (<fix>)``, exit 1; a stop signal → exit 128 + N.
+
+    SIGTERM and SIGHUP are raised like Ctrl-C (:mod:`acquisition.interrupts`), so the same clean-up runs for
+    all three: Ctrl-C exits 130, ``kill`` 143, a closed terminal 129.
 
     Library functions raise ``ValueError`` for bad arguments (a subject name with ``..``, a size that is not a
     multiple of 32); coming from a command line, those are usage errors: exit 2 with the message, no traceback.
@@ -33,15 +38,18 @@ def reports_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with handle_stop_signals():
+                return command(*args, **kwargs)
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
         except ValueError as exc:
             log.debug("the value error behind this usage error", exc_info=True)  # -v shows where it came from
             raise click.UsageError(str(exc)) from exc
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted: finished work is kept; run the same command again to resume.", err=True)
-            raise SystemExit(130) from None
+        except KeyboardInterrupt as exc:
+            name = getattr(exc, "signal_name", "SIGINT")
+            click.echo(f"\nInterrupted ({name}): finished work is kept; run the same command again to resume.",
+                       err=True)
+            raise SystemExit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,0 +1,103 @@
+"""Stop signals, handled once for every stage: Ctrl-C, ``kill`` and a closed terminal stop a command alike.
+
+Python turns only SIGINT (Ctrl-C) into :class:`KeyboardInterrupt`; ``kill PID`` (SIGTERM) and closing the
+terminal (SIGHUP) end the process at once, with lamps left lit, temporary files left behind and records left
+saying "running". Inside :func:`handle_stop_signals` all three raise :class:`Interrupted`, a
+``KeyboardInterrupt``, so every ``except KeyboardInterrupt`` / ``finally`` clean-up that already serves Ctrl-C
+serves them too, and the command exits with the shell's convention ``128 + signal number`` (130, 143, 129).
+
+Code that runs Python callbacks inside a C++ library (SimpleITK's iteration observers) may see the exception
+swallowed and re-raised as the library's own error; :func:`raise_if_interrupted` turns that back into the
+interruption it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Final
+
+__all__ = ["STOP_SIGNALS", "Interrupted", "handle_stop_signals", "raise_if_interrupted", "received_signal"]
+
+#: The signals that stop a command: Ctrl-C, ``kill`` and a closed terminal.
+STOP_SIGNALS: Final = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None),
+                                        getattr(signal, "SIGHUP", None)) if s is not None)
+
+_received: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, raised where the main thread was; a :class:`KeyboardInterrupt`, so Ctrl-C's clean-up runs.
+
+    Attributes
+    ----------
+    signum : int
+        The signal received (``signal.SIGINT``, ``SIGTERM`` or ``SIGHUP``).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(self.signal_name)
+
+    @property
+    def signal_name(self) -> str:
+        """``"SIGINT"``, ``"SIGTERM"``, ``"SIGHUP"``."""
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's convention for a process ended by this signal: ``128 + signum`` (Ctrl-C: 130)."""
+        return 128 + self.signum
+
+
+def received_signal() -> int | None:
+    """The stop signal received since :func:`handle_stop_signals` was entered, or None."""
+    return _received
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` again if a stop signal arrived, e.g. after a library swallowed it.
+
+    Call it where a library converts exceptions raised in Python callbacks into its own error (SimpleITK's
+    "error executing the Python Callable"), before treating that error as a failure of the item.
+    """
+    if _received is not None:
+        raise Interrupted(_received)
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
+    global _received
+    _received = signum
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def handle_stop_signals() -> Iterator[None]:
+    """Within this block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread.
+
+    Outside the main thread (where Python cannot install handlers) it does nothing. The previous handlers are
+    restored on the way out, so it nests and suits tests that run commands in-process.
+
+    Examples
+    --------
+    >>> with handle_stop_signals():          # doctest: +SKIP
+    ...     run_the_command()
+    """
+    global _received
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    outer = _received
+    _received = None
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _handler)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        _received = outer
