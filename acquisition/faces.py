@@ -4,24 +4,40 @@ The virtual studio places flash highlights on landmarks, registration starts fro
 checks blinks, the dataset builder crops on the face box and ``prep enhance`` finds the face to relight.
 Detection runs on a downscaled copy (HOG on 12 MP would take seconds) and coordinates are mapped back to full
 resolution with the pixel-centre convention used everywhere: x right, y down, origin at the centre of the
-top-left pixel.
+top-left pixel. When the copy shows no face, larger copies are searched down to a smallest face size
+(``min_face_px``; 2 % of the longer side by default), so a small face in a large photo is still found within a
+bounded time.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
-from typing import Literal
+from typing import Final, Literal
 
 import cv2
 import numpy as np
 
 from .errors import PrepError
 
-__all__ = ["FaceBox", "detect_faces", "eye_aspect_ratio", "face_landmarks", "load_face_recognition",
-           "to_uint8"]
+__all__ = ["DEFAULT_MIN_FACE_FRACTION", "DETECTOR_WINDOW_PX", "MIN_FACE_ENV", "FaceBox", "default_min_face_px",
+           "detect_faces", "eye_aspect_ratio", "face_landmarks", "load_face_recognition", "search_sides", "to_uint8"]
+
+#: dlib's HOG and CNN face detectors scan an 80x80 px window: a face smaller than that (halved per upsampling)
+#: in the copy searched is not found.
+DETECTOR_WINDOW_PX: Final = 80
+#: The smallest face searched for by default, as a fraction of the photo's longer side.
+DEFAULT_MIN_FACE_FRACTION: Final = 0.02
+#: Environment variable giving the smallest face searched for, in pixels, where no ``min_face_px`` is passed.
+MIN_FACE_ENV: Final = "DEEPFLASH_MIN_FACE_PX"
+#: A detection box is about this fraction of the face width a person would measure (forehead to chin).
+LANDMARK_BOX_RATIO: Final = 0.75
+#: Landmarks are located where the face box is at least this wide (px of the copy or crop searched).
+LANDMARK_FACE_PX: Final = 100
 
 INSTALL_HINT = ("install it without its dlib source build: pip install dlib-bin face-recognition-models "
                 "'setuptools<81' && pip install --no-deps face_recognition==1.3.0")
@@ -111,9 +127,60 @@ def _downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return small, image.shape[1] / size[0]
 
 
+def default_min_face_px(shape: tuple[int, ...]) -> float:
+    """The smallest face searched for by default, in pixels of an image of this shape.
+
+    ``DEEPFLASH_MIN_FACE_PX`` when set (``prep enhance --min-face-px`` sets it), else
+    :data:`DEFAULT_MIN_FACE_FRACTION` of the longer side.
+
+    Raises
+    ------
+    PrepError
+        When the variable holds something that is not a positive number.
+    """
+    raw = os.environ.get(MIN_FACE_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise PrepError(f"{MIN_FACE_ENV}={raw!r} is not a face width in pixels",
+                            hint="set it to a positive number such as 100, or unset it")
+        return value
+    return DEFAULT_MIN_FACE_FRACTION * max(shape[:2])
+
+
+def search_sides(shape: tuple[int, ...], *, max_side: int = 800, upsample: int = 1,
+                 min_face_px: float | None = None) -> list[int]:
+    """The longer sides of the copies :func:`detect_faces` searches, in order, until one holds a face.
+
+    The first is ``max_side`` (or the image itself when smaller). dlib finds faces down to its
+    :data:`DETECTOR_WINDOW_PX` window, halved per upsampling, in the copy's pixels; while that is larger than
+    ``min_face_px`` in the full image, the next copy is twice as large, up to the one where it is not (never
+    beyond full resolution). Each step costs about four times the one before, so the smallest face size
+    bounds the time spent on a photo without a face.
+    """
+    long_side = max(shape[:2])
+    smallest = min_face_px if min_face_px is not None else default_min_face_px(shape)
+    if smallest <= 0:
+        raise ValueError(f"min_face_px must be positive, got {min_face_px}")
+    window = DETECTOR_WINDOW_PX / 2 ** upsample
+    needed = min(long_side, math.ceil(long_side * window / smallest))
+    sides = [min(max_side, long_side)]
+    while sides[-1] < needed:
+        sides.append(min(needed, sides[-1] * 2))
+    return sides
+
+
 def detect_faces(image: np.ndarray, *, model: Literal["hog", "cnn"] = "hog", max_side: int = 800,
-                 upsample: int = 1) -> list[FaceBox]:
+                 upsample: int = 1, min_face_px: float | None = None) -> list[FaceBox]:
     """Find faces; largest first.
+
+    Detection starts on a copy whose longer side is ``max_side``; when it finds nothing, larger copies are
+    searched (:func:`search_sides`) until a face turns up or faces of ``min_face_px`` would have been found,
+    so a small face in a large photo (a 186 px face in a 6000x4000 picture) is found without paying for
+    full-resolution detection on every photo.
 
     Parameters
     ----------
@@ -122,9 +189,14 @@ def detect_faces(image: np.ndarray, *, model: Literal["hog", "cnn"] = "hog", max
     model : {"hog", "cnn"}
         dlib's HOG detector (fast, default) or its CNN (about 100x slower on CPU, finds more profiles).
     max_side : int
-        The image is downscaled so its longer side is at most this many pixels before detection.
+        The first search runs on a copy downscaled so its longer side is at most this many pixels.
     upsample : int
-        How many times dlib upsamples the (downscaled) image to find small faces.
+        How many times dlib upsamples each copy to find small faces.
+    min_face_px : float, optional
+        The smallest face width to search for, in pixels of ``image``; smaller detections are dropped.
+        Default: :func:`default_min_face_px` (``DEEPFLASH_MIN_FACE_PX``, else 2 % of the longer side: 120 px
+        on a 6000 px photo), which bounds the search of a photo without a face at about 12 times one
+        800 px pass, whatever the photo's size.
 
     Returns
     -------
@@ -134,15 +206,42 @@ def detect_faces(image: np.ndarray, *, model: Literal["hog", "cnn"] = "hog", max
     if model not in ("hog", "cnn"):
         raise ValueError(f"model must be 'hog' or 'cnn', not {model!r}")
     fr = load_face_recognition()
-    small, scale = _downscaled(image, max_side)
-    found = fr.face_locations(small, number_of_times_to_upsample=upsample, model=model)
-    boxes = [FaceBox(left * scale, top * scale, right * scale, bottom * scale)
-             for top, right, bottom, left in found]
-    return sorted(boxes, key=lambda b: b.area, reverse=True)
+    smallest = min_face_px if min_face_px is not None else default_min_face_px(image.shape)
+    pixels = to_uint8(image)
+    for side in search_sides(image.shape, max_side=max_side, upsample=upsample, min_face_px=min_face_px):
+        small, scale = _downscaled(pixels, side)
+        found = fr.face_locations(small, number_of_times_to_upsample=upsample, model=model)
+        boxes = [FaceBox(left * scale, top * scale, right * scale, bottom * scale)
+                 for top, right, bottom, left in found]
+        # dlib's box hugs the features (about 0.8 of the face's width): keep what is close to the limit
+        boxes = [box for box in boxes if box.width >= LANDMARK_BOX_RATIO * smallest]
+        if boxes:
+            return sorted(boxes, key=lambda b: b.area, reverse=True)
+    return []
+
+
+def _landmarks_in_crop(fr: ModuleType, image: np.ndarray, box: FaceBox) -> dict[str, np.ndarray]:
+    """Landmarks of one small face, on a crop around it at a resolution where the face is well resolved."""
+    h, w = image.shape[:2]
+    side = 2.0 * max(box.width, box.height)
+    cx, cy = box.center
+    x0, y0 = max(0, math.floor(cx - side / 2)), max(0, math.floor(cy - side / 2))
+    x1, y1 = min(w, math.ceil(cx + side / 2)), min(h, math.ceil(cy + side / 2))
+    crop = image[y0:y1, x0:x1]
+    factor = max(1.0, box.width / LANDMARK_FACE_PX)
+    small, scale = _downscaled(crop, max(1, round(max(crop.shape[:2]) / factor)))
+    location = (round((box.top - y0) / scale), round((box.right - x0) / scale), round((box.bottom - y0) / scale),
+                round((box.left - x0) / scale))
+    marks = fr.face_landmarks(small, face_locations=[location], model="large")[0]
+    return {name: (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5 + (x0, y0)
+            for name, points in marks.items()}
 
 
 def face_landmarks(image: np.ndarray, boxes: list[FaceBox], *, max_side: int = 800) -> list[dict[str, np.ndarray]]:
     """dlib's 68 landmarks of each face, grouped as face_recognition names them.
+
+    Faces are located on the ``max_side`` copy; a face smaller than :data:`LANDMARK_FACE_PX` there (a small
+    face in a large photo) is located on a crop around it instead, at the resolution where it is that large.
 
     Returns
     -------
@@ -151,12 +250,21 @@ def face_landmarks(image: np.ndarray, boxes: list[FaceBox], *, max_side: int = 8
         full-resolution pixel coordinates (pixel-centre convention).
     """
     fr = load_face_recognition()
-    small, scale = _downscaled(image, max_side)
+    pixels = to_uint8(image)
+    small, scale = _downscaled(pixels, max_side)
+    large = [i for i, b in enumerate(boxes) if b.width / scale >= LANDMARK_FACE_PX or scale == 1.0]
     locations = [(round(b.top / scale), round(b.right / scale), round(b.bottom / scale), round(b.left / scale))
-                 for b in boxes]
-    results = fr.face_landmarks(small, face_locations=locations, model="large")
-    return [{name: (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5 for name, points in marks.items()}
-            for marks in results]
+                 for b in (boxes[i] for i in large)]
+    results: dict[int, dict[str, np.ndarray]] = {}
+    if locations:
+        found = fr.face_landmarks(small, face_locations=locations, model="large")
+        for i, marks in zip(large, found, strict=True):
+            results[i] = {name: (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5
+                          for name, points in marks.items()}
+    for i, box in enumerate(boxes):
+        if i not in results:
+            results[i] = _landmarks_in_crop(fr, pixels, box)
+    return [results[i] for i in range(len(boxes))]
 
 
 def eye_aspect_ratio(eye: np.ndarray) -> float:
