@@ -8,9 +8,11 @@ is kept.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +21,8 @@ import click
 from .errors import PrepError
 from .interrupts import handle_stop_signals
 
-__all__ = ["force_option", "input_dir", "output_dir", "reports_errors", "seed_option", "workers_option"]
+__all__ = ["environment", "force_option", "input_dir", "min_face_option", "output_dir", "reports_errors", "seed_option",
+           "workers_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("prep")
@@ -63,6 +66,36 @@ def workers_option(command: F) -> F:
 def force_option(command: F) -> F:
     """``--force``: redo items whose outputs are already complete."""
     return click.option("--force", is_flag=True, help="Redo finished items instead of skipping them.")(command)
+
+
+def min_face_option(command: F) -> F:
+    """``--min-face-px PX``: the smallest face searched for (:func:`acquisition.faces.detect_faces`)."""
+    return click.option("--min-face-px", type=click.FloatRange(min=1), default=None, metavar="PX",
+                        help="Smallest face width to search for, in pixels of the full photo (default: 2% of "
+                             "its longer side). Lower finds smaller faces; a photo without a face then takes "
+                             "longer.")(command)
+
+
+@contextlib.contextmanager
+def environment(name: str, value: object | None) -> Iterator[None]:
+    """Set an environment variable for the duration of a command (None: leave it as it is), then restore it.
+
+    For settings that library code and worker processes read from the environment
+    (``DEEPFLASH_MAX_IMAGE_PIXELS``, ``DEEPFLASH_MIN_FACE_PX``): workers inherit it, and a command run
+    in-process (tests, notebooks) leaves no trace.
+    """
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = str(value)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def seed_option(command: F) -> F:

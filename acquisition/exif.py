@@ -12,8 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from PIL import ExifTags, Image
+from PIL import ExifTags
 
+from ._pillow import Image  # HEIC shots open too; no decompression-bomb refusal of a 200 MP photo's header
 from .errors import AcquisitionError
 
 __all__ = ["flash_tag_value", "make_exif", "read_camera_exif", "read_flash_fired"]

@@ -272,6 +272,7 @@ def _jpeg_feed(data: bytes, path: Path) -> bytes:
 
 
 def _open(feed: bytes, path: Path, kind: str) -> Image.Image:
+    Image.MAX_IMAGE_PIXELS = None  # again: our limit, checked on the header, replaces Pillow's (acquisition._pillow)
     try:
         return Image.open(io.BytesIO(feed))
     except _PILLOW_ERRORS as exc:
@@ -351,6 +352,14 @@ def _opencv_pixels(data: bytes, path: Path, kind: str) -> np.ndarray:
     return image[:, :, :1]
 
 
+def _tifffile_pixels(data: bytes) -> np.ndarray:
+    """A 16-bit TIFF with extra samples (alpha), stored order, as (H, W, C)."""
+    import tifffile
+
+    array = tifffile.imread(io.BytesIO(data))
+    return array[:, :, None] if array.ndim == 2 else array
+
+
 def _pillow_pixels(im: Image.Image, path: Path) -> np.ndarray:
     """Any Pillow mode as (H, W, C): C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; uint8 or uint16."""
     mode = im.mode
@@ -424,7 +433,12 @@ def _decode(path: Path, *, metadata: bool) -> _Decoded:
             else:
                 orientation = _orientation_of(im.getexif())
             info = _metadata(im, data, kind) if metadata else {}
-            if kind in ("PNG", "TIFF") and width * height <= _CV2_MAX_PIXELS:
+            tiff_alpha = kind == "TIFF" and bool(getattr(im, "tag_v2", {}).get(338))
+            if tiff_alpha and im.mode not in ("RGBA", "LA"):  # 16-bit with alpha: Pillow would drop 8 bits
+                pixels = _tifffile_pixels(data)
+                applied = 1
+            elif kind in ("PNG", "TIFF") and width * height <= _CV2_MAX_PIXELS and not tiff_alpha:
+                # (OpenCV premultiplies a TIFF's unassociated alpha into its colours: those go to Pillow)
                 if kind == "PNG":
                     _check_png_chunks(data, path)
                 else:

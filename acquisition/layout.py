@@ -176,8 +176,9 @@ def discover_pairs(root: str | Path) -> Discovery:
     Parameters
     ----------
     root : str or Path
-        A folder in the pair layout: ``root/<subject>/<pose>/flash.<ext>`` and ``studio.<ext>`` (ext jpg,
-        jpeg, png, tif or tiff, in any case), optional ``meta.json`` per pose and ``root/manifest.csv``.
+        A folder in the pair layout: ``root/<subject>/<pose>/flash.<ext>`` and ``studio.<ext>`` (ext any of
+        :data:`acquisition.imageio.IMAGE_EXTENSIONS`: jpg, jpeg, png, tif, tiff, heic, heif, hif, webp, avif, in any
+        case), optional ``meta.json`` per pose and ``root/manifest.csv``.
 
     Returns
     -------

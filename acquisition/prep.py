@@ -19,11 +19,24 @@ __all__ = ["main"]
 STAGE_CLIS = ("acquisition.cli", "registration.cli", "datasetgen.cli", "training.cli")
 
 
+def _pixel_count(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from .imageio import parse_pixel_count
+
+    try:
+        return parse_pixel_count(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 @click.group(name="prep", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(tool_version(), "--version", prog_name="prep (deepflash)")
 @click.option("-v", "--verbose", count=True, help="More detail in the log (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Warnings and errors only; no progress bars.")
-def main(verbose: int, quiet: int) -> None:
+@click.option("--max-image-pixels", callback=_pixel_count, metavar="N",
+              help="Largest image read, in pixels (e.g. 1000M; default 500M, or DEEPFLASH_MAX_IMAGE_PIXELS).")
+def main(verbose: int, quiet: int, max_image_pixels: int | None) -> None:
     """DeepFlash: turn a smartphone flash selfie into a studio portrait.
 
     \b
@@ -39,6 +52,12 @@ def main(verbose: int, quiet: int) -> None:
       prep demo      out/                 all of it on the embedded portraits
     """
     setup_logging(verbose - quiet)
+    if max_image_pixels is not None:
+        from .cli_common import environment
+        from .imageio import MAX_PIXELS_ENV
+
+        # through the environment, so worker processes and the library's readers all see it
+        click.get_current_context().with_resource(environment(MAX_PIXELS_ENV, max_image_pixels))
 
 
 for _module in STAGE_CLIS:

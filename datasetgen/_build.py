@@ -94,6 +94,9 @@ class BuildConfig:
         Add the left-right mirrored twin of every sample.
     face_model : {"hog", "cnn"}
         face_recognition's detector.
+    min_face_px : float, optional
+        The smallest face width searched for, in pixels of the full image (default: 2 % of its longer side;
+        see :func:`acquisition.faces.detect_faces`).
     split : tuple of 3 floats
         Train, val, test fractions of the subjects (ignored with ``split_file``).
     split_file : Path, optional
@@ -116,6 +119,7 @@ class BuildConfig:
     framings: tuple[str, ...] = FRAMINGS
     mirror: bool = True
     face_model: str = "hog"
+    min_face_px: float | None = None
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_file: Path | None = None
     seed: int = 0
@@ -136,6 +140,8 @@ class BuildConfig:
             raise ValueError(f"framings must be distinct values of {FRAMINGS}, got {self.framings}")
         if self.face_model not in ("hog", "cnn"):
             raise ValueError(f"face_model must be 'hog' or 'cnn', not {self.face_model!r}")
+        if self.min_face_px is not None and not self.min_face_px > 0:
+            raise ValueError(f"min_face_px must be positive, got {self.min_face_px}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, not {self.compression!r}")
         if self.shard_size < 1:
@@ -151,8 +157,10 @@ class BuildConfig:
         return aug_table(self.rotations_deg, self.framings, self.mirror)
 
     def parameters(self) -> dict[str, Any]:
-        """The build parameters as written into ``dataset.json``."""
-        return {
+        """The build parameters as written into ``dataset.json`` (``min_face_px`` only when set, so datasets
+        built before it existed keep their fingerprint)."""
+        extra = {} if self.min_face_px is None else {"min_face_px": self.min_face_px}
+        return extra | {
             "size": self.size, "sigma_s": self.sigma_s, "sigma_r": self.sigma_r, "wide_factor": self.wide_factor,
             "rotations_deg": list(self.rotations_deg), "framings": list(self.framings), "mirror": self.mirror,
             "face_model": self.face_model,
@@ -219,7 +227,8 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog") -> FaceBox | None:
+def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog",
+                min_face_px: float | None = None) -> FaceBox | None:
     """The face to crop, or None.
 
     One face: that one. Several: those also found in the studio image (IoU >= 0.3; all of them if none is);
@@ -228,13 +237,13 @@ def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog") ->
     """
     from acquisition.faces import detect_faces
 
-    boxes = detect_faces(flash, model=model)  # type: ignore[arg-type]
+    boxes = detect_faces(flash, model=model, min_face_px=min_face_px)  # type: ignore[arg-type]
     if len(boxes) <= 1:
         return boxes[0] if boxes else None
-    others = detect_faces(studio, model=model)  # type: ignore[arg-type]
+    others = detect_faces(studio, model=model, min_face_px=min_face_px)  # type: ignore[arg-type]
     both = [box for box in boxes if any(box.iou(other) >= 0.3 for other in others)] or boxes
     if len(both) > 1:
-        strict = detect_faces(flash, model=model, upsample=0)  # type: ignore[arg-type]
+        strict = detect_faces(flash, model=model, upsample=0, min_face_px=min_face_px)  # type: ignore[arg-type]
         both = [box for box in both if any(box.iou(other) >= 0.3 for other in strict)] or both
     return both[0]
 
@@ -295,7 +304,7 @@ def _process_pair(job: _Job) -> dict[str, Any]:
                                   f"{flash.shape[1]}x{flash.shape[0]}", path=pair.studio,
                                   hint="aligned pairs must have the same size: run prep register again")
         valid = _read_valid(job.valid, flash.shape[:2])
-        box = choose_face(flash, studio, model=job.config.face_model)
+        box = choose_face(flash, studio, model=job.config.face_model, min_face_px=job.config.min_face_px)
         if box is None:
             raise DatasetGenError("no face found in the flash image", path=pair.flash,
                                   hint="the pair is left out; retake it or try --face-model cnn")

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from acquisition.cli_common import force_option, input_dir, output_dir, reports_errors, seed_option, workers_option
+from acquisition.cli_common import (
+    force_option,
+    input_dir,
+    min_face_option,
+    output_dir,
+    reports_errors,
+    seed_option,
+    workers_option,
+)
 
 __all__ = ["commands"]
 
@@ -39,6 +47,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Add the mirrored twin of each sample.")
 @click.option("--face-model", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
               help="face_recognition detector (cnn: slower on CPU, finds more profiles).")
+@min_face_option
 @click.option("--split", "split_text", default="0.8,0.1,0.1", show_default=True,
               help="Train,val,test fractions of the subjects (every sample of a subject in one split).")
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -53,7 +62,8 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 @force_option
 @reports_errors
 def build_h5(aligned: Path, shards: Path, size: int, sigma_s: float, sigma_r: float, wide_factor: float,
-             rotations: str, framings: str, mirror: bool, face_model: str, split_text: str, split_file: Path | None,
+             rotations: str, framings: str, mirror: bool, face_model: str, min_face_px: float | None,
+             split_text: str, split_file: Path | None,
              seed: int, compression: str, shard_size: int, include_flagged: bool, workers: int,
              force: bool) -> None:
     """Build HDF5 training shards from registered pairs.
@@ -77,7 +87,8 @@ def build_h5(aligned: Path, shards: Path, size: int, sigma_s: float, sigma_r: fl
         config = BuildConfig(size=size, sigma_s=sigma_s, sigma_r=sigma_r, wide_factor=wide_factor,
                              rotations_deg=_floats(rotations, "--rotations"),
                              framings=tuple(f.strip() for f in framings.split(",") if f.strip()), mirror=mirror,
-                             face_model=face_model, split=parse_fractions(split_text), split_file=split_file,
+                             face_model=face_model, min_face_px=min_face_px, split=parse_fractions(split_text),
+                             split_file=split_file,
                              seed=seed, compression=compression, shard_size=shard_size,
                              include_flagged=include_flagged)
     except ValueError as exc:

@@ -57,6 +57,9 @@ class RegistrationConfig:
         ``geometry`` (image centres aligned) when no face is found in either.
     face_max_side_px : int
         Face detection and landmarks run on a copy this large.
+    min_face_px : float, optional
+        When that copy shows no face, larger copies are searched for faces down to this width in pixels of
+        the full image (:func:`acquisition.faces.detect_faces`); default 2 % of the longer side.
     mask : {"face", "none"}
         ``face``: the metric only samples the flash image inside the face box grown by ``mask_scale`` (keeps
         a background or body that moves differently out of the metric); the whole image when no face.
@@ -102,6 +105,7 @@ class RegistrationConfig:
     coarse_rotations_deg: tuple[float, ...] = (-8.0, 8.0)
     face_max_side_px: int = 800
     face_upsample: int = 0
+    min_face_px: float | None = None
     mask: Literal["face", "none"] = "none"
     mask_scale: float = 2.5
     max_rotation_deg: float = 15.0
@@ -147,6 +151,8 @@ class RegistrationConfig:
             raise ValueError(f"mask_scale must be > 1 (the face box grown), got {self.mask_scale}")
         if self.interpolator not in ("linear", "bspline", "lanczos"):
             raise ValueError(f"interpolator must be 'linear', 'bspline' or 'lanczos', not {self.interpolator!r}")
+        if self.min_face_px is not None and not self.min_face_px > 0:
+            raise ValueError(f"min_face_px must be positive, got {self.min_face_px}")
         if not 0 <= self.png_compression <= 9:
             raise ValueError(f"png_compression must be in 0..9, got {self.png_compression}")
         for name in ("max_rotation_deg", "max_scale_change", "max_shear", "max_shift_fraction", "ear_threshold",

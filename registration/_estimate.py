@@ -94,8 +94,8 @@ def _copy_at(rgb: np.ndarray, factor: int) -> sitk.Image:
     return image
 
 
-def _faces(rgb: np.ndarray, max_side: int, upsample: int) -> list[_Face]:
-    boxes = detect_faces(rgb, max_side=max_side, upsample=upsample)[:3]
+def _faces(rgb: np.ndarray, max_side: int, upsample: int, min_face_px: float | None = None) -> list[_Face]:
+    boxes = detect_faces(rgb, max_side=max_side, upsample=upsample, min_face_px=min_face_px)[:3]
     if not boxes:
         return []
     marks = face_landmarks(rgb, boxes, max_side=max_side)
@@ -382,8 +382,8 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
     _check_contrast(moving, "studio")
 
     # Faces always: besides the landmark start they give the refine pass its region and the QC its blink test.
-    flash_faces = _faces(flash_rgb, config.face_max_side_px, config.face_upsample)
-    studio_faces = _faces(studio_rgb, config.face_max_side_px, config.face_upsample)
+    flash_faces = _faces(flash_rgb, config.face_max_side_px, config.face_upsample, config.min_face_px)
+    studio_faces = _faces(studio_rgb, config.face_max_side_px, config.face_upsample, config.min_face_px)
     geometry_matrix, geometry_translation = _geometry_start((fh, fw), (sh, sw))
     start_matrix, start_translation = geometry_matrix, geometry_translation
     geometry = affine_from_matrix(geometry_matrix, geometry_translation)

@@ -16,11 +16,10 @@ from typing import Final
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from acquisition.errors import PrepError
 from acquisition.faces import to_uint8
-from acquisition.imageio import read_image, write_image
+from acquisition.imageio import image_size, read_image, write_image
 from acquisition.layout import discover_pairs
 from acquisition.progress import ProgressCallback
 
@@ -103,9 +102,8 @@ def _pair_panels(folder: Path) -> list[np.ndarray]:
     valid = None
     valid_path = folder / "valid.png"
     if valid_path.is_file():
-        mask = cv2.imread(str(valid_path), cv2.IMREAD_GRAYSCALE)
-        if mask is not None:
-            valid = cv2.resize(mask, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_NEAREST)
+        mask = read_image(valid_path)[:, :, 0]
+        valid = cv2.resize(mask, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_NEAREST)
     return [flash, studio, _checkerboard(flash, studio), _edge_overlay(flash, studio, valid)]
 
 
@@ -194,13 +192,9 @@ def _panel_width(rows: list[tuple[Path | None, str, str, str]]) -> int:
         if folder is None:
             continue
         try:
-            h, w = _image_size(folder / "flash.png")
-        except (OSError, ValueError):
+            h, w = image_size(folder / "flash.png")
+        except PrepError:
             continue
         return max(1, round(w * PANEL_HEIGHT / h))
     return round(PANEL_HEIGHT * 3 / 4)
 
-
-def _image_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as im:
-        return im.height, im.width

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from acquisition.cli_common import force_option, input_dir, output_dir, reports_errors, seed_option, workers_option
+from acquisition.cli_common import (
+    force_option,
+    input_dir,
+    min_face_option,
+    output_dir,
+    reports_errors,
+    seed_option,
+    workers_option,
+)
 
 from ._config import RegistrationConfig
 
@@ -44,8 +52,9 @@ _DEFAULTS = {f.name: f.default for f in fields(RegistrationConfig)}
               help="'face': measure the match only around the face (a background that moves differently).")
 @click.option("--max-side", "max_side_px", type=click.IntRange(min=32), default=_DEFAULTS["max_side_px"],
               show_default=True, metavar="PX", help="Register on a copy downscaled to at most this many pixels.")
+@min_face_option
 @reports_errors
-def register(raw: Path, aligned: Path, workers: int, force: bool, seed: int, **limits: float) -> None:
+def register(raw: Path, aligned: Path, workers: int, force: bool, seed: int, **limits: float | None) -> None:
     """Align each studio shot onto its flash shot (affine, mutual information).
 
     RAW holds <subject>/<pose>/flash.<ext> and studio.<ext>. For every pair, ALIGNED/<subject>/<pose>/

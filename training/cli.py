@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from acquisition.cli_common import input_dir, output_dir, reports_errors, seed_option
+from acquisition.cli_common import environment, input_dir, min_face_option, output_dir, reports_errors, seed_option
 
 log = logging.getLogger("prep")
 
@@ -135,8 +135,10 @@ def evaluate_command(run_dir: Path, shards: Path, split: str, out_dir: Path | No
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--device", default="cpu", show_default=True, help="Where the network runs.")
 @click.option("--force", is_flag=True, help="Redo photos whose output exists (folders only).")
+@min_face_option
 @reports_errors
-def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, force: bool) -> None:
+def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, force: bool,
+                    min_face_px: float | None) -> None:
     """Turn flash selfies into studio portraits at their full resolution.
 
     CHECKPOINT is a .pt file or a run folder of prep train. SOURCE is a photo (DEST: the output file, its
@@ -150,10 +152,12 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
       prep enhance run/ selfie.jpg studio.jpg
       prep enhance run/best.pt selfies/ portraits/
     """
+    from acquisition.faces import MIN_FACE_ENV
     from acquisition.progress import progress_bar
 
     from ._enhance import enhance, enhance_tree, list_photos
 
+    click.get_current_context().with_resource(environment(MIN_FACE_ENV, min_face_px))  # read by detect_faces
     if source.is_dir():
         with progress_bar(len(list_photos(source, dest)), "enhancing", unit="photo") as update:
             result = enhance_tree(checkpoint, source, dest, device=device, force=force, progress=update)

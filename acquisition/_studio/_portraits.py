@@ -62,7 +62,8 @@ def load_portraits(folder: str | Path) -> list[Portrait]:
     Parameters
     ----------
     folder : str or Path
-        Holds JPEG/PNG/TIFF portraits (hidden files ignored); ``anna.jpg`` becomes subject ``anna``.
+        Holds portraits in any format :func:`~acquisition.imageio.read_image` reads (JPEG, PNG, TIFF, HEIC,
+        WebP, AVIF; hidden files ignored); ``anna.jpg`` becomes subject ``anna``.
 
     Returns
     -------
