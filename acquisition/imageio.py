@@ -783,12 +783,12 @@ def _encode(pixels: np.ndarray, suffix: str, *, icc: bytes | None = None, exif: 
         if pixels.dtype == np.uint16:
             return _encode_tiff16(pixels, icc=icc, exif=exif, dpi=dpi)
         extra: dict[str, Any] = {"tiffinfo": {700: xmp}} if xmp else {}
-        _pillow_image(pixels).save(out, format="TIFF", compression="tiff_lzw", exif=exif or b"",
-                                   icc_profile=icc, dpi=dpi, **extra)
+        if exif:
+            extra["exif"] = exif
+        _pillow_image(pixels).save(out, format="TIFF", compression="tiff_lzw", icc_profile=icc, dpi=dpi, **extra)
         return out.getvalue()
-    options: dict[str, Any] = {"exif": exif or b"", "icc_profile": icc}
-    if xmp:
-        options["xmp"] = xmp
+    options: dict[str, Any] = {key: value for key, value in (("exif", exif), ("icc_profile", icc), ("xmp", xmp))
+                               if value}  # pillow-heif refuses an empty EXIF block
     if suffix in (".jpg", ".jpeg"):
         image = _pillow_image(pixels[:, :, :1] if pixels.shape[2] == 2 else pixels[:, :, :3])
         if qtables:

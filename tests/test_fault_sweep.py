@@ -9,6 +9,7 @@ input, and nothing outside the output folder changes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,8 +18,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from acquisition.imageio import write_image
+from acquisition.imageio import read_image, write_image
 from acquisition.prep import main
+from tests.fakes.image_files import cut_with_eoi, header_only_png, heic_bytes
 
 SIZE = (360, 480)  # small virtual-studio frames keep the sweep fast
 
@@ -49,8 +51,12 @@ def corrupt_inputs(folder: Path, good_jpeg: bytes, outside: Path) -> dict[str, P
         "empty": folder / "empty.jpg",
         "wrong-format": folder / "notes.jpg",
         "garbage": folder / "garbage.png",
+        "cut-eoi": folder / "cut.jpg",
+        "header-bomb": folder / "bomb.png",
     }
     files["truncated"].write_bytes(good_jpeg[: len(good_jpeg) // 3])
+    files["cut-eoi"].write_bytes(cut_with_eoi(good_jpeg))  # cut mid-scan, closed by its end marker
+    files["header-bomb"].write_bytes(header_only_png(40000, 40000))  # 69 bytes announcing 1.6 GP
     files["empty"].write_bytes(b"")
     files["wrong-format"].write_text("a text file with an image's name\n")
     files["garbage"].write_bytes(bytes(range(256)) * 20)
@@ -84,11 +90,14 @@ def test_register_reports_each_bad_pair_by_name_and_touches_only_its_output(worl
     good = next(raw.rglob("flash.jpg")).read_bytes()
     subject = raw / "hostile"
     bad = corrupt_inputs(tmp_path / "scratch", good, world["outside"])
-    cases = {"truncated": "truncated", "empty": "empty", "wrong-format": "wrong-format", "garbage": "garbage"}
+    cases = {kind: kind for kind in ("truncated", "empty", "wrong-format", "garbage", "cut-eoi", "header-bomb")}
     for pose, kind in cases.items():
         (subject / pose).mkdir(parents=True)
         shutil.copy(bad[kind], subject / pose / ("flash" + bad[kind].suffix))
         (subject / pose / "studio.jpg").write_bytes(good)
+    (subject / "heic").mkdir()  # an iPhone's default format, beside a JPEG
+    (subject / "heic" / "flash.HEIC").write_bytes(heic_bytes(read_image(next(raw.rglob("flash.jpg"))), quality=95))
+    (subject / "heic" / "studio.jpg").write_bytes(next(raw.rglob("studio.jpg")).read_bytes())
     (subject / "escape").mkdir()
     os.symlink(world["outside"], subject / "escape" / "flash.jpg")
     (subject / "escape" / "studio.jpg").write_bytes(good)
@@ -97,16 +106,22 @@ def test_register_reports_each_bad_pair_by_name_and_touches_only_its_output(worl
     (subject / "bad\\name").mkdir()
     before = snapshot(tmp_path, exclude=tmp_path / "aligned")
 
-    result = run("register", raw, tmp_path / "aligned")
+    result = run("register", raw, tmp_path / "aligned", "--min-face-px", "40")
 
     assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
     csv_text = (tmp_path / "aligned" / "registration.csv").read_text()
     for pose in [*cases, "escape", "lonely"]:
         assert f"hostile/{pose}" in result.output or pose in csv_text, pose
     for pose in cases:
         assert str(subject / pose / "flash") in csv_text, f"the failure of {pose} does not name its file"
+    rows = {line.split(",")[1]: line for line in csv_text.splitlines()[1:]}
+    assert "truncated" in rows["cut-eoi"] and "copy it again from the camera" in rows["cut-eoi"]
+    assert "too large" in rows["header-bomb"] and "DEEPFLASH_MAX_IMAGE_PIXELS" in rows["header-bomb"]
     assert "outside the tree" in csv_text and "no studio partner" in csv_text and "bad\\name" in csv_text
-    assert csv_text.count(",ok,") == 1, "the good pair must still be registered"
+    assert csv_text.count(",ok,") == 2, "the good pair and the HEIC pair must still be registered"
+    record = json.loads((tmp_path / "aligned" / "hostile" / "heic" / "registration.json").read_text())
+    assert record["config"]["min_face_px"] == 40
     assert snapshot(tmp_path, exclude=tmp_path / "aligned") == before
 
 
@@ -121,19 +136,25 @@ def test_build_h5_skips_bad_pairs_by_name_and_refuses_hostile_split_files(world,
     shutil.copytree(pose, escape)
     (escape / "flash.png").unlink()
     os.symlink(world["outside"], escape / "flash.png")
-    # Registration vouched for both copies: the damage happened afterwards.
+    bomb = aligned / pose.parent.name / "bomb"
+    shutil.copytree(pose, bomb)
+    (bomb / "flash.png").write_bytes(header_only_png(40000, 40000))
+    # Registration vouched for these copies: the damage happened afterwards.
     csv_path = aligned / "registration.csv"
     header, row = csv_path.read_text().splitlines()[:2]
     subject, _pose, rest = row.split(",", 2)
-    csv_path.write_text("\n".join([header, row, f"{subject},broken,{rest}", f"{subject},escape,{rest}"]) + "\n")
+    csv_path.write_text("\n".join([header, row, *(f"{subject},{name},{rest}" for name in ("broken", "escape", "bomb"))])
+                        + "\n")
     before = snapshot(tmp_path, exclude=tmp_path / "shards")
 
-    result = run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0")
+    result = run("build-h5", aligned, tmp_path / "shards", "--size", "64", "--split", "1,0,0", "--min-face-px", "30")
     assert result.exit_code == 1, result.output  # shards written from the good pair; the status flags the bad ones
     assert len(list((tmp_path / "shards").glob("train-*.h5"))) == 1
     report = result.output + "".join(p.read_text() for p in (tmp_path / "shards").glob("*.json"))
     assert "studio.png" in report and "broken" in report
     assert "outside the tree" in report
+    assert str(bomb / "flash.png") in report and "too large" in report and "Traceback" not in report
+    assert json.loads((tmp_path / "shards" / "dataset.json").read_text())["parameters"]["min_face_px"] == 30
     assert snapshot(tmp_path, exclude=tmp_path / "shards") == before
 
     hostile = tmp_path / "split.csv"
@@ -165,17 +186,40 @@ def test_enhance_folder_reports_each_bad_photo_and_goes_on(world, tmp_path):
     good = next(world["raw"].rglob("flash.jpg"))
     corrupt_inputs(photos, good.read_bytes(), world["outside"])
     shutil.copy(good, photos / "selfie.jpg")
+    (photos / "selfie.HEIC").write_bytes(heic_bytes(read_image(good)))
     before = snapshot(tmp_path, exclude=tmp_path / "out")
 
     result = run("enhance", world["run"] / "last.pt", photos, tmp_path / "out")
 
     assert result.exit_code == 1, result.output
-    for name in ("truncated.jpg", "empty.jpg", "notes.jpg", "garbage.png"):
+    for name in ("truncated.jpg", "empty.jpg", "notes.jpg", "garbage.png", "cut.jpg", "bomb.png"):
         assert name in result.output, f"{name} is not named in:\n{result.output}"
-    assert "escape.jpg" in result.output
+    assert "escape.jpg" in result.output and "Traceback" not in result.output
+    lines = result.output.splitlines()
+    assert any(f"{photos / 'cut.jpg'}: this JPEG is truncated" in line and "copy it again" in line for line in lines)
+    assert any(f"{photos / 'bomb.png'}: the image is too large" in line for line in lines)
     outputs = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert outputs == ["selfie.jpg"]
+    assert outputs == ["selfie.HEIC", "selfie.jpg"]
     assert snapshot(tmp_path, exclude=tmp_path / "out") == before
+
+
+def test_enhance_finds_a_small_face_in_a_large_photo(world, tmp_path, astronaut):
+    import cv2
+    from skimage import data
+
+    from tests.fakes.image_files import paste_small
+
+    canvas = cv2.resize(data.coffee(), (3000, 2000), interpolation=cv2.INTER_LINEAR)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    # the astronaut's face is ~90 px wide: scaled to ~93 px, 25 px in an 800 px copy of the photo
+    write_image(photos / "group.jpg", paste_small(astronaut, canvas, scale=93 / 90, at=(2100, 1250)), quality=90)
+
+    result = run("enhance", world["run"] / "last.pt", photos, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "group.jpg").is_file()
+    result = run("enhance", world["run"] / "last.pt", photos, tmp_path / "strict", "--min-face-px", "400")
+    assert result.exit_code == 1 and "group.jpg: no face found" in result.output, result.output
 
 
 @pytest.mark.parametrize("subject", ["../escape", "..", ".hidden", "a/b"])
