@@ -466,13 +466,27 @@ def _to_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels[:, :, :1], 3, axis=2)
 
 
-def read_image(path: str | Path) -> np.ndarray:
+@contextlib.contextmanager
+def _rehinted(damaged_hint: str | None) -> Iterator[None]:
+    """For files the toolkit wrote itself, "copy it again from the camera" is the wrong fix: say which is."""
+    try:
+        yield
+    except AcquisitionError as exc:
+        if damaged_hint is None or not (exc.hint and "copy it again" in exc.hint):
+            raise
+        raise AcquisitionError(exc.message, path=exc.path, hint=damaged_hint) from exc
+
+
+def read_image(path: str | Path, *, damaged_hint: str | None = None) -> np.ndarray:
     """Read an image file upright, as RGB.
 
     Parameters
     ----------
     path : str or Path
         JPEG, PNG, TIFF, HEIF/HEIC, WebP or AVIF, recognised by content (the extension does not matter).
+    damaged_hint : str, optional
+        The fix to give when the file is empty, truncated or corrupt, instead of "copy it again from the
+        camera" (for files a stage wrote, e.g. "run prep register --force for this pair").
 
     Returns
     -------
@@ -486,7 +500,8 @@ def read_image(path: str | Path) -> np.ndarray:
         When the file is missing, empty, truncated, corrupt, larger than :func:`max_image_pixels`, or not a
         photo this toolkit reads (the message names the file and, for a RAW file or a PDF, the format).
     """
-    return _to_rgb(_decode(Path(path), metadata=False).pixels)
+    with _rehinted(damaged_hint):
+        return _to_rgb(_decode(Path(path), metadata=False).pixels)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -17,12 +17,14 @@ from typing import Final
 from .errors import AcquisitionError
 from .imageio import IMAGE_EXTENSIONS
 
-__all__ = ["MANIFEST_NAME", "META_NAME", "Discovery", "LayoutProblem", "Pair", "check_name", "discover_pairs",
-           "is_inside", "pose_dir"]
+__all__ = ["MANIFEST_NAME", "META_NAME", "REGISTER_AGAIN_HINT", "Discovery", "LayoutProblem", "Pair", "check_name",
+           "discover_pairs", "is_inside", "pose_dir"]
 
 ROLES: Final = ("flash", "studio")
 META_NAME: Final = "meta.json"
 MANIFEST_NAME: Final = "manifest.csv"
+#: The fix for a damaged file of an aligned tree: prep register wrote it and can write it again.
+REGISTER_AGAIN_HINT: Final = "prep register wrote it: run prep register --force for this pair"
 _BAD_CHARS: Final = re.compile(r"[/\\\x00-\x1f\x7f:*?\"<>|]")
 
 
@@ -132,10 +134,11 @@ def _scan_pose(subject: str, pose: str, folder: Path, root_resolved: Path,
         if role is None:
             continue
         if entry.is_symlink() and not _inside(entry, root_resolved):
-            problems.append(LayoutProblem(entry, "symbolic link to a file outside the tree; refused"))
+            problems.append(LayoutProblem(entry, "symbolic link to a file outside the tree; refused: copy the file "
+                                                    "itself into the pose folder"))
             return None
         if not entry.is_file():
-            problems.append(LayoutProblem(entry, "is not a regular file"))
+            problems.append(LayoutProblem(entry, "is not a regular file: replace it with the image file"))
             return None
         found[role].append(entry)
     for role in ROLES:
@@ -145,11 +148,13 @@ def _scan_pose(subject: str, pose: str, folder: Path, root_resolved: Path,
             return None
     missing = [role for role in ROLES if not found[role]]
     if missing == list(ROLES):
-        problems.append(LayoutProblem(folder, "no flash or studio image in this pose folder"))
+        problems.append(LayoutProblem(folder, "no flash or studio image in this pose folder: put flash.<ext> and "
+                                              "studio.<ext> in it, or remove it"))
         return None
     if missing:
         have = found[ROLES[1] if missing[0] == ROLES[0] else ROLES[0]][0].name
-        problems.append(LayoutProblem(folder, f"{have} has no {missing[0]} partner"))
+        problems.append(LayoutProblem(folder, f"{have} has no {missing[0]} partner: copy the {missing[0]} shot "
+                                              "in, or remove the pose"))
         return None
     return Pair(subject, pose, found["flash"][0], found["studio"][0])
 
@@ -162,10 +167,11 @@ def _checked_dirs(parent: Path, what: str, root_resolved: Path,
         try:
             check_name(entry.name, what=what)
         except ValueError as exc:
-            problems.append(LayoutProblem(entry, str(exc)))
+            problems.append(LayoutProblem(entry, f"{exc}: rename the folder"))
             continue
         if entry.is_symlink() and not _inside(entry, root_resolved):
-            problems.append(LayoutProblem(entry, "symbolic link to a folder outside the tree; refused"))
+            problems.append(LayoutProblem(entry, "symbolic link to a folder outside the tree; refused: copy the "
+                                                "folder itself into the tree"))
             continue
         yield entry
 

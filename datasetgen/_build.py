@@ -41,7 +41,7 @@ from acquisition.atomic import (
 )
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
-from acquisition.layout import Pair, discover_pairs
+from acquisition.layout import REGISTER_AGAIN_HINT, Pair, discover_pairs
 from acquisition.parallel import map_in_order
 from acquisition.progress import ProgressCallback, announce_total
 
@@ -251,7 +251,7 @@ def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog",
 def _read_valid(path: Path, shape: tuple[int, int]) -> np.ndarray:
     from acquisition.imageio import read_image
 
-    mask = read_image(path)
+    mask = read_image(path, damaged_hint=REGISTER_AGAIN_HINT)
     mask = mask[..., 0] if mask.ndim == 3 else mask
     if mask.shape != shape:
         raise DatasetGenError(f"valid mask is {mask.shape[1]}x{mask.shape[0]}, the flash image "
@@ -297,8 +297,8 @@ def _process_pair(job: _Job) -> dict[str, Any]:
     pair = job.pair
     record: dict[str, Any] = {"pair": pair.key, "subject": pair.subject, "pose": pair.pose, "split": job.split}
     try:
-        flash = to_uint8(read_image(pair.flash))
-        studio = to_uint8(read_image(pair.studio))
+        flash = to_uint8(read_image(pair.flash, damaged_hint=REGISTER_AGAIN_HINT))
+        studio = to_uint8(read_image(pair.studio, damaged_hint=REGISTER_AGAIN_HINT))
         if flash.shape != studio.shape:
             raise DatasetGenError(f"studio image is {studio.shape[1]}x{studio.shape[0]}, flash image "
                                   f"{flash.shape[1]}x{flash.shape[0]}", path=pair.studio,
@@ -312,9 +312,14 @@ def _process_pair(job: _Job) -> dict[str, Any]:
             arrays = render_pair(flash, studio, valid, box, job.config)
     except PrepError as exc:
         record.update(status="skipped", reason=str(exc), samples=0)
-    except (ValueError, cv2.error, MemoryError) as exc:  # OpenCV/numpy on input they cannot handle: this pair only
-        record.update(status="skipped", reason=f"{pair.flash.parent}: cannot process ({type(exc).__name__}: {exc})",
-                      samples=0)
+    except MemoryError:
+        record.update(status="skipped", samples=0, reason=f"{pair.directory}: not enough memory for this pair "
+                      "(close other programs or pass fewer --workers, then run the same command again)")
+    except (ValueError, cv2.error) as exc:  # OpenCV/numpy on input they cannot handle: this pair only
+        log.debug("%s: cannot process", pair.key, exc_info=True)
+        record.update(status="skipped", samples=0,
+                      reason=f"{pair.directory}: cannot process ({type(exc).__name__}: {exc}) (register it again "
+                             "with prep register --force, or remove the pose folder)")
     else:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -376,12 +381,13 @@ def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[Sk
         if status is None:
             skipped.append(SkippedPair(pair.key, f"not in {REGISTRATION_CSV} (run prep register)", broken=False))
         elif status == "failed":
-            skipped.append(SkippedPair(pair.key, "registration failed", broken=False))
+            skipped.append(SkippedPair(pair.key, f"registration failed (its reason is in {REGISTRATION_CSV})",
+                                       broken=False))
         elif status == "flagged" and not config.include_flagged:
             skipped.append(SkippedPair(pair.key, "flagged by registration (check it with prep review; "
                                                  "--include-flagged uses it)", broken=False))
         elif not (pair.directory / VALID_NAME).is_file():
-            skipped.append(SkippedPair(pair.key, f"{VALID_NAME} missing (run prep register again)"))
+            skipped.append(SkippedPair(pair.key, f"{pair.directory / VALID_NAME}: missing ({REGISTER_AGAIN_HINT})"))
         else:
             chosen.append(pair)
     return chosen, skipped

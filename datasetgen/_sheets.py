@@ -15,7 +15,7 @@ import numpy as np
 from acquisition.imageio import write_image
 
 from ._build import INDEX_CSV
-from .errors import DatasetGenError
+from .errors import REBUILD_HINT, DatasetGenError
 
 __all__ = ["write_shard_sheets"]
 
@@ -49,10 +49,13 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
     if not index.is_file():
         raise DatasetGenError("no index.csv: not a finished shard folder", path=shards_dir,
                               hint="run prep build-h5 first")
-    with open(index, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(index, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetGenError(f"cannot read ({exc})", path=index, hint=REBUILD_HINT) from exc
     if not rows:
-        raise DatasetGenError("index.csv lists no samples", path=index)
+        raise DatasetGenError("index.csv lists no samples", path=index, hint=REBUILD_HINT)
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     picks = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
@@ -68,8 +71,13 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
                 except OSError as exc:
                     raise DatasetGenError(f"cannot open shard ({exc})", path=shards_dir / name,
                                           hint="run prep verify") from exc
-            h5, r = handles[name], int(row["row"])
-            tiles = [_tile(h5[ds][r]) for ds in ("flash", "studio", "flash_bl", "target")]
+            try:
+                h5, r = handles[name], int(row["row"])
+                tiles = [_tile(h5[ds][r]) for ds in ("flash", "studio", "flash_bl", "target")]
+            except (KeyError, ValueError, IndexError, OSError) as exc:
+                raise DatasetGenError(f"index.csv row {row.get('row')!r} of this shard cannot be read "
+                                      f"({type(exc).__name__}: {exc})", path=shards_dir / name,
+                                      hint="run prep verify; " + REBUILD_HINT) from exc
             strip = np.hstack(tiles)
             text = f"{name} {r}: {row['subject']}/{row['pose']} aug {row['aug']} ({row['split']})"
             lines.append(np.vstack([_label(strip.shape[1], text), strip]))

@@ -18,6 +18,7 @@ import numpy as np
 from acquisition.atomic import file_sha256
 
 from ._build import DATASET_JSON, INDEX_COLUMNS, INDEX_CSV
+from .errors import REBUILD_HINT
 from .schema import SPLITS, check_shard, parse_shard_filename
 
 __all__ = ["Problem", "verify_shards"]
@@ -31,9 +32,10 @@ class Problem:
 
     path: Path
     message: str
+    hint: str = REBUILD_HINT
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{self.path}: {self.message} ({self.hint})"
 
 
 def _text(values: Any) -> list[str]:
@@ -76,13 +78,14 @@ def verify_shards(shards_dir: str | Path) -> list[Problem]:
     shards_dir = Path(shards_dir)
     problems: list[Problem] = []
     if not shards_dir.is_dir():
-        return [Problem(shards_dir, "no such folder")]
+        return [Problem(shards_dir, "no such folder", hint="give the output folder of prep build-h5")]
     meta_path = shards_dir / DATASET_JSON
     meta: dict[str, Any] = {}
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        problems.append(Problem(meta_path, "missing: the build did not finish (run prep build-h5 again)"))
+        problems.append(Problem(meta_path, "missing: the build did not finish",
+                                hint="run the same prep build-h5 command again to finish it"))
     except (OSError, ValueError) as exc:
         problems.append(Problem(meta_path, f"unreadable ({exc})"))
     listed = {entry.get("file"): entry for entry in meta.get("shards", []) if isinstance(entry, dict)}

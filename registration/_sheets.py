@@ -20,7 +20,7 @@ import numpy as np
 from acquisition.errors import PrepError
 from acquisition.faces import to_uint8
 from acquisition.imageio import image_size, read_image, write_image
-from acquisition.layout import discover_pairs
+from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
 from acquisition.progress import ProgressCallback
 
 from ._tree import CSV_NAME, read_registration_csv
@@ -95,14 +95,14 @@ def _header(panel_width: int) -> np.ndarray:
 
 
 def _pair_panels(folder: Path) -> list[np.ndarray]:
-    flash = _fit(read_image(folder / "flash.png"), PANEL_HEIGHT)
-    studio = _fit(read_image(folder / "studio.png"), PANEL_HEIGHT)
+    flash = _fit(read_image(folder / "flash.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
+    studio = _fit(read_image(folder / "studio.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
     if studio.shape != flash.shape:
         studio = cv2.resize(studio, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_AREA)
     valid = None
     valid_path = folder / "valid.png"
     if valid_path.is_file():
-        mask = read_image(valid_path)[:, :, 0]
+        mask = read_image(valid_path, damaged_hint=REGISTER_AGAIN_HINT)[:, :, 0]
         valid = cv2.resize(mask, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_NEAREST)
     return [flash, studio, _checkerboard(flash, studio), _edge_overlay(flash, studio, valid)]
 

@@ -98,5 +98,6 @@ def load_portraits(folder: str | Path) -> list[Portrait]:
         try:
             portraits[name] = Portrait(name, read_image(path))
         except ValueError as exc:
-            raise AcquisitionError(f"unusable portrait: {exc}", path=path) from None
+            raise AcquisitionError(f"unusable portrait: {exc}", path=path,
+                                   hint="use a colour photo of at least 32x32 pixels, or remove it") from None
     return [portraits[name] for name in sorted(portraits)]
