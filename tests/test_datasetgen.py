@@ -355,6 +355,8 @@ def test_verify_catches_a_corrupted_byte(built: tuple[Path, object], tmp_path: P
     assert any(p.path.name == "train-00001.h5" and "SHA-256" in p.message for p in problems)
     result = CliRunner().invoke(prep, ["verify", str(copy)])
     assert result.exit_code == 1 and "SHA-256" in result.output
+    problem_lines = [line for line in result.output.splitlines() if "train-00001.h5" in line]
+    assert problem_lines and all("prep build-h5" in line for line in problem_lines)  # each names its fix
 
 
 def test_verify_catches_wrong_dtype_and_bad_values(built: tuple[Path, object], tmp_path: Path) -> None:

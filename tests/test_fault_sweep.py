@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from acquisition.imageio import read_image, write_image
 from acquisition.prep import main
-from tests.fakes.image_files import cut_with_eoi, header_only_png, heic_bytes
+from tests.fakes.image_files import cut_with_eoi, header_only_png, heic_bytes, jpeg_bytes
 
 SIZE = (360, 480)  # small virtual-studio frames keep the sweep fast
 
@@ -152,6 +152,7 @@ def test_build_h5_skips_bad_pairs_by_name_and_refuses_hostile_split_files(world,
     assert len(list((tmp_path / "shards").glob("train-*.h5"))) == 1
     report = result.output + "".join(p.read_text() for p in (tmp_path / "shards").glob("*.json"))
     assert "studio.png" in report and "broken" in report
+    assert f"{broken / 'studio.png'}: this PNG is truncated" in report and "run prep register --force" in report
     assert "outside the tree" in report
     assert str(bomb / "flash.png") in report and "too large" in report and "Traceback" not in report
     assert json.loads((tmp_path / "shards" / "dataset.json").read_text())["parameters"]["min_face_px"] == 30
@@ -238,8 +239,12 @@ def test_capture_names_a_corrupt_portrait(tmp_path, astronaut):
     (portraits / "bob.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     result = run("capture", "--simulate", "--subjects", "2", "--poses", "1", "--out", tmp_path / "raw",
                  "--portraits", portraits, "--size", "240x320")
-    assert result.exit_code == 1 and "bob.jpg" in result.output
+    assert result.exit_code == 1 and "bob.jpg" in result.output and "copy it again" in result.output
     assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").rglob("*.jpg")) == []
+    (portraits / "bob.jpg").write_bytes(jpeg_bytes(astronaut[:20, :20]))  # readable, but too small to be a subject
+    result = run("capture", "--simulate", "--subjects", "2", "--poses", "1", "--out", tmp_path / "raw",
+                 "--portraits", portraits, "--size", "240x320")
+    assert result.exit_code == 1 and "bob.jpg" in result.output and "at least 32x32" in result.output
 
 
 def test_enhance_never_reads_its_own_outputs_or_overwrites_inputs(world, tmp_path):

@@ -47,7 +47,7 @@ def test_incomplete_pairs_are_reported_not_dropped(tmp_path):
     found = discover_pairs(tmp_path)
     assert [p.key for p in found.pairs] == ["S1/ok"]
     reasons = {p.path.name: p.reason for p in found.problems}
-    assert "no studio partner" in reasons["lonely"]
+    assert "no studio partner" in reasons["lonely"] and "copy the studio shot in" in reasons["lonely"]
     assert "no flash partner" in reasons["orphan"]
     assert "two or more flash" in reasons["double"]
     assert "no flash or studio" in reasons["empty"]
