@@ -18,7 +18,6 @@ annex K) scaled the way libjpeg's ``jpeg_set_quality`` scales them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -31,9 +30,16 @@ _PROGRESSIVE_SOF: Final = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _SOS: Final = 0xDA
 _EOI: Final = 0xD9
 _STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})
-# In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing) or a restart marker; anything else, after
-# optional 0xFF fill bytes, is the next real marker.
-_NEXT_MARKER: Final = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_NOT_MARKER_CODES: Final = np.array([0x00, 0xFF, *range(0xD0, 0xD8)], np.uint8)
+
+
+def _marker_positions(data: bytes) -> np.ndarray:
+    """Offsets of every 0xFF that starts a real marker: in entropy-coded data a 0xFF is followed by 0x00
+    (stuffing) or a restart marker, and fill bytes (0xFF 0xFF ...) precede a marker (vectorised: a regular
+    expression over 64 MB of scan data takes a second, this takes milliseconds)."""
+    view = np.frombuffer(data, np.uint8)
+    candidates = np.flatnonzero(view[:-1] == 0xFF)
+    return candidates[~np.isin(view[candidates + 1], _NOT_MARKER_CODES)]
 
 
 @dataclass
@@ -65,13 +71,22 @@ def jpeg_layout(data: bytes) -> JpegLayout:
     """Walk the markers of the first image in ``data`` (which starts with SOI); never raises on damage."""
     layout = JpegLayout()
     pos, size = 2, len(data)
+    markers: np.ndarray | None = None
+
+    def next_marker(start: int) -> int | None:
+        nonlocal markers
+        if markers is None:
+            markers = _marker_positions(data)
+        i = int(np.searchsorted(markers, start))
+        return int(markers[i]) if i < len(markers) else None
+
     try:
         while pos + 1 < size:
             if data[pos] != 0xFF:  # garbage between segments: resynchronise on the next marker
-                match = _NEXT_MARKER.search(data, pos)
-                if match is None:
+                found = next_marker(pos)
+                if found is None:
                     return layout
-                pos = match.end() - 2
+                pos = found
                 continue
             code = data[pos + 1]
             if code == 0xFF:
@@ -96,10 +111,10 @@ def jpeg_layout(data: bytes) -> JpegLayout:
                 ids = tuple(body[1 + 2 * i] for i in range(count))
                 ss, se, approx = body[1 + 2 * count], body[2 + 2 * count], body[3 + 2 * count]
                 layout.scans.append((ids, ss, se, approx >> 4, approx & 0x0F))
-                match = _NEXT_MARKER.search(data, pos)
-                if match is None:
+                found = next_marker(pos)
+                if found is None:
                     return layout
-                pos = match.end() - 2
+                pos = found
     except IndexError:
         pass
     return layout

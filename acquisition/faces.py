@@ -35,7 +35,7 @@ DEFAULT_MIN_FACE_FRACTION: Final = 0.02
 #: Environment variable giving the smallest face searched for, in pixels, where no ``min_face_px`` is passed.
 MIN_FACE_ENV: Final = "DEEPFLASH_MIN_FACE_PX"
 #: A detection box is about this fraction of the face width a person would measure (forehead to chin).
-LANDMARK_BOX_RATIO: Final = 0.75
+BOX_WIDTH_RATIO: Final = 0.75
 #: Landmarks are located where the face box is at least this wide (px of the copy or crop searched).
 LANDMARK_FACE_PX: Final = 100
 
@@ -214,7 +214,7 @@ def detect_faces(image: np.ndarray, *, model: Literal["hog", "cnn"] = "hog", max
         boxes = [FaceBox(left * scale, top * scale, right * scale, bottom * scale)
                  for top, right, bottom, left in found]
         # dlib's box hugs the features (about 0.8 of the face's width): keep what is close to the limit
-        boxes = [box for box in boxes if box.width >= LANDMARK_BOX_RATIO * smallest]
+        boxes = [box for box in boxes if box.width >= BOX_WIDTH_RATIO * smallest]
         if boxes:
             return sorted(boxes, key=lambda b: b.area, reverse=True)
     return []
