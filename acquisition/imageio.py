@@ -356,7 +356,10 @@ def _tifffile_pixels(data: bytes) -> np.ndarray:
     """A 16-bit TIFF with extra samples (alpha), stored order, as (H, W, C)."""
     import tifffile
 
-    array = tifffile.imread(io.BytesIO(data))
+    try:
+        array = tifffile.imread(io.BytesIO(data))
+    except tifffile.TiffFileError as exc:
+        raise ValueError(str(exc)) from exc
     return array[:, :, None] if array.ndim == 2 else array
 
 
@@ -433,26 +436,28 @@ def _decode(path: Path, *, metadata: bool) -> _Decoded:
             else:
                 orientation = _orientation_of(im.getexif())
             info = _metadata(im, data, kind) if metadata else {}
-            tiff_alpha = kind == "TIFF" and bool(getattr(im, "tag_v2", {}).get(338))
-            if tiff_alpha and im.mode not in ("RGBA", "LA"):  # 16-bit with alpha: Pillow would drop 8 bits
+            if kind == "PNG":
+                _check_png_chunks(data, path)
+            elif kind == "TIFF":
+                _check_tiff_extent(im, data, path)
+            # OpenCV keeps 16 bits (Pillow reduces 16-bit RGB to 8) but premultiplies a TIFF's unassociated
+            # alpha into its colours, and refuses more than 2^30 pixels: those go to Pillow, or tifffile for 16 bits.
+            tags = getattr(im, "tag_v2", {}) if kind == "TIFF" else {}
+            tiff_alpha = bool(tags.get(338))
+            bits = tags.get(258, (8,))
+            upright_already = False
+            if tiff_alpha and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
                 pixels = _tifffile_pixels(data)
-                applied = 1
             elif kind in ("PNG", "TIFF") and width * height <= _CV2_MAX_PIXELS and not tiff_alpha:
-                # (OpenCV premultiplies a TIFF's unassociated alpha into its colours: those go to Pillow)
-                if kind == "PNG":
-                    _check_png_chunks(data, path)
-                else:
-                    _check_tiff_extent(im, data, path)
                 pixels = _opencv_pixels(data, path, kind)
-                applied = orientation if kind == "TIFF" else 1  # OpenCV's TIFF decoder honours the tag itself
+                upright_already = kind == "TIFF"  # OpenCV's TIFF decoder honours the orientation tag itself
             else:
                 pixels = _pillow_pixels(im, path)
-                applied = 1
         except AcquisitionError:
             raise
         except (*_PILLOW_ERRORS, MemoryError) as exc:
             raise _decode_error(kind, path, exc) from exc
-    if applied == 1:
+    if not upright_already:
         pixels = apply_orientation(pixels, orientation)
     if isinstance(stored_orientation, int) and 1 <= stored_orientation <= 8:
         orientation = stored_orientation

@@ -314,3 +314,17 @@ def test_xmp_orientation_is_reset_too(tmp_path, astronaut):
     for suffix in (".jpg", ".png"):
         write_photo(tmp_path / f"out{suffix}", photo.rgb, like=photo)
         assert b'tiff:Orientation="1"' in read_photo(tmp_path / f"out{suffix}").xmp
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tiff_alpha_is_read_unassociated(tmp_path, dtype):
+    from acquisition.imageio import Photo
+
+    rng = np.random.default_rng(2)
+    top = np.iinfo(dtype).max
+    rgb = rng.integers(0, top, (13, 17, 3), dtype=dtype)
+    alpha = rng.integers(0, top, (13, 17), dtype=dtype)
+    write_photo(tmp_path / "a.tif", rgb, like=Photo(rgb=rgb, alpha=alpha, bit_depth=8 * dtype().itemsize))
+    back = read_photo(tmp_path / "a.tif")
+    np.testing.assert_array_equal(back.rgb, rgb)  # OpenCV would premultiply the colours by alpha
+    np.testing.assert_array_equal(back.alpha, alpha)
