@@ -4,7 +4,10 @@ The pipeline begins here, so the pieces every later stage reads through live her
 :mod:`acquisition.imageio` (EXIF-upright RGB reading, atomic image writing), :mod:`acquisition.layout` (the
 ``<subject>/<pose>/flash|studio`` pair layout), :mod:`acquisition.atomic` (temp-then-rename writes),
 :mod:`acquisition.faces` (face boxes and landmarks), :mod:`acquisition.errors` (the error hierarchy),
-:mod:`acquisition.parallel` and :mod:`acquisition.progress`.
+:mod:`acquisition.files` (reading regular files only; content fingerprints), :mod:`acquisition.folders`
+(output folders apart from the input, created with clear errors), :mod:`acquisition.runlock` (one run per
+output folder), :mod:`acquisition.interrupts` (stop signals), :mod:`acquisition.parallel` (process pools
+whose workers never outlive the command) and :mod:`acquisition.progress`.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import PrepError
+from .files import open_regular
 
 __all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write", "file_sha256", "fsync_directory", "write_bytes_atomic",
            "write_error", "write_json_atomic", "write_text_atomic"]
 
 #: Temporary files start with this prefix; discovery and resume skip them, and they are safe to delete.
 TEMP_PREFIX = ".tmp-"
+_TEMP_NAME_BYTES = 100  # of the final name kept in a temporary name (a long name + prefix + suffix: > 255 bytes)
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.tmp-<name>.``, with ``<name>`` cut to :data:`_TEMP_NAME_BYTES` (at a character boundary)."""
+    name = path.name.encode("utf-8")[:_TEMP_NAME_BYTES].decode("utf-8", "ignore")
+    return f"{TEMP_PREFIX}{name}."
 
 
 def fsync_directory(directory: Path) -> None:
@@ -49,6 +57,11 @@ def write_error(path: Path, exc: OSError, *, error: type[PrepError] = PrepError,
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return error(f"cannot write here ({exc.strerror})", path=path,
                      hint=f"check the folder's permissions or choose {folder}")
+    if exc.errno == errno.EISDIR:
+        return error("a folder is in the way of this file", path=path,
+                     hint=f"remove or rename that folder, then {then}")
+    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+        return error("is locked by another process", path=path, hint=f"wait for it to finish, then {then}")
     return error(f"could not write ({exc.strerror or exc})", path=path)
 
 
@@ -75,7 +88,7 @@ def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) ->
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     except OSError as exc:
         raise write_error(path, exc) from exc
     tmp = Path(tmp_name)
@@ -108,7 +121,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=path.suffix, dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=path.suffix[:16], dir=path.parent)
         os.close(fd)
     except OSError as exc:
         raise write_error(path, exc) from exc
@@ -148,7 +161,7 @@ def write_json_atomic(path: str | Path, obj: Any, *, durable: bool = True) -> No
 def file_sha256(path: str | Path) -> str:
     """SHA-256 hex digest of a file, read in 4 MiB blocks (manifests record it to prove a file is intact)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -18,9 +18,10 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Final
+from typing import Final, NoReturn
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "handle_stop_signals", "raise_if_interrupted", "received_signal"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "handle_stop_signals", "raise_if_interrupted", "raise_stop_signal",
+           "received_signal"]
 
 #: The signals that stop a command: Ctrl-C, ``kill`` and a closed terminal.
 STOP_SIGNALS: Final = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None),
@@ -68,10 +69,16 @@ def raise_if_interrupted() -> None:
         raise Interrupted(_received)
 
 
-def _handler(signum: int, _frame: FrameType | None) -> None:
+def raise_stop_signal(signum: int) -> NoReturn:
+    """Record ``signum`` as received and raise :class:`Interrupted`: the body of every stop-signal handler
+    (this module's, and a worker process's in :mod:`acquisition.parallel`)."""
     global _received
     _received = signum
     raise Interrupted(signum)
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
+    raise_stop_signal(signum)
 
 
 @contextlib.contextmanager

@@ -17,14 +17,16 @@ from typing import Final
 from .errors import AcquisitionError
 from .imageio import IMAGE_EXTENSIONS
 
-__all__ = ["MANIFEST_NAME", "META_NAME", "REGISTER_AGAIN_HINT", "Discovery", "LayoutProblem", "Pair", "check_name",
-           "discover_pairs", "is_inside", "pose_dir"]
+__all__ = ["MANIFEST_NAME", "META_NAME", "NAME_MAX_BYTES", "REGISTER_AGAIN_HINT", "Discovery", "LayoutProblem", "Pair",
+           "check_name", "discover_pairs", "is_inside", "pose_dir"]
 
 ROLES: Final = ("flash", "studio")
 META_NAME: Final = "meta.json"
 MANIFEST_NAME: Final = "manifest.csv"
 #: The fix for a damaged file of an aligned tree: prep register wrote it and can write it again.
 REGISTER_AGAIN_HINT: Final = "prep register wrote it: run prep register --force for this pair"
+#: The longest name (one path component) that common file systems store: ext4, XFS, APFS, NTFS (in UTF-16).
+NAME_MAX_BYTES: Final = 255
 _BAD_CHARS: Final = re.compile(r"[/\\\x00-\x1f\x7f:*?\"<>|]")
 
 
@@ -32,7 +34,9 @@ def check_name(name: str, *, what: str = "name") -> str:
     """Return ``name`` if it is safe as a subject or pose folder name, else raise ``ValueError``.
 
     Safe means: not empty, no path separators or control characters, not ``.``/``..``, no leading dot (hidden
-    and temporary files start with one), no surrounding spaces, at most 100 characters.
+    and temporary files start with one), no surrounding spaces, at most 100 characters and at most 255 bytes in
+    UTF-8 (the file systems' limit for one name; a CJK character takes 3 bytes). The stages keep these names as
+    they are in their outputs, and never build longer file names from them (work files use a hash).
     """
     if not name or name != name.strip():
         raise ValueError(f"{what} {name!r} is empty or has surrounding spaces")
@@ -42,6 +46,9 @@ def check_name(name: str, *, what: str = "name") -> str:
         raise ValueError(f"{what} {name!r} contains a path separator or a character not allowed in file names")
     if len(name) > 100:
         raise ValueError(f"{what} {name[:20]!r}... is longer than 100 characters")
+    if len(name.encode("utf-8")) > NAME_MAX_BYTES:
+        raise ValueError(f"{what} {name[:20]!r}... takes {len(name.encode('utf-8'))} bytes in UTF-8; file systems "
+                         f"allow {NAME_MAX_BYTES} per name")
     return name
 
 

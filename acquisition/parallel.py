@@ -3,19 +3,45 @@
 Stages that work pair by pair (registration, dataset building) use :func:`map_in_order`. Results come back in
 the order of the inputs whatever the number of workers, so outputs are identical for any ``--workers N``.
 Workers run single-threaded (OpenCV, SimpleITK, torch), because on 2 cores two pools of threads fight.
+
+Workers never outlive the command. A process pool's workers are not killed with their parent: after ``kill -9``
+they would go on under PID 1 through the items already queued, writing into the output folder. Each worker
+therefore asks the kernel for SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``) and also watches its
+parent's PID (other systems, and a parent that died before the request). A stop signal in a worker aborts the
+item under way through its usual clean-up (temporary files are removed) and ends the worker; an idle worker
+ends at once. When the parent stops (Ctrl-C, ``kill``, an error), it terminates its workers the same way
+before passing the exception on. The pool's resource tracker ends once the last of them has.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from concurrent.futures.process import BrokenProcessPool
+from types import FrameType
+from typing import Final, NoReturn, TypeVar
 
+from .interrupts import STOP_SIGNALS, Interrupted, raise_stop_signal, received_signal
 from .progress import ProgressCallback
 
 __all__ = ["limit_threads", "map_in_order"]
+
+_PR_SET_PDEATHSIG: Final = 1
+_WATCH_SECONDS: Final = 0.2  # how often a worker checks that its parent is alive
+_GRACE_SECONDS: Final = 5.0  # an orphaned worker stuck in C code this long is ended without clean-up
+_JOIN_SECONDS: Final = 10.0  # the parent waits this long for terminated workers before killing them
+
+_parent_pid: int | None = None  # set in workers only
+_in_item = False
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,10 +60,86 @@ def limit_threads() -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     except ImportError:  # pragma: no cover - SimpleITK is a dependency
         pass
-    import sys
-
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+
+
+def _ask_for_sigterm_on_parent_death() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _end_worker(signum: int) -> NoReturn:
+    """Leave now: no clean-up is pending (idle) or it did not finish in time."""
+    os._exit(128 + signum)
+
+
+def _worker_stop(signum: int, _frame: FrameType | None) -> None:
+    for other in STOP_SIGNALS:  # one stop is enough: a second one must not interrupt the clean-up of the first
+        signal.signal(other, signal.SIG_IGN)
+    if not _in_item:
+        _end_worker(signum)
+    raise_stop_signal(signum)  # the item's clean-up runs, then _run_item ends the worker
+
+
+def _watch_parent() -> None:
+    """Stop this worker when its parent is gone (where PR_SET_PDEATHSIG is missing or came too late)."""
+    while os.getppid() == _parent_pid:
+        time.sleep(_WATCH_SECONDS)
+    if received_signal() is None:
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(_GRACE_SECONDS)  # the main thread may be inside C code, where Python signal handlers wait
+    _end_worker(received_signal() or signal.SIGTERM)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Worker start-up: one thread for numerical libraries, and never outlive ``parent_pid``."""
+    global _parent_pid
+    _parent_pid = parent_pid
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _worker_stop)
+    _ask_for_sigterm_on_parent_death()
+    threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the request above
+        _end_worker(signal.SIGTERM)
+    limit_threads()
+
+
+def _run_item(function: Callable[[T], R], item: T) -> R:
+    """One item in a worker; a stop signal ends the worker once the item's clean-up has run."""
+    global _in_item
+    if os.getppid() != _parent_pid or received_signal() is not None:
+        _end_worker(received_signal() or signal.SIGTERM)
+    _in_item = True
+    try:
+        result = function(item)
+    except KeyboardInterrupt as exc:
+        _end_worker(getattr(exc, "signum", signal.SIGINT))
+    finally:
+        _in_item = False
+    if received_signal() is not None:  # the item swallowed the stop (a library turned it into its own error)
+        _end_worker(received_signal())
+    return result
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """SIGTERM each live worker (it aborts its item through the item's clean-up), then wait for them."""
+    # ProcessPoolExecutor.terminate_workers() arrives in Python 3.14; until then its process table is private.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for process in workers:
+        with contextlib.suppress(Exception):
+            if process.is_alive():
+                process.terminate()
+    deadline = time.monotonic() + _JOIN_SECONDS
+    for process in workers:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int = 1,
@@ -57,8 +159,10 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
 
     Notes
     -----
-    Ctrl-C cancels the items not yet started and re-raises ``KeyboardInterrupt``; items already written by
-    ``function`` stay complete, because every stage writes through temporary files.
+    Ctrl-C, SIGTERM, SIGHUP, an exception or the caller closing the generator cancel the items not yet started,
+    stop the workers (each item under way is abandoned through its clean-up, so no temporary file is left) and
+    re-raise; items already written by ``function`` stay complete, because every stage writes through temporary
+    files. Workers also end when this process is killed (``kill -9``).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -70,16 +174,23 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
             yield result
         return
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=limit_threads) as pool:
-        futures = [pool.submit(function, item) for item in items]
-        if progress:
-            for future in futures:
-                future.add_done_callback(lambda _: progress(1))
-        try:
-            for future in futures:
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                  initargs=(os.getpid(),))
+    futures: list[cf.Future[R]] = []
+    try:
+        for item in items:
+            futures.append(pool.submit(_run_item, function, item))
+            if progress:
+                futures[-1].add_done_callback(lambda _: progress(1))
+        for future in futures:
+            yield future.result()
+    except BaseException as exc:
+        # The pool cancels what has not started (cancelling futures here instead races its manager thread,
+        # which then fails on them: InvalidStateError); the workers abandon what has.
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(pool)
+        pool.shutdown(wait=True)
+        if isinstance(exc, BrokenProcessPool) and received_signal() is not None:
+            raise Interrupted(received_signal()) from None  # the workers saw the stop signal first
+        raise
+    pool.shutdown(wait=True)
