@@ -16,6 +16,7 @@ from PIL import ExifTags
 
 from ._pillow import Image  # HEIC shots open too; no decompression-bomb refusal of a 200 MP photo's header
 from .errors import AcquisitionError
+from .files import open_regular
 
 __all__ = ["flash_tag_value", "make_exif", "read_camera_exif", "read_flash_fired"]
 
@@ -115,7 +116,7 @@ def make_exif(*, make: str, model: str, flash_fired: bool, orientation: int = 1,
 
 def _open_exif(path: Path) -> Image.Exif:
     try:
-        with Image.open(path) as im:
+        with open_regular(path, error=AcquisitionError) as handle, Image.open(handle) as im:
             return im.getexif()
     except FileNotFoundError as exc:
         raise AcquisitionError("no such file", path=path) from exc

@@ -41,6 +41,7 @@ from ._jpeg import estimate_quality, jpeg_layout
 from ._pillow import HEIF_SUPPORTED, Image
 from .atomic import write_bytes_atomic
 from .errors import AcquisitionError
+from .files import read_bytes
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_ENV", "Photo", "apply_orientation",
            "encode_image", "encode_photo", "exif_orientation", "image_size", "max_image_pixels",
@@ -405,7 +406,7 @@ class _Decoded:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        data = read_bytes(path, error=AcquisitionError)  # a FIFO or a folder: one line, never a hang
     except FileNotFoundError as exc:
         raise AcquisitionError("no such file", path=path) from exc
     except IsADirectoryError as exc:

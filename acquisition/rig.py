@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .errors import AcquisitionError
+from .files import open_regular
 
 __all__ = ["RIG_KEYS", "load_rig"]
 
@@ -50,7 +51,7 @@ def load_rig(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, error=AcquisitionError) as handle:
             data = tomllib.load(handle)
     except OSError as exc:
         raise AcquisitionError(f"cannot read the rig file ({exc.strerror})", path=path) from exc

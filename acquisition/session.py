@@ -39,7 +39,9 @@ from . import tool_version
 from .atomic import file_sha256, fsync_directory, write_error, write_json_atomic, write_text_atomic
 from .devices import Camera, CameraInfo, FlashMode, LampController, Shot
 from .errors import AcquisitionError, PrepError
+from .files import open_regular, read_text, require_regular
 from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_dir
+from .runlock import claim_folder
 
 __all__ = ["MANIFEST_FIELDS", "SESSION_NAME", "Action", "PoseRecord", "Prompt", "RigCheck", "SessionConfig",
            "SessionEvent", "SessionResult", "VerificationError", "append_manifest_row", "capture_session",
@@ -211,7 +213,7 @@ def _disk_error(path: Path, exc: OSError) -> PrepError:
 def _read_manifest(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_regular(path, "r", error=AcquisitionError, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -293,7 +295,7 @@ def _reconcile_manifest(root: Path, subject: str) -> None:
     for pose in sorted(complete - seen):
         meta_path = root / subject / pose / META_NAME
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = json.loads(read_text(meta_path, error=AcquisitionError))
             missing.append(_manifest_row(root, meta, meta_path.parent))
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: no usable meta.json (%s); the pose is not in the manifest", meta_path.parent, exc)
@@ -546,7 +548,7 @@ def _session_json(session: _Session, poses: int, resume: bool, started: float) -
     data: dict[str, Any] = {}
     if resume and path.is_file():
         with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, error=AcquisitionError))
     runs = list(data.get("runs", []))
     runs.append({"started": _iso(started), "resume": resume, "finished": None, "status": "running"})
     data.update({
@@ -619,6 +621,18 @@ def capture_session(root: str | Path, subject: str, lamps: LampController, camer
         subject_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _disk_error(subject_dir, exc) from exc
+    with claim_folder(subject_dir, error=AcquisitionError):  # one session per subject at a time
+        return _claimed_session(root, subject, subject_dir, lamps, camera, poses=poses, config=config,
+                                resume=resume, ask=ask, on_event=on_event, progress=progress)
+
+
+def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampController, camera: Camera, *,
+                     poses: int, config: SessionConfig, resume: bool, ask: Callable[[Prompt], Action] | None,
+                     on_event: Callable[[SessionEvent], None] | None,
+                     progress: Callable[[int], None] | None) -> SessionResult:
+    """:func:`capture_session` with the subject folder claimed."""
+    for name in (root / MANIFEST_NAME, subject_dir / SESSION_NAME):  # a FIFO there would hang the first write
+        require_regular(name, error=AcquisitionError)
     for leftover in subject_dir.glob(f".*{_STAGING_SUFFIX}"):
         shutil.rmtree(leftover, ignore_errors=True)  # a pose interrupted by a crash or power cut
     for set_aside in subject_dir.glob(f".*{_RETAKEN_SUFFIX}"):

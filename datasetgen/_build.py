@@ -41,9 +41,12 @@ from acquisition.atomic import (
 )
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
+from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
+from acquisition.folders import check_apart
 from acquisition.layout import REGISTER_AGAIN_HINT, Pair, discover_pairs
 from acquisition.parallel import map_in_order
 from acquisition.progress import ProgressCallback, announce_total
+from acquisition.runlock import claim_folder, refuse_if_being_written
 
 from ._augment import FRAMINGS, AugSpec, aug_table, render_framing
 from ._splits import assign_splits, parse_fractions
@@ -54,6 +57,8 @@ from .schema import (
     IMAGE_DATASETS,
     SPLITS,
     create_shard_datasets,
+    hdf5_lock_error,
+    open_shard,
     parse_shard_filename,
     sample_bytes,
     shard_filename,
@@ -333,36 +338,51 @@ def _process_pair(job: _Job) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ selection
 
-def _registration_status(aligned_dir: Path) -> dict[str, str] | None:
-    """``subject/pose`` -> status from ``registration.csv``; None when the file is absent (all pairs ok)."""
+def _registration_status(aligned_dir: Path) -> tuple[dict[str, str] | None, list[SkippedPair]]:
+    """``subject/pose`` -> status from ``registration.csv`` (None when the file is absent: all pairs ok), and the
+    rows that name no pair or hold no valid status, each skipped and reported on its own."""
     path = aligned_dir / REGISTRATION_CSV
-    if not path.is_file():
-        return None
+    if not require_regular(path, error=DatasetGenError):
+        return None, []
     try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        reader = csv.DictReader(read_text(path, error=DatasetGenError).splitlines())
+        columns = set(reader.fieldnames or ())
+        rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetGenError(f"cannot read: {exc}", path=path, hint="run prep register again") from exc
+    if not ({"subject", "pose", "status"} <= columns or ({"pair", "key"} & columns and "status" in columns)):
+        raise DatasetGenError("expected columns subject, pose and status", path=path,
+                              hint="run prep register again to rewrite it")
     statuses: dict[str, str] = {}
-    for row in rows:
+    bad: list[SkippedPair] = []
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        status = (row.get("status") or "").strip()
+        reason = (row.get("reason") or "").strip()
         if row.get("subject") and row.get("pose"):
             key = f"{row['subject']}/{row['pose']}"
         elif row.get("pair") or row.get("key"):
             key = row.get("pair") or row.get("key") or ""
-        else:
-            raise DatasetGenError("expected columns subject, pose and status", path=path,
-                                  hint="run prep register again to rewrite it")
-        status = (row.get("status") or "").strip()
+        else:  # e.g. a subject folder that prep register refused as a whole (a bad name)
+            what = (row.get("subject") or "").strip() or f"{REGISTRATION_CSV} line {number}"
+            if status == "failed":
+                bad.append(SkippedPair(what, f"registration failed: {reason or 'no reason given'}", broken=False))
+            else:
+                bad.append(SkippedPair(what, f"{path} line {number} names no pair (subject and pose are needed)"))
+            continue
         if status not in ("ok", "flagged", "failed"):
-            raise DatasetGenError(f"pair {key}: status {status!r} is not ok, flagged or failed", path=path)
+            statuses[key] = "invalid"
+            bad.append(SkippedPair(key, f"{path} line {number}: status {status!r} is not ok, flagged or failed "
+                                        "(run prep register again)"))
+            continue
         statuses[key] = status
-    return statuses
+    return statuses, bad
 
 
 def _pose_record_status(pose_dir: Path) -> str | None:
     """The status ``prep register`` recorded in a pose folder's ``registration.json`` (None: unfinished pose)."""
     try:
-        status = json.loads((pose_dir / POSE_RECORD).read_text(encoding="utf-8"))["result"]["status"]
-    except (OSError, ValueError, KeyError, TypeError):
+        status = json.loads(read_text(pose_dir / POSE_RECORD))["result"]["status"]
+    except (OSError, ValueError, KeyError, TypeError, PrepError):
         return None
     return status if status in ("ok", "flagged", "failed") else None
 
@@ -370,7 +390,8 @@ def _pose_record_status(pose_dir: Path) -> str | None:
 def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[SkippedPair]]:
     discovery = discover_pairs(aligned_dir)
     skipped = [SkippedPair(str(p.path), p.reason) for p in discovery.problems]
-    statuses = _registration_status(aligned_dir)
+    statuses, bad_rows = _registration_status(aligned_dir)
+    skipped += bad_rows
     if statuses is None and any((pair.directory / POSE_RECORD).is_file() for pair in discovery.pairs):
         # prep register stopped before writing its CSV: each finished pose still holds its own verdict.
         statuses = {pair.key: status for pair in discovery.pairs
@@ -380,6 +401,8 @@ def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[Sk
         status = "ok" if statuses is None else statuses.get(pair.key)
         if status is None:
             skipped.append(SkippedPair(pair.key, f"not in {REGISTRATION_CSV} (run prep register)", broken=False))
+        elif status == "invalid":
+            continue  # reported with its line of the CSV
         elif status == "failed":
             skipped.append(SkippedPair(pair.key, f"registration failed (its reason is in {REGISTRATION_CSV})",
                                        broken=False))
@@ -395,19 +418,19 @@ def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[Sk
 
 # ------------------------------------------------------------------------------------------------ the build
 
-def _file_stamp(path: Path) -> list[int]:
+def _file_stamp(path: Path) -> dict[str, Any] | None:
     try:
-        stat = path.stat()
+        return content_fingerprint(path, error=DatasetGenError)
     except OSError:
-        return [-1, -1]
-    return [stat.st_size, stat.st_mtime_ns]
+        return None
 
 
 def _fingerprint(config: BuildConfig, subjects: dict[str, str], order: list[tuple[str, Pair]]) -> str:
-    """What the dataset is made of: parameters, splits, pairs, and each input file's size and time.
+    """What the dataset is made of: parameters, splits, pairs, and each input file's content fingerprint.
 
-    A pair registered again (``prep register --force``) or an image replaced by hand changes it, so neither a
-    finished dataset nor an interrupted build's work files are ever reused for images that are not there any more.
+    A pair registered again (``prep register --force``) or an image replaced by hand (even by one of the same size
+    and time) changes it, so neither a finished dataset nor an interrupted build's work files are ever reused for
+    images that are not there any more.
     """
     pairs = [[split, pair.key, *(_file_stamp(p) for p in (pair.flash, pair.studio, pair.directory / VALID_NAME))]
              for split, pair in order]
@@ -490,7 +513,7 @@ class _Assembler:
                 if self.fill == self.config.shard_size:
                     self.flush()
         except BaseException:
-            self._abort()
+            self.abort()
             raise
 
     def _open(self) -> None:
@@ -518,7 +541,7 @@ class _Assembler:
             _process_pair(self.jobs[record["pair"]])
         row = self.fill
         try:
-            with np.load(samples_path) as arrays:
+            with open_regular(samples_path) as handle, np.load(handle) as arrays:
                 for name in IMAGE_DATASETS:
                     self.h5[name][row:row + stop - start] = arrays[name][start:stop]
                 self.columns["aug"].extend(int(a) for a in arrays["aug"][start:stop])
@@ -548,10 +571,10 @@ class _Assembler:
                 os.replace(self.tmp, final)
                 fsync_directory(final.parent)
             except OSError as exc:
-                self._abort()
+                self.abort()
                 raise self._write_error(exc) from exc
             except BaseException:
-                self._abort()
+                self.abort()
                 raise
             log.info("wrote %s (%d samples)", final.name, self.fill)
         # a pair's sample file is no longer needed once its last row is in a complete shard
@@ -562,7 +585,7 @@ class _Assembler:
         self.pieces, self.fill = [], 0
         self.index += 1
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Close and delete the unfinished shard (its pairs' work files stay, so a re-run resumes)."""
         if self.h5 is not None:
             with contextlib.suppress(Exception):
@@ -571,22 +594,29 @@ class _Assembler:
             self.tmp.unlink(missing_ok=True)
 
     def _write_error(self, exc: OSError) -> PrepError:
-        return write_error(self.final, exc, error=DatasetGenError, lost="the shard in progress was discarded",
-                           then="run the same command again to resume")
+        return hdf5_lock_error(self.tmp, exc, error=DatasetGenError) or write_error(
+            self.final, exc, error=DatasetGenError, lost="the shard in progress was discarded",
+            then="run the same command again to resume")
+
+
+def _work_name(pair: Pair) -> str:
+    """A pair's work-file name: a hash of ``subject/pose``, since names of up to 255 bytes each (80 CJK characters
+    are 240 bytes) would exceed the file system's limit once a suffix and an atomic write's prefix are added."""
+    return hashlib.sha256(pair.key.encode("utf-8")).hexdigest()[:32]
 
 
 def _record_path(work: Path, pair: Pair) -> Path:
-    return work / "records" / pair.subject / f"{pair.pose}.json"
+    return work / "records" / f"{_work_name(pair)}.json"
 
 
 def _samples_path(work: Path, pair: Pair) -> Path:
-    return work / "samples" / pair.subject / f"{pair.pose}.npz"
+    return work / "samples" / f"{_work_name(pair)}.npz"
 
 
 def _load_record(path: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = json.loads(read_text(path))
+    except (OSError, ValueError, PrepError):
         return None
     return record if isinstance(record, dict) and "status" in record else None
 
@@ -618,12 +648,24 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
     Raises
     ------
     DatasetGenError
-        No usable pair, a bad split file, too little free disk, or ``shards_dir`` holding a different dataset
-        (without ``force``).
+        No usable pair, a bad split file, too little free disk, ``shards_dir`` holding a different dataset
+        (without ``force``), overlapping the aligned folder or being written by another run, or the aligned
+        folder being written by ``prep register``.
     """
     aligned_dir, shards_dir = Path(aligned_dir), Path(shards_dir)
     if not aligned_dir.is_dir():
         raise DatasetGenError("no such folder", path=aligned_dir, hint="give the aligned/ folder of prep register")
+    check_apart(aligned_dir, shards_dir, error=DatasetGenError, input_name="aligned", output_name="shards")
+    refuse_if_being_written(aligned_dir, error=DatasetGenError, then="run prep build-h5 again")
+    with claim_folder(shards_dir, error=DatasetGenError):
+        for name in (DATASET_JSON, INDEX_CSV):  # our outputs: a folder or a FIFO there would fail at the very end
+            require_regular(shards_dir / name, error=DatasetGenError)
+        return _build(aligned_dir, shards_dir, config, workers=workers, force=force, progress=progress)
+
+
+def _build(aligned_dir: Path, shards_dir: Path, config: BuildConfig, *, workers: int, force: bool,
+           progress: ProgressCallback | None) -> BuildSummary:
+    """:func:`build_shards` in a claimed output folder."""
     pairs, skipped = _select(aligned_dir, config)
     if not pairs:
         raise DatasetGenError("no usable registered pair", path=aligned_dir,
@@ -635,14 +677,13 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
     order = sorted(((subjects[p.subject], p) for p in pairs),
                    key=lambda sp: (SPLITS.index(sp[0]), sp[1].subject, sp[1].pose))
     fingerprint = _fingerprint(config, subjects, order)
-    shards_dir.mkdir(parents=True, exist_ok=True)
     work = shards_dir / WORK_DIR
     dataset_json = shards_dir / DATASET_JSON
     if force:
         _clean(shards_dir)
     elif dataset_json.is_file():
         try:
-            old = json.loads(dataset_json.read_text(encoding="utf-8"))
+            old = json.loads(read_text(dataset_json, error=DatasetGenError))
         except (OSError, ValueError):
             old = {}
         if old.get("fingerprint") == fingerprint:
@@ -681,16 +722,21 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
     assembler = _Assembler(shards_dir, config, all_jobs)
     results = map_in_order(_process_pair, jobs, workers=workers, progress=progress)
     final_records = []
-    for _split, pair in order:
-        record = records.get(pair.key)
-        if record is None:
-            record = next(results)
-        if record["status"] != "ok":
-            skipped.append(SkippedPair(pair.key, record["reason"]))
-            log.warning("%s: skipped: %s", pair.key, record["reason"])
-        final_records.append(record)
-        assembler.add(record, _samples_path(work, pair))
-    assembler.flush()
+    try:
+        for _split, pair in order:
+            record = records.get(pair.key)
+            if record is None:
+                record = next(results)
+            if record["status"] != "ok":
+                skipped.append(SkippedPair(pair.key, record["reason"]))
+                log.warning("%s: skipped: %s", pair.key, record["reason"])
+            final_records.append(record)
+            assembler.add(record, _samples_path(work, pair))
+        assembler.flush()
+    except BaseException:  # Ctrl-C, kill, a write error: stop the workers, delete the unfinished shard
+        results.close()
+        assembler.abort()
+        raise
     if not assembler.written:
         raise DatasetGenError("no samples: every pair was skipped", path=aligned_dir,
                               hint="; ".join(f"{s.key}: {s.reason}" for s in skipped[:3]))
@@ -701,7 +747,6 @@ def build_shards(aligned_dir: str | Path, shards_dir: str | Path, *, config: Bui
 def _finish(shards_dir: Path, work: Path, config: BuildConfig, subjects: dict[str, str], fingerprint: str,
             records: list[dict[str, Any]], shards: list[Path], skipped: list[SkippedPair], *, processed: int,
             resumed: int) -> BuildSummary:
-    import h5py
 
     index_lines = [",".join(INDEX_COLUMNS)]
     shard_entries = []
@@ -709,7 +754,7 @@ def _finish(shards_dir: Path, work: Path, config: BuildConfig, subjects: dict[st
     pairs = dict.fromkeys(SPLITS, 0)
     for path in shards:
         split = parse_shard_filename(path.name)[0]  # type: ignore[index]
-        with h5py.File(path, "r") as h5:
+        with open_shard(path, error=DatasetGenError) as h5:
             subj = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["subject"][:]]
             pose = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["pose"][:]]
             aug = h5["aug"][:]

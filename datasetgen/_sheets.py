@@ -12,10 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from acquisition.files import open_regular, require_regular
 from acquisition.imageio import write_image
+from acquisition.runlock import refuse_if_being_written
 
 from ._build import INDEX_CSV
 from .errors import REBUILD_HINT, DatasetGenError
+from .schema import open_shard
 
 __all__ = ["write_shard_sheets"]
 
@@ -45,12 +48,13 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
     import h5py
 
     shards_dir, sheets_dir = Path(shards_dir), Path(sheets_dir)
+    refuse_if_being_written(shards_dir, error=DatasetGenError, then="review it")
     index = shards_dir / INDEX_CSV
-    if not index.is_file():
+    if not require_regular(index, error=DatasetGenError):
         raise DatasetGenError("no index.csv: not a finished shard folder", path=shards_dir,
                               hint="run prep build-h5 first")
     try:
-        with open(index, encoding="utf-8", newline="") as handle:
+        with open_regular(index, "r", error=DatasetGenError, newline="") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetGenError(f"cannot read ({exc})", path=index, hint=REBUILD_HINT) from exc
@@ -67,7 +71,7 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
             name = row["file"]
             if name not in handles:
                 try:
-                    handles[name] = h5py.File(shards_dir / name, "r")
+                    handles[name] = open_shard(shards_dir / name, error=DatasetGenError)
                 except OSError as exc:
                     raise DatasetGenError(f"cannot open shard ({exc})", path=shards_dir / name,
                                           hint="run prep verify") from exc

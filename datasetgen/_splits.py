@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acquisition.files import read_text
 from acquisition.layout import check_name
 
 from .errors import DatasetGenError
@@ -38,7 +39,7 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     """Read a CSV of ``subject,split`` rows (a header row ``subject,split`` is optional)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path, error=DatasetGenError, encoding="utf-8-sig")
     except OSError as exc:
         raise DatasetGenError(f"cannot read the split file: {exc.strerror}", path=path) from exc
     mapping: dict[str, str] = {}

@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 
 from acquisition.atomic import file_sha256
+from acquisition.errors import PrepError
+from acquisition.files import open_regular, read_text, require_regular
+from acquisition.runlock import folder_writer
 
 from ._build import DATASET_JSON, INDEX_COLUMNS, INDEX_CSV
-from .errors import REBUILD_HINT
-from .schema import SPLITS, check_shard, parse_shard_filename
+from .errors import REBUILD_HINT, DatasetGenError
+from .schema import SPLITS, check_shard, open_shard, parse_shard_filename
 
 __all__ = ["Problem", "verify_shards"]
 
@@ -73,21 +76,25 @@ def _check_values(h5: Any, n_aug: int | None) -> list[str]:
 
 def verify_shards(shards_dir: str | Path) -> list[Problem]:
     """Check a shard folder written by ``build_shards``; return every problem found (empty: all good)."""
-    import h5py
 
     shards_dir = Path(shards_dir)
     problems: list[Problem] = []
     if not shards_dir.is_dir():
         return [Problem(shards_dir, "no such folder", hint="give the output folder of prep build-h5")]
+    if (writer := folder_writer(shards_dir)) is not None:
+        return [Problem(shards_dir, f"is being written by another run ({writer})",
+                        hint="wait for it to finish, then run prep verify again")]
     meta_path = shards_dir / DATASET_JSON
     meta: dict[str, Any] = {}
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_text(meta_path, error=DatasetGenError))
     except FileNotFoundError:
         problems.append(Problem(meta_path, "missing: the build did not finish",
                                 hint="run the same prep build-h5 command again to finish it"))
     except (OSError, ValueError) as exc:
         problems.append(Problem(meta_path, f"unreadable ({exc})"))
+    except PrepError as exc:
+        problems.append(Problem(meta_path, exc.message, hint=exc.hint or REBUILD_HINT))
     listed = {entry.get("file"): entry for entry in meta.get("shards", []) if isinstance(entry, dict)}
     on_disk = sorted(p.name for p in shards_dir.iterdir() if parse_shard_filename(p.name))
     for name in on_disk:
@@ -104,14 +111,19 @@ def verify_shards(shards_dir: str | Path) -> list[Problem]:
         if parsed is None:
             problems.append(Problem(path, "listed in dataset.json but not a shard name like train-00000.h5"))
             continue
-        if not path.is_file():
+        try:
+            present = require_regular(path, error=DatasetGenError)
+        except PrepError as exc:
+            problems.append(Problem(path, exc.message, hint=exc.hint or REBUILD_HINT))
+            continue
+        if not present:
             problems.append(Problem(path, "listed in dataset.json but missing"))
             continue
         entry = listed.get(name)
         if entry is not None and entry.get("sha256") != file_sha256(path):
             problems.append(Problem(path, "SHA-256 differs from dataset.json: the file changed or is corrupt"))
         try:
-            with h5py.File(path, "r") as h5:
+            with open_shard(path, error=DatasetGenError) as h5:
                 found = check_shard(h5)
                 problems += [Problem(path, message) for message in found]
                 if found:
@@ -131,6 +143,9 @@ def verify_shards(shards_dir: str | Path) -> list[Problem]:
                 augs = [int(a) for a in h5["aug"][:]]
         except OSError as exc:
             problems.append(Problem(path, f"cannot be read as HDF5 ({exc})"))
+            continue
+        except PrepError as exc:
+            problems.append(Problem(path, exc.message, hint=exc.hint or REBUILD_HINT))
             continue
         contents[name] = list(zip(subjects, poses, augs, strict=True))
         samples[parsed[0]] += len(subjects)
@@ -153,7 +168,7 @@ def verify_shards(shards_dir: str | Path) -> list[Problem]:
 def _check_index(shards_dir: Path, contents: dict[str, list[tuple[str, str, int]]]) -> list[Problem]:
     index = shards_dir / INDEX_CSV
     try:
-        with open(index, encoding="utf-8", newline="") as handle:
+        with open_regular(index, "r", error=DatasetGenError, newline="") as handle:
             reader = csv.DictReader(handle)
             if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
                 return [Problem(index, f"columns {reader.fieldnames}, expected {', '.join(INDEX_COLUMNS)}")]
@@ -162,6 +177,8 @@ def _check_index(shards_dir: Path, contents: dict[str, list[tuple[str, str, int]
         return [Problem(index, "missing")]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return [Problem(index, f"unreadable ({exc})")]
+    except PrepError as exc:
+        return [Problem(index, exc.message, hint=exc.hint or REBUILD_HINT)]
     expected = [(name, str(row), s, p, str(a), parse_shard_filename(name)[0])  # type: ignore[index]
                 for name, items in sorted(contents.items()) for row, (s, p, a) in enumerate(items)]
     got = [tuple(row[c] for c in INDEX_COLUMNS) for row in rows]

@@ -165,6 +165,11 @@ def review(folder: Path, sheets: Path, count: int, seed: int, pairs_per_sheet: i
         written = write_shard_sheets(folder, sheets, count=count, seed=seed)
     elif _looks_aligned(folder):
         from acquisition.progress import progress_bar
+        from acquisition.runlock import folder_writer
+
+        if (writer := folder_writer(folder)) is not None:  # the sheets still work: finished pairs are complete
+            click.echo(f"note: {folder} is being written by another run ({writer}); the sheets show the pairs "
+                       "finished so far", err=True)
 
         try:
             from registration import write_contact_sheets

@@ -22,16 +22,21 @@ chunk.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+from pathlib import Path
 from typing import Final
 
 import h5py
 import numpy as np
 
+from acquisition.errors import PrepError
+from acquisition.files import require_regular
+
 __all__ = ["ATTRS", "AUG_DATASET", "COMPRESSIONS", "FILE_KWARGS", "FORMAT_VERSION", "IMAGE_DATASETS", "SPLITS",
-           "STRING_DATASETS", "check_shard", "create_shard_datasets", "parse_shard_filename", "sample_bytes",
-           "shard_filename", "write_shard_attrs"]
+           "STRING_DATASETS", "check_shard", "create_shard_datasets", "hdf5_lock_error", "open_shard",
+           "parse_shard_filename", "sample_bytes", "shard_filename", "write_shard_attrs"]
 
 FORMAT_VERSION: Final = 1
 SPLITS: Final = ("train", "val", "test")
@@ -97,6 +102,36 @@ def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: 
 #: Keyword arguments of ``h5py.File`` for writing shards: a fixed format version, so that the same samples
 #: give the same bytes (with ``track_times=False`` on every dataset, a shard holds no timestamp).
 FILE_KWARGS: Final = {"libver": ("earliest", "v110"), "track_order": False}
+
+
+def hdf5_lock_error(path: str | Path, exc: OSError, *, error: type[PrepError] = PrepError) -> PrepError | None:
+    """The words for HDF5's own file lock refusing ``path`` (another process has it open for writing), else None.
+
+    h5py raises it as a bare ``BlockingIOError: ... unable to lock file, errno = 11``.
+    """
+    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(exc):
+        return error("is open for writing in another process (HDF5 file lock)", path=path,
+                     hint="wait for that process to finish, then run the command again")
+    return None
+
+
+def open_shard(path: str | Path, *, error: type[PrepError] = PrepError) -> h5py.File:
+    """Open a shard for reading; what commonly stops that is said in one line (``error``), not as HDF5's trace.
+
+    A FIFO or a folder under a shard's name is refused before HDF5 would wait on it; a file another process is
+    writing gets :func:`hdf5_lock_error`'s words; on a file system without locks (NFS: ``ENOLCK``) the shard is
+    opened without HDF5's locking. Other failures (a truncated or foreign file) raise ``OSError`` as h5py does.
+    """
+    require_regular(path, error=error)
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if exc.errno == errno.ENOLCK or "errno = 37" in str(exc):
+            return h5py.File(path, "r", locking=False)
+        worded = hdf5_lock_error(path, exc, error=error)
+        if worded is not None:
+            raise worded from exc
+        raise
 
 
 def write_shard_attrs(h5: h5py.File, *, split: str, size: int, sigma_s: float, sigma_r: float,

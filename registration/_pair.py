@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, atomic_path, write_bytes_atomic, write_json_atomic
 from acquisition.errors import PrepError
+from acquisition.files import content_fingerprint, read_text
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import Pair
 
@@ -42,8 +43,7 @@ _RECORD_VERSION: Final = 1
 
 
 def _fingerprint(path: Path) -> dict:
-    stat = path.stat()
-    return {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return content_fingerprint(path, error=RegistrationError)
 
 
 def _write_transform(path: Path, transform: sitk.Transform) -> None:
@@ -62,8 +62,8 @@ def _write_mask(path: Path, mask: np.ndarray, compression: int) -> None:
 def read_record(out_dir: Path) -> dict | None:
     """The ``registration.json`` of an aligned pose folder, or None when absent or unreadable."""
     try:
-        record = json.loads((out_dir / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = json.loads(read_text(out_dir / RECORD_NAME))
+    except (OSError, ValueError, PrepError):
         return None
     return record if isinstance(record, dict) and record.get("version") == _RECORD_VERSION else None
 
@@ -76,7 +76,7 @@ def is_complete(pair: Pair, out_dir: Path, config: RegistrationConfig | None = N
         return False
     try:
         inputs = [_fingerprint(pair.flash), _fingerprint(pair.studio)]
-    except OSError:
+    except (OSError, PrepError):
         return False
     if config is not None and record.get("config") != json.loads(json.dumps(config.as_dict())):
         return False

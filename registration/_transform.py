@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from acquisition.files import read_text
 from acquisition.imageio import read_image
 
 from .errors import RegistrationError
@@ -163,7 +164,7 @@ def face_box_error(aligned_pose_dir: str | Path, meta_json_path: str | Path) -> 
         raise RegistrationError("no transform.tfm here", path=folder, hint="run prep register first")
     meta_path = Path(meta_json_path)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_text(meta_path, error=RegistrationError))
     except (OSError, ValueError) as exc:
         raise RegistrationError(f"cannot read this meta.json ({exc})", path=meta_path) from exc
     truth = _find_ground_truth(meta) if isinstance(meta, dict) else None

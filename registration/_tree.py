@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Final
 
 from acquisition.atomic import write_text_atomic
+from acquisition.errors import PrepError
+from acquisition.files import open_regular, require_regular
+from acquisition.folders import check_apart
 from acquisition.layout import LayoutProblem, Pair, discover_pairs, pose_dir
 from acquisition.parallel import map_in_order
 from acquisition.progress import ProgressCallback
+from acquisition.runlock import claim_folder
 
 from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig, RegistrationSummary
-from ._pair import is_complete, read_record, register_pair, result_from_record
+from ._pair import OUTPUT_NAMES, RECORD_NAME, is_complete, read_record, register_pair, result_from_record
 from .errors import RegistrationError
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "read_registration_csv", "register_tree"]
@@ -39,6 +43,11 @@ class _Job:
 
 def _run_job(job: _Job) -> PairResult:
     """One pair, in a worker: skip it when finished, else register it; never raise for this pair's data."""
+    try:  # a folder or a FIFO where an output file goes would hang the resume test or fail the writes
+        for name in (RECORD_NAME, *OUTPUT_NAMES):
+            require_regular(job.out_dir / name, error=RegistrationError)
+    except PrepError as exc:
+        return PairResult(job.pair.subject, job.pair.pose, "failed", str(exc), out_dir=job.out_dir)
     if not job.force and is_complete(job.pair, job.out_dir, job.config):
         record = read_record(job.out_dir)
         if record is not None:
@@ -82,18 +91,10 @@ def _csv_text(results: list[PairResult]) -> str:
 def read_registration_csv(path: str | Path) -> list[dict[str, str]]:
     """The rows of a ``registration.csv`` as dicts keyed by :data:`CSV_COLUMNS` (empty when missing)."""
     path = Path(path)
-    if not path.is_file():
+    if not require_regular(path, error=RegistrationError):
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_regular(path, "r", error=RegistrationError, newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def _check_folders(raw_dir: Path, aligned_dir: Path) -> None:
-    raw, aligned = raw_dir.resolve(), aligned_dir.resolve()
-    if raw == aligned or raw in aligned.parents or aligned in raw.parents:
-        raise RegistrationError("the aligned folder must be outside the raw folder (and not contain it)",
-                                path=aligned_dir,
-                                hint=f"choose a folder beside {raw_dir}, e.g. {raw_dir.parent / 'aligned'}")
 
 
 def register_tree(raw_dir: str | Path, aligned_dir: str | Path, *, config: RegistrationConfig = DEFAULT_CONFIG,
@@ -125,17 +126,20 @@ def register_tree(raw_dir: str | Path, aligned_dir: str | Path, *, config: Regis
     Raises
     ------
     RegistrationError
-        When the folders overlap or the output cannot be written (other errors fail their pair only).
+        When the folders overlap, the output cannot be created or written, or another run is writing it (other
+        errors fail their pair only).
     """
     raw_dir, aligned_dir = Path(raw_dir), Path(aligned_dir)
     discovery = discover_pairs(raw_dir)
-    _check_folders(raw_dir, aligned_dir)
-    aligned_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [_Job(pair, pose_dir(aligned_dir, pair.subject, pair.pose), config, force) for pair in discovery.pairs]
-    results = list(map_in_order(_run_job, jobs, workers=workers, progress=progress))
-    results += [_problem_row(raw_dir, problem) for problem in discovery.problems]
+    check_apart(raw_dir, aligned_dir, error=RegistrationError, input_name="raw", output_name="aligned")
     csv_path = aligned_dir / CSV_NAME
-    write_text_atomic(csv_path, _csv_text(results))
+    with claim_folder(aligned_dir, error=RegistrationError):
+        require_regular(csv_path, error=RegistrationError)
+        jobs = [_Job(pair, pose_dir(aligned_dir, pair.subject, pair.pose), config, force)
+                for pair in discovery.pairs]
+        results = list(map_in_order(_run_job, jobs, workers=workers, progress=progress))
+        results += [_problem_row(raw_dir, problem) for problem in discovery.problems]
+        write_text_atomic(csv_path, _csv_text(results))
     summary = RegistrationSummary(aligned_dir, tuple(results), csv_path)
     log.info("registered %d pairs: %d ok, %d flagged, %d failed (%d already done)", len(results), summary.ok,
              summary.flagged, summary.failed, summary.skipped)

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from datasetgen.schema import IMAGE_DATASETS, check_shard
+from acquisition.files import read_text
+from datasetgen.schema import IMAGE_DATASETS, check_shard, open_shard
 
 from ._loss import Encoding, encode_sample
 from .errors import TrainingError
@@ -70,20 +71,19 @@ def check_same_encoding(stored: dict[str, Any] | None, current: dict[str, Any], 
 
 def dataset_parameters(shards_dir: str | Path) -> dict[str, Any]:
     """The builder's parameters (size, sigmas, framing ...): dataset.json's "parameters", else shard attrs."""
-    import h5py
 
     folder = find_shard_dir(shards_dir)
     params: dict[str, Any] = dict(DEFAULT_PARAMETERS)
     for candidate in (folder / "dataset.json", folder.parent / "dataset.json"):
         if candidate.is_file():
             try:
-                params.update(json.loads(candidate.read_text(encoding="utf-8")).get("parameters", {}))
+                params.update(json.loads(read_text(candidate, error=TrainingError)).get("parameters", {}))
             except (OSError, ValueError, AttributeError) as exc:
                 raise TrainingError(f"unreadable dataset.json ({exc})", path=candidate,
                                     hint="rebuild the shards with prep build-h5") from exc
             return _primitive(params)
     first = sorted(folder.glob("*.h5"))[0]
-    with h5py.File(first, "r") as h5:
+    with open_shard(first, error=TrainingError) as h5:
         for key in ("size", "sigma_s", "sigma_r"):
             if key in h5.attrs:
                 params[key] = h5.attrs[key].item() if hasattr(h5.attrs[key], "item") else h5.attrs[key]
@@ -131,7 +131,6 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, shards_dir: str | Path, split: str) -> None:
-        import h5py
 
         self.folder = find_shard_dir(shards_dir)
         self.split = split
@@ -143,7 +142,7 @@ class ShardDataset(Dataset):
         self.size: int | None = None
         for file_index, path in enumerate(self.files):
             try:
-                with h5py.File(path, "r") as h5:
+                with open_shard(path, error=TrainingError) as h5:
                     problems = check_shard(h5)
                     if problems:
                         raise TrainingError("not a shard of the DeepFlash schema: " + "; ".join(problems[:3]),
@@ -169,14 +168,13 @@ class ShardDataset(Dataset):
         return len(self._rows)
 
     def _file(self, index: int) -> Any:
-        import h5py
 
         if self._pid != os.getpid():  # inherited across a fork: never reuse the parent's handles
             self._handles = {}
             self._pid = os.getpid()
         handle = self._handles.get(index)
         if handle is None:
-            handle = self._handles[index] = h5py.File(self.files[index], "r")
+            handle = self._handles[index] = open_shard(self.files[index], error=TrainingError)
         return handle
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:

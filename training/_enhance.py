@@ -23,8 +23,10 @@ import torch
 
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox, detect_faces
+from acquisition.folders import check_apart
 from acquisition.imageio import IMAGE_EXTENSIONS, read_image, write_image
 from acquisition.layout import is_inside
+from acquisition.runlock import claim_folder
 
 from ._checkpoint import load_model
 from ._loss import decode_prediction
@@ -226,9 +228,7 @@ def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise TrainingError("no such input folder", path=in_dir)
-    if out_dir.resolve() == in_dir.resolve():
-        raise TrainingError("the output folder is the input folder: the photos would be overwritten",
-                            path=out_dir, hint="choose another output folder")
+    check_apart(in_dir, out_dir, error=TrainingError, output_inside_ok=True, risk="the photos would be overwritten")
     out_resolved = out_dir.resolve()
     return sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                   and not any(part.startswith(".") for part in p.relative_to(in_dir).parts)
@@ -245,6 +245,13 @@ def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     files = list_photos(in_dir, out_dir)
+    with claim_folder(out_dir, error=TrainingError):
+        return _enhance_claimed(checkpoint, in_dir, out_dir, files, device=device, force=force, progress=progress)
+
+
+def _enhance_claimed(checkpoint: str | Path, in_dir: Path, out_dir: Path, files: list[Path], *, device: str,
+                     force: bool, progress: Callable[[int], None] | None) -> EnhanceTreeResult:
+    """:func:`enhance_tree` with the output folder claimed (one run per folder)."""
     enhancer = Enhancer(checkpoint, device=device)
     done: list[EnhanceResult] = []
     skipped: list[Path] = []

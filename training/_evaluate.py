@@ -21,11 +21,13 @@ import torch
 
 from acquisition.atomic import write_text_atomic
 from acquisition.progress import announce_total
+from acquisition.runlock import refuse_if_being_written
 
 from ._checkpoint import load_model, resolve_checkpoint
-from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters
+from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters, find_shard_dir
 from ._loss import decode_prediction, deepflash_loss, psnr, ssim
 from ._train import _accuracy, _loader
+from .errors import TrainingError
 
 __all__ = ["EvaluationResult", "evaluate"]
 
@@ -114,8 +116,9 @@ def evaluate(run_dir_or_checkpoint: str | Path, shards_dir: str | Path, *, split
     Raises
     ------
     TrainingError
-        No such checkpoint or split, or unreadable shards.
+        No such checkpoint or split, unreadable shards, or shards that ``prep build-h5`` is still writing.
     """
+    refuse_if_being_written(find_shard_dir(shards_dir), error=TrainingError, then="evaluate")
     checkpoint_path = resolve_checkpoint(run_dir_or_checkpoint)
     model, checkpoint = load_model(checkpoint_path, device=device)
     config = checkpoint["config"]

@@ -229,6 +229,9 @@ def load_encoder_weights(model: DeepFlashNet, source: str | Path | Mapping[str, 
     path = None
     if isinstance(source, (str, Path)):
         path = Path(source)
+        from acquisition.files import require_regular
+
+        require_regular(path, error=TrainingError)  # a FIFO or a folder: one line, not a hang
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError as exc:

@@ -31,7 +31,9 @@ from torch import nn
 
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
+from acquisition.folders import check_apart
 from acquisition.progress import announce_total
+from acquisition.runlock import claim_folder, refuse_if_being_written
 
 from ._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -42,7 +44,7 @@ from ._checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters, worker_init
+from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters, find_shard_dir, worker_init
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, psnr, ssim
 from ._model import load_encoder_weights
 from ._syncbn import convert_global_batchnorm
@@ -398,10 +400,29 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
     ------
     TrainingError
         Missing or broken shards, an unreadable checkpoint or encoder-weights file, a run folder that already
-        holds a run (without ``resume``), or a device that is not there.
+        holds a run (without ``resume``), is being written by another run, or overlaps the shards, shards that
+        ``prep build-h5`` is still writing, or a device that is not there.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    shard_folder = find_shard_dir(shards_dir)
+    check_apart(shard_folder, run_dir, error=TrainingError, input_name="shards", output_name="run")
+    refuse_if_being_written(shard_folder, error=TrainingError, then="train")
+    if not _is_main_process():  # only the main process of a torchrun writes the run folder
+        return _train_claimed(shards_dir, run_dir, config, resume, progress, started)
+    with claim_folder(run_dir, error=TrainingError):
+        return _train_claimed(shards_dir, run_dir, config, resume, progress, started)
+
+
+def _is_main_process() -> bool:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, resume: bool,
+                   progress: Callable[[int], None] | None, started: float) -> TrainResult:
+    """:func:`train` with the run folder claimed (one run per folder)."""
     checkpoint: dict[str, Any] | None = None
     if resume and (run_dir / "last.pt").is_file():
         checkpoint = load_checkpoint(run_dir / "last.pt")
