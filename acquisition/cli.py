@@ -104,6 +104,14 @@ def _device_options(command: Any) -> Any:
                      help="Wait after lamps on before the studio shot. [default: 400; 0 with --simulate]"),
         click.option("--relay-gap-ms", type=click.FloatRange(min=0), default=100.0, show_default=True,
                      help="Minimum time between two relay-board commands."),
+        click.option("--camera-busy-timeout-ms", type=click.FloatRange(min=0), default=5000.0, show_default=True,
+                     help="gphoto2: how long to wait for a busy camera (still writing to a slow card)."),
+        click.option("--delete-from-camera/--keep-on-camera", default=None,
+                     help="Delete each shot from the camera or phone once it is downloaded and checked (keeps "
+                          "the card from filling). [default: gphoto2 keeps, adb deletes]"),
+        click.option("--adb-folder", metavar="PATH",
+                     help="adb: the camera app's folder on the phone, e.g. /storage/1234-ABCD/DCIM/Camera "
+                          "[default: every DCIM folder, internal and SD card]"),
         click.option("--rig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="TOML file with the same keys as these options (the command line wins)."),
     ]
@@ -135,9 +143,10 @@ def _device_options(command: Any) -> Any:
 @click.pass_context
 @reports_errors
 def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamps: str | None, camera: str | None,
-            dmx_channels: str, dmx_level: int, lamp_settle_ms: float | None, relay_gap_ms: float, rig: Path | None,
-            dark_wait_ms: float | None, lamps_after: str, resume: bool, simulate: bool, subjects: int,
-            size: tuple[int, int], portraits: Path | None, seed: int) -> None:
+            dmx_channels: str, dmx_level: int, lamp_settle_ms: float | None, relay_gap_ms: float,
+            camera_busy_timeout_ms: float, delete_from_camera: bool | None, adb_folder: str | None,
+            rig: Path | None, dark_wait_ms: float | None, lamps_after: str, resume: bool, simulate: bool,
+            subjects: int, size: tuple[int, int], portraits: Path | None, seed: int) -> None:
     """Capture flash + studio pairs, pose by pose, with studio lamps and a camera (or --simulate them).
 
     Per pose: lamps on, settle, studio shot (flash off); lamps off, wait, flash shot. Both files are checked
@@ -223,7 +232,9 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     with lamp_controller:
         try:
             portrait = _first_portrait(portraits) if camera.strip().lower() == "sim" else None
-            device = open_camera(camera, lamps=lamp_controller, portrait=portrait, size=size, seed=seed)
+            device = open_camera(camera, lamps=lamp_controller, portrait=portrait, size=size, seed=seed,
+                                 **_camera_options(ctx, settings, camera_busy_timeout_ms, delete_from_camera,
+                                                   adb_folder))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--camera") from None
         with device, progress_bar(max(0, poses - first + 1), subject, unit="pose") as advance:
@@ -232,6 +243,14 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     note = " (quit)" if result.quit else ""
     click.echo(f"{subject}: {len(result.complete)} complete poses in {out / subject}{note}; "
                f"manifest: {out / 'manifest.csv'}")
+
+
+def _camera_options(ctx: click.Context, settings: dict[str, Any], busy_timeout_ms: float,
+                    delete_from_camera: bool | None, adb_folder: str | None) -> dict[str, Any]:
+    """The camera settings of the command line or the rig file, as :func:`open_camera` takes them."""
+    return {"busy_timeout_ms": _from_rig(ctx, settings, "camera_busy_timeout_ms", busy_timeout_ms),
+            "delete_from_camera": _from_rig(ctx, settings, "delete_from_camera", delete_from_camera),
+            "folder": _from_rig(ctx, settings, "adb_folder", adb_folder)}
 
 
 def _first_portrait(folder: Path | None) -> Any:
@@ -248,9 +267,14 @@ def _first_portrait(folder: Path | None) -> Any:
 @click.pass_context
 @reports_errors
 def check(ctx: click.Context, lamps: str | None, camera: str | None, dmx_channels: str, dmx_level: int,
-          lamp_settle_ms: float | None, relay_gap_ms: float, rig: Path | None, blinks: int,
+          lamp_settle_ms: float | None, relay_gap_ms: float, camera_busy_timeout_ms: float,
+          delete_from_camera: bool | None, adb_folder: str | None, rig: Path | None, blinks: int,
           keep: Path | None) -> None:
-    """Self-test the rig: blink the lamps, take one lit test shot, report the latencies.
+    """Self-test the rig: blink the lamps, take one lit test shot, report the latencies and the camera's settings.
+
+    The report names the camera's image format, capture target and free card space (gphoto2), or the phone's
+    picture folder (adb). It fails, with the fix, when the camera gives no usable JPEG (RAW only, or RAW+JPEG
+    whose JPEG never comes), a preview instead of the picture, or no picture at all.
 
     \b
     Examples:
@@ -280,7 +304,9 @@ def check(ctx: click.Context, lamps: str | None, camera: str | None, dmx_channel
         raise click.BadParameter(str(exc), param_hint="--lamps") from None
     with lamp_controller, tempfile.TemporaryDirectory(prefix="prep-check-") as temp:
         try:
-            device = open_camera(camera, lamps=lamp_controller)
+            device = open_camera(camera, lamps=lamp_controller,
+                                 **_camera_options(ctx, settings, camera_busy_timeout_ms, delete_from_camera,
+                                                   adb_folder))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--camera") from None
         with device:
@@ -291,13 +317,44 @@ def check(ctx: click.Context, lamps: str | None, camera: str | None, dmx_channel
     cam = report.camera
     click.echo(f"lamps:  {report.lamps.get('backend')} {report.lamps.get('port', '')}".rstrip())
     click.echo(f"camera: {cam.backend} {cam.make} {cam.model}".rstrip())
+    for line in _camera_report(cam.settings):
+        click.echo(f"  {line}")
     click.echo(f"lamps-on command:  {on} ms")
     click.echo(f"lamps-off command: {off} ms")
-    click.echo(f"test shot: {report.shot_latency_ms:.0f} ms, {report.shot_size[0]}x{report.shot_size[1]}, "
+    kind = report.shot.suffix.lstrip(".").upper().replace("JPG", "JPEG")
+    click.echo(f"test shot: {report.shot_latency_ms:.0f} ms, {report.shot_size[0]}x{report.shot_size[1]} {kind}, "
                f"flash fired: {report.flash_fired}")
     if keep is not None:
         click.echo(f"kept: {report.shot}")
     click.echo("rig OK: did the lamps blink?")
+
+
+def _camera_report(settings: dict[str, Any]) -> list[str]:
+    """The settings staff must see before a session: image format, capture target, card space, phone folder."""
+    import re
+
+    lines = []
+    image_format = settings.get("image_format")
+    if image_format is not None:
+        note = {"raw+jpeg": ": each shot also downloads the RAW (slower between the shots; JPEG alone is faster)",
+                "unknown": ": not a format prep knows; the test shot shows whether a JPEG comes"}
+        kind = image_format.rpartition("(")[2].rstrip(")")
+        lines.append(f"image format: {image_format}{note.get(kind, '')}")
+    elif settings.get("port"):
+        lines.append("image format: not reported by the camera (the test shot shows whether a JPEG comes)")
+    if settings.get("imagesize"):
+        lines.append(f"image size: {settings['imagesize']}")
+    if settings.get("capturetarget"):
+        lines.append(f"capture target: {settings['capturetarget']}")
+    if settings.get("card_free"):
+        room = [int(n) for n in re.findall(r"room for about (\d+) pictures", settings["card_free"])]
+        low = " (nearly full: empty it, or use --delete-from-camera)" if room and max(room) < 50 else ""
+        lines.append(f"card: {settings['card_free']}{low}")
+    for key, label in (("picture_folder", "picture folder"), ("picture_folders", "picture folders")):
+        if settings.get(key):
+            lines.append(f"{label}: {settings[key]}")
+            break
+    return lines
 
 
 commands: list[click.Command] = [capture]

@@ -9,6 +9,7 @@ from it, which is how staff rehearse with real lamps and no camera.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +109,10 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     def capture(self, path: Path, *, flash: FlashMode) -> Shot:
         """Take one picture with the flash ``on``, ``off`` or ``auto`` and save it (atomically) at ``path``."""
+
+    def shots_stored(self, shots: Sequence[Shot]) -> None:
+        """The session has stored ``shots`` for good: checked, and renamed into the layout (``Shot.path`` is the
+        final path). A camera that keeps its own copies may free them now; the default does nothing."""
 
     def close(self) -> None:
         """Release the device."""

@@ -12,6 +12,9 @@ the command line win over the file::
     lamps_after = "off"
     relay_gap_ms = 100
     out = "raw"
+    camera_busy_timeout_ms = 5000   # gphoto2: how long a busy camera (slow card) is waited for
+    delete_from_camera = false      # delete each shot from the camera once downloaded and checked
+    adb_folder = "/storage/1234-ABCD/DCIM/Camera"   # adb: where the phone's camera app saves
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ RIG_KEYS: Final[dict[str, tuple[type, ...]]] = {
     "relay_gap_ms": (int, float),
     "out": (str,),
     "poses": (int,),
+    "camera_busy_timeout_ms": (int, float),
+    "delete_from_camera": (bool,),
+    "adb_folder": (str,),
 }
 
 
@@ -65,8 +71,8 @@ def load_rig(path: str | Path) -> dict[str, Any]:
             raise AcquisitionError(f"unknown key {raw_key!r} in the rig file", path=path,
                                    hint="allowed keys: " + ", ".join(RIG_KEYS))
         types = RIG_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            wanted = " or ".join("list of numbers" if t is list else t.__name__ for t in types)
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            wanted = " or ".join({list: "list of numbers", bool: "true or false"}.get(t, t.__name__) for t in types)
             raise AcquisitionError(f"{raw_key} = {value!r} should be a {wanted}", path=path)
         if key == "dmx_channels" and isinstance(value, list):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):

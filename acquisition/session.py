@@ -7,7 +7,11 @@ Real and simulated captures run this same code; only the lamp controller and the
 3. verify both files (they decode, have the same size, and the EXIF ``Flash`` tag says fired in the flash shot
    only), write ``meta.json`` (timestamps of every command and shot, measured delays, camera, lamps, tool
    version, plus what the camera recorded in :attr:`Shot.extra`), append a row to ``<root>/manifest.csv``
-   (flushed and fsynced).
+   (flushed and fsynced), then tell the camera the shots are stored (:meth:`Camera.shots_stored`: it may delete
+   its copies).
+
+The timings are the true ones: each shot's trigger is when the camera accepted it (``Shot.triggered_at``),
+after any wait for a busy camera (``*_camera_wait`` in ``delays_ms``), not when the session asked.
 
 Each pose is staged in a hidden folder ``<root>/<subject>/.<pose>.partial/`` (discovery ignores dot-names) and
 renamed to ``<root>/<subject>/<pose>`` only when complete, so an interruption (Ctrl-C, an unplugged port, a
@@ -31,6 +35,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as with_fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -410,7 +415,7 @@ class _Session:
         except OSError as exc:
             raise _disk_error(staging, exc) from exc
         try:
-            record = self._shoot_staged(pose, staging, final)
+            record, shots = self._shoot_staged(pose, staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -439,10 +444,14 @@ class _Session:
                 raise _disk_error(final, exc) from exc
             raise
         shutil.rmtree(old, ignore_errors=True)
+        try:  # the camera may now free its copies (delete them from its card, if asked to)
+            self.camera.shots_stored([with_fields(shot, path=final / shot.path.name) for shot in shots])
+        except AcquisitionError as exc:
+            self.emit("warning", pose, f"{self.subject}/{pose} is stored, but the camera said: {exc}")
         return PoseRecord(record.subject, pose, final, final / record.flash.name, final / record.studio.name,
                           record.delays_ms, record.meta)
 
-    def _shoot_staged(self, pose: str, staging: Path, final: Path) -> PoseRecord:
+    def _shoot_staged(self, pose: str, staging: Path, final: Path) -> tuple[PoseRecord, tuple[Shot, Shot]]:
         config = self.config
         marks: list[tuple[str, float, float]] = []
 
@@ -451,24 +460,31 @@ class _Session:
             marks.append((name, time.time(), t))
             return t
 
+        def shoot(role: str, flash: FlashMode) -> tuple[Shot, float, float, float]:
+            """Capture; return the shot, when it was asked for, really triggered (after any busy wait) and saved."""
+            t_request = mark(f"{role}_request")
+            wall_request = marks[-1][1]
+            shot = self._capture(staging / f"{role}{config.extension}", flash, role)
+            t_saved = time.perf_counter()
+            t_trigger = min(t_saved, t_request + max(0.0, shot.triggered_at - wall_request))
+            marks.append((f"{role}_trigger", wall_request + (t_trigger - t_request), t_trigger))
+            marks.append((f"{role}_saved", time.time(), t_saved))
+            return shot, t_request, t_trigger, t_saved
+
         self.emit("step", pose, "lamps on")
         t_on_cmd = mark("lamps_on_command")
         self.lamps.on(config.lamp_level)
         t_on = mark("lamps_on")
         _sleep_until(t_on + config.lamp_settle_ms / 1000.0)
         self.emit("step", pose, "studio shot")
-        t_studio = mark("studio_trigger")
-        studio = self._capture(staging / f"studio{config.extension}", "off")
-        t_studio_saved = mark("studio_saved")
+        studio, t_studio_req, t_studio, t_studio_saved = shoot("studio", "off")
         self.emit("step", pose, "lamps off")
         t_off_cmd = mark("lamps_off_command")
         self.lamps.off()
         t_off = mark("lamps_off")
         _sleep_until(t_off + config.dark_wait_ms / 1000.0)
         self.emit("step", pose, "flash shot")
-        t_flash = mark("flash_trigger")
-        flash = self._capture(staging / f"flash{config.extension}", config.flash)
-        t_flash_saved = mark("flash_saved")
+        flash, t_flash_req, t_flash, t_flash_saved = shoot("flash", config.flash)
         pose_warnings: list[str] = []
 
         def warn(message: str) -> None:
@@ -481,9 +497,11 @@ class _Session:
         delays = {
             "lamps_on_command": (t_on - t_on_cmd) * ms,
             "settle": (t_studio - t_on) * ms,
+            "studio_camera_wait": (t_studio - t_studio_req) * ms,
             "studio_capture": (t_studio_saved - t_studio) * ms,
             "lamps_off_command": (t_off - t_off_cmd) * ms,
             "dark_wait": (t_flash - t_off) * ms,
+            "flash_camera_wait": (t_flash - t_flash_req) * ms,
             "flash_capture": (t_flash_saved - t_flash) * ms,
             "between_shots": (t_flash - t_studio_saved) * ms,
             "pair_span": (t_flash_saved - t_studio) * ms,
@@ -511,12 +529,15 @@ class _Session:
         meta.update(_shared_extra(studio, flash))
         write_json_atomic(staging / META_NAME, meta)
         fsync_directory(staging)
-        return PoseRecord(self.subject, pose, final, flash.path, studio.path, delays, meta)
+        return PoseRecord(self.subject, pose, final, flash.path, studio.path, delays, meta), (studio, flash)
 
-    def _capture(self, path: Path, flash: FlashMode) -> Shot:
+    def _capture(self, path: Path, flash: FlashMode, role: str) -> Shot:
         try:
             return self.camera.capture(path, flash=flash)
         except AcquisitionError as exc:
+            # Name the shot: a failure in the dark flash shot (autofocus) is not one in the lit studio shot.
+            exc.message = f"{role} shot (lamps {'on' if role == 'studio' else 'off'}): {exc.message}"
+            exc.args = (str(exc),)
             exc.recoverable = True  # type: ignore[attr-defined]  # the operator may retry a camera error
             raise
 
@@ -778,6 +799,7 @@ def check_rig(lamps: LampController, camera: Camera, workdir: str | Path, *, bli
         with contextlib.suppress(PrepError, OSError):
             lamps.off()
     h, w = read_image(shot.path).shape[:2]
+    camera.shots_stored([shot])
     describe = getattr(lamps, "describe", None)
     return RigCheck(describe() if callable(describe) else {"backend": lamps.name}, camera.info(), tuple(on_ms),
                     tuple(off_ms), shot.path, shot.latency_s * 1000.0, (w, h), shot.flash_fired)

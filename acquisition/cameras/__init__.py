@@ -14,10 +14,10 @@ from typing import Any
 from ..devices import Camera, LampController
 from ..lamps import split_spec
 from .adb import AdbCamera, list_adb_devices
-from .gphoto import GPHOTO2_ERRORS, Gphoto2Camera, gphoto2_error
+from .gphoto import GPHOTO2_ERRORS, Gphoto2Camera, ImageFormat, classify_image_format, gphoto2_error
 
-__all__ = ["CAMERA_BACKENDS", "GPHOTO2_ERRORS", "AdbCamera", "Gphoto2Camera", "gphoto2_error", "list_adb_devices",
-           "open_camera"]
+__all__ = ["CAMERA_BACKENDS", "GPHOTO2_ERRORS", "AdbCamera", "Gphoto2Camera", "ImageFormat", "classify_image_format",
+           "gphoto2_error", "list_adb_devices", "open_camera"]
 
 #: The ``--camera`` backends, and whether they need an address.
 CAMERA_BACKENDS = {"gphoto2": False, "adb": False, "sim": False}
@@ -25,7 +25,8 @@ CAMERA_BACKENDS = {"gphoto2": False, "adb": False, "sim": False}
 
 def open_camera(spec: str, *, lamps: LampController | None = None, portrait: Any = None,
                 size: tuple[int, int] = (3120, 4160), seed: int = 0, sim_config: Any = None,
-                **options: Any) -> Camera:
+                busy_timeout_ms: float | None = None, delete_from_camera: bool | None = None,
+                folder: str | None = None, **options: Any) -> Camera:
     """Open the camera that ``spec`` names.
 
     Parameters
@@ -43,8 +44,15 @@ def open_camera(spec: str, *, lamps: LampController | None = None, portrait: Any
         Seed of the ``sim`` camera.
     sim_config : optional
         The virtual studio's rendering settings.
+    busy_timeout_ms : float, optional
+        gphoto2: how long a busy camera is waited for (default 5000; the rig file's ``camera_busy_timeout_ms``).
+    delete_from_camera : bool, optional
+        Delete each shot from the camera or phone once it is downloaded and checked (default: gphoto2 keeps
+        the card's copy, adb deletes the phone's).
+    folder : str, optional
+        adb: the camera app's folder on the phone (the rig file's ``adb_folder``; default: every DCIM folder).
     **options
-        Passed to :class:`Gphoto2Camera` or :class:`AdbCamera` (``busy_retries``, ``shot_timeout_s``, ...).
+        Passed to :class:`Gphoto2Camera` or :class:`AdbCamera` (``event_timeout_ms``, ``shot_timeout_s``, ...).
 
     Raises
     ------
@@ -55,9 +63,15 @@ def open_camera(spec: str, *, lamps: LampController | None = None, portrait: Any
     """
     backend, address = split_spec(spec, CAMERA_BACKENDS, "camera backend")
     if backend == "gphoto2":
+        if busy_timeout_ms is not None:
+            options["busy_timeout_ms"] = busy_timeout_ms
+        if delete_from_camera is not None:
+            options["delete_from_camera"] = delete_from_camera
         return Gphoto2Camera(address, **options)
     if backend == "adb":
-        return AdbCamera(address, **options)
+        if delete_from_camera is not None:
+            options["delete_after_pull"] = delete_from_camera
+        return AdbCamera(address, folder=folder, **options)
     if lamps is None:
         raise ValueError("the sim camera needs the lamp controller whose state it renders")
     from ..sim import SimulatedCamera, default_portraits

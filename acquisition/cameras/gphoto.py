@@ -1,32 +1,50 @@
 """Cameras on USB through libgphoto2 (python-gphoto2): DSLRs and mirrorless bodies with remote capture.
 
-The sequence per shot is the one libgphoto2's own tools use: ``capture(GP_CAPTURE_IMAGE)``, download the file
-it names, then drain the event queue with ``wait_for_event`` until it times out, downloading any further file
-the camera announces (RAW+JPEG bodies add one). A body with undownloaded files or pending events answers the
-next capture with -110 "busy". The flash is set through the ``flashmode`` setting where the body has one; the
-setting's name and choices vary, and a body without it answers -2, which we record and skip (the EXIF
-``Flash`` tag of each shot is checked by the session anyway).
+Per shot, as libgphoto2's own tools do: ``capture(GP_CAPTURE_IMAGE)``, then the files of that shot: the one
+``capture`` names and those the camera announces afterwards as ``GP_EVENT_FILE_ADDED``. A RAW+JPEG body names
+the RAW and announces the JPEG later, so we wait for it (up to ~3 s, as the ``gphoto2`` command-line tool
+does). Every announced file is downloaded: a body stays busy (-110) until it is. The shot is the JPEG; a RAW
+file, or the small preview inside one, is never stored as a shot: RAW files go beside it under the camera's
+name (``studio.DSC_0042.NEF``, which the pair layout ignores), and a shot far smaller than the camera's image
+size setting is refused. Files announced after their shot returned are downloaded before the next trigger and
+go beside the shot they belong to, never into another pose.
 
-python-gphoto2 is imported when a camera is opened, never at import time.
+A busy camera (-110: still writing to a slow card) is waited for up to ``busy_timeout_ms``; the shot records
+when it was really taken. A camera that went to sleep or was switched off and on keeps failing on the old
+connection (-52/-7), so a lost connection is closed and the next capture reconnects. A full card (-3 "Out of
+memory") says so; ``delete_from_camera`` deletes each shot from the camera once the session has it stored.
+
+The flash is set through the ``flashmode`` setting where the body has one; the setting's name and choices vary,
+and a body without it answers -2, which we record and skip (the EXIF ``Flash`` tag of each shot is checked by
+the session anyway). python-gphoto2 is imported when a camera is opened, never at import time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from ..atomic import write_bytes_atomic
 from ..devices import Camera, CameraInfo, FlashMode, Shot
 from ..errors import AcquisitionError
 from ._common import flash_fired_of, now
 
-__all__ = ["GPHOTO2_ERRORS", "Gphoto2Camera", "gphoto2_error"]
+__all__ = ["GPHOTO2_ERRORS", "Gphoto2Camera", "ImageFormat", "classify_image_format", "gphoto2_error"]
 
 log = logging.getLogger(__name__)
 
+_RECONNECT: Final = ("Enter retries (prep reconnects to the camera), or run the same command again with "
+                     "--resume")
+_CARD_FULL: Final = ("the camera's card is full",
+                     "delete pictures from the card or insert an empty one, then retry; --delete-from-camera "
+                     "(rig file: delete_from_camera = true) deletes each shot from the camera once it is "
+                     "downloaded and checked, or set the camera's capture target to its internal memory")
 #: libgphoto2 result codes a lab meets, with what to tell the operator.
 GPHOTO2_ERRORS: Final = {
     -110: ("the camera is busy",
@@ -36,21 +54,65 @@ GPHOTO2_ERRORS: Final = {
           "close the desktop photo importer (Shotwell, the file manager's camera mount, gvfs-gphoto2-volume-"
           "monitor) and run the command again"),
     -7: ("USB input/output error talking to the camera",
-         "check the cable, plug the camera into a port on the computer itself (not a hub), switch it off and on"),
+         "check the cable, plug the camera into a port on the computer itself (not a hub), switch it off and on; "
+         + _RECONNECT),
     -52: ("the camera's USB device was not found",
-          "it was unplugged or switched off: reconnect it and run the command again"),
+          "it was unplugged, switched off, or went to sleep (set its auto power off to the longest time): plug it "
+          "in and switch it on; " + _RECONNECT),
     -105: ("no camera found by gphoto2",
            "plug it in over USB, switch it on, set its USB mode to PTP/remote; `gphoto2 --auto-detect` lists what "
            "is seen"),
     -1: ("the camera reported an unspecified error",
          "check that it is in a shooting mode with a card inserted and the lens cap off"),
+    -115: _CARD_FULL,
+}
+#: Codes that mean the camera is no longer behind the connection (unplugged, asleep, power-cycled).
+_LOST_CODES: Final = frozenset({-7, -10, -34, -35, -51, -52})
+#: Capture failures, which mean something more specific than elsewhere.
+_CAPTURE_ERRORS: Final = {
+    -1: ("the camera could not take the picture; most often its autofocus could not lock",
+         "in the flash shot the lamps are off and autofocus finds nothing to lock on: focus with the lamps on, "
+         "then switch the lens to manual focus (MF), or use focus lock / back-button focus, or switch on the "
+         "camera's AF-assist lamp; a longer --dark-wait-ms helps a body that is still adjusting; otherwise check "
+         "the lens cap and the card"),
+    -3: _CARD_FULL,
+    -115: _CARD_FULL,
 }
 _FLASH_SETTING_NAMES: Final = ("flashmode", "flashmode2", "internalflashmode")
+_FORMAT_SETTING_NAMES: Final = ("imageformat", "imagequality")
+_RECORDED_SETTINGS: Final = ("serialnumber", "deviceversion", "capturetarget", *_FORMAT_SETTING_NAMES, "imagesize",
+                             "autofocus", "focusmode", "iso", "shutterspeed", "f-number")
 _FLASH_WORDS: Final = {
     "off": ("off", "suppress", "no flash", "flash off", "disable"),
     "on": ("fill", "forced", "on", "always", "compulsory", "fire"),
     "auto": ("auto",),
 }
+_JPEG_SUFFIXES: Final = (".jpg", ".jpeg")
+_JPEG_MAGIC: Final = b"\xff\xd8\xff"
+_RAW_WORDS: Final = ("raw", "nef", "cr2", "cr3", "arw", "dng", "raf", "orf", "rw2", "pef", "srw")
+_JPEG_WORDS: Final = ("jpeg", "jpg", "fine", "normal", "basic", "standard", "large", "medium", "small")
+_SET_JPEG: Final = "set the camera's image format to JPEG"
+
+#: What a camera's image format setting makes it write per shot.
+ImageFormat = Literal["jpeg", "raw+jpeg", "raw", "heif", "unknown"]
+
+
+def classify_image_format(value: str) -> ImageFormat:
+    """What an image format setting's value (``imageformat`` / ``imagequality``; the words vary by maker) means.
+
+    ``"RAW + Large Fine JPEG"``, ``"NEF+Fine"``, ``"Fine + RAW"`` → ``"raw+jpeg"``; ``"RAW"``, ``"NEF (Raw)"`` →
+    ``"raw"``; ``"Large Fine JPEG"``, ``"Extra Fine"`` → ``"jpeg"``; ``"HEIF"`` → ``"heif"``.
+    """
+    low = value.lower()
+    raw = any(word in low for word in _RAW_WORDS)
+    heif = "heif" in low or "heic" in low
+    # quality and size words ("Large Fine") describe a JPEG, unless the value names HEIF: then only "JPEG" does
+    jpeg = any(word in low for word in (_JPEG_WORDS[:2] if heif else _JPEG_WORDS))
+    if heif and not jpeg:
+        return "heif"
+    if raw:
+        return "raw+jpeg" if jpeg else "raw"
+    return "jpeg" if jpeg else "unknown"
 
 
 def _gp() -> Any:
@@ -62,11 +124,12 @@ def _gp() -> Any:
     return gphoto2
 
 
-def gphoto2_error(exc: Exception, doing: str, *, port: str | None = None) -> AcquisitionError:
+def gphoto2_error(exc: Exception, doing: str, *, port: str | None = None,
+                  known: dict[int, tuple[str, str]] = GPHOTO2_ERRORS) -> AcquisitionError:
     """An actionable AcquisitionError for a python-gphoto2 error raised while ``doing``."""
     code = getattr(exc, "code", None)
-    message, hint = GPHOTO2_ERRORS.get(code, (f"gphoto2 error while {doing}", None))
-    if code in GPHOTO2_ERRORS:
+    message, hint = known.get(code, (f"gphoto2 error while {doing}", None))
+    if code in known:
         message = f"{message} (gphoto2 error {code} while {doing})"
     else:
         message = f"{message}: {exc}"
@@ -84,6 +147,20 @@ def _pick_choice(choices: list[str], flash: FlashMode) -> str | None:
     return None
 
 
+def _size_of(value: str | None) -> tuple[int, int] | None:
+    """``"6000x4000"`` → (6000, 4000); None for sizes given in words (``"Large"``)."""
+    found = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", value or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def _is_jpeg_name(name: str) -> bool:
+    return name.lower().endswith(_JPEG_SUFFIXES)
+
+
+def _megabytes(kilobytes: int) -> str:
+    return f"{kilobytes / 1024:.0f} MB" if kilobytes < 10 * 1024 * 1024 else f"{kilobytes / 1024 ** 2:.1f} GB"
+
+
 class Gphoto2Camera(Camera):
     """A USB camera driven through libgphoto2.
 
@@ -93,11 +170,17 @@ class Gphoto2Camera(Camera):
         libgphoto2's port name (``usb:001,005``, from ``gphoto2 --auto-detect``); None picks the only
         camera connected (an error when there are several).
     event_timeout_ms : int
-        How long to wait for further events after each shot before the queue counts as drained.
-    busy_retries : int
-        How often to retry a capture the camera refuses as busy (-110) before giving up.
-    busy_wait_s : float
-        Pause before each such retry (some bodies refuse a second capture within ~0.4 s).
+        How long to wait for further events after a shot's files are in before the queue counts as drained.
+    busy_timeout_ms : float
+        How long to keep retrying a capture the camera refuses as busy (-110), e.g. while it writes the last
+        shot to a slow card. The rig file's ``camera_busy_timeout_ms``.
+    busy_poll_ms : float
+        Pause between two such retries (spent draining the camera's events).
+    second_file_timeout_ms : float
+        How long to wait for the JPEG (or the second file of a RAW+JPEG body) after the capture returned.
+    delete_from_camera : bool
+        Delete each shot's files from the camera once the session has stored them (verified and renamed into
+        the layout), so the card never fills. Off by default: the card keeps a copy.
 
     Raises
     ------
@@ -105,16 +188,26 @@ class Gphoto2Camera(Camera):
         No camera, several cameras and no port, the USB connection held by another program, ...
     """
 
-    def __init__(self, port: str | None = None, *, event_timeout_ms: int = 30, busy_retries: int = 3,
-                 busy_wait_s: float = 0.4) -> None:
+    def __init__(self, port: str | None = None, *, event_timeout_ms: int = 30, busy_timeout_ms: float = 5000.0,
+                 busy_poll_ms: float = 100.0, second_file_timeout_ms: float = 3000.0,
+                 delete_from_camera: bool = False) -> None:
+        if busy_timeout_ms < 0 or busy_poll_ms <= 0 or second_file_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms and second_file_timeout_ms must be >= 0, busy_poll_ms > 0")
         gp = _gp()
         self._gp = gp
-        self.event_timeout_ms = event_timeout_ms
-        self.busy_retries = busy_retries
-        self.busy_wait_s = busy_wait_s
+        self.event_timeout_ms = int(event_timeout_ms)
+        self.busy_timeout_ms = float(busy_timeout_ms)
+        self.busy_poll_ms = float(busy_poll_ms)
+        self.second_file_timeout_ms = float(second_file_timeout_ms)
+        self.delete_from_camera = delete_from_camera
+        self._camera: Any = None
         self._flash_setting: str | None = None
         self._flash_mode: str | None = None
         self._settings: dict[str, Any] = {}
+        self._format: tuple[str, str] | None = None  # (setting name, value)
+        self._files_per_shot = 1
+        self._last: dict[str, Any] | None = None  # where the last shot went, for files announced late
+        self._unstored: dict[str, list[tuple[str, str]]] = {}  # each shot's camera files, until stored
         cameras = self._detect()
         if port is None:
             if not cameras:
@@ -133,25 +226,9 @@ class Gphoto2Camera(Camera):
             model = matches[0]
         self.port = port
         self.model_name = model
-        self._camera = gp.Camera()
-        try:
-            ports = gp.PortInfoList()
-            ports.load()
-            self._camera.set_port_info(ports[ports.lookup_path(port)])
-            abilities = gp.CameraAbilitiesList()
-            abilities.load()
-            self._camera.set_abilities(abilities[abilities.lookup_model(model)])
-            self._camera.init()
-        except gp.GPhoto2Error as exc:
-            raise gphoto2_error(exc, "connecting to the camera", port=port) from exc
-        try:
-            self._make, self._model = self._identity()
-            self._drain_events(None, "")
-        except BaseException:  # release the USB claim, or the camera stays busy for every other program
-            with contextlib.suppress(Exception):
-                self._camera.exit()
-            raise
+        self._connect()
 
+    # -- the connection ---------------------------------------------------------------------------------------
     def _detect(self) -> list[tuple[str, str]]:
         gp = self._gp
         try:
@@ -160,41 +237,142 @@ class Gphoto2Camera(Camera):
             raise gphoto2_error(exc, "looking for cameras") from exc
         return [(found.get_name(i), found.get_value(i)) for i in range(found.count())]
 
+    def _connect(self) -> None:
+        gp = self._gp
+        camera = gp.Camera()
+        try:
+            ports = gp.PortInfoList()
+            ports.load()
+            camera.set_port_info(ports[ports.lookup_path(self.port)])
+            abilities = gp.CameraAbilitiesList()
+            abilities.load()
+            camera.set_abilities(abilities[abilities.lookup_model(self.model_name)])
+            camera.init()
+        except gp.GPhoto2Error as exc:
+            raise gphoto2_error(exc, "connecting to the camera", port=self.port) from exc
+        self._camera = camera
+        try:
+            self._make, self._model = self._read_settings()
+            self._drain(lambda folder, name: None)  # what it announces on connect is old, not ours
+        except BaseException:  # release the USB claim, or the camera stays busy for every other program
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is not None:
+            try:
+                camera.exit()
+            except Exception as exc:  # a vanished camera must not hide the error that ended the session
+                log.debug("closing the camera: %s", exc)
+
+    def _reconnect(self) -> None:
+        """Open a fresh connection: a body that slept or was power-cycled may come back at a new USB address."""
+        ports = [addr for name, addr in self._detect() if name == self.model_name]
+        if self.port not in ports:
+            if len(ports) != 1:
+                raise AcquisitionError(f"the camera ({self.model_name}) is not on USB"
+                                       + (f" (several of that model: {', '.join(ports)})" if ports else ""),
+                                       path=self.port, hint=GPHOTO2_ERRORS[-52][1])
+            log.info("the camera came back on %s (was %s)", ports[0], self.port)
+            self.port = ports[0]
+        self._connect()
+        self._flash_mode = None  # set it again: the body may have forgotten it
+        log.info("reconnected to the camera on %s", self.port)
+
+    def _call(self, doing: str, function: Callable[..., Any], *args: Any) -> Any:
+        """Call the library; a failure becomes an AcquisitionError, and a lost camera drops the connection."""
+        gp = self._gp
+        try:
+            return function(*args)
+        except gp.GPhoto2Error as exc:
+            if exc.code in _LOST_CODES:
+                self._disconnect()
+            raise gphoto2_error(exc, doing, port=self.port) from exc
+
+    # -- settings ---------------------------------------------------------------------------------------------
     def _config_value(self, config: Any, name: str) -> str | None:
         try:
             return str(config.get_child_by_name(name).get_value())
         except self._gp.GPhoto2Error:
             return None
 
-    def _identity(self) -> tuple[str, str]:
-        try:
-            config = self._camera.get_config()
-        except self._gp.GPhoto2Error as exc:
-            raise gphoto2_error(exc, "reading the camera settings", port=self.port) from exc
+    def _read_settings(self) -> tuple[str, str]:
+        config = self._call("reading the camera settings", self._camera.get_config)
         make = self._config_value(config, "manufacturer") or ""
         model = self._config_value(config, "cameramodel") or self.model_name
-        for name in ("serialnumber", "deviceversion", "capturetarget", "imageformat", "iso", "shutterspeed",
-                     "f-number"):
+        self._format = None
+        for name in _RECORDED_SETTINGS:
             value = self._config_value(config, name)
             if value is not None:
                 self._settings[name] = value
+                if name in _FORMAT_SETTING_NAMES and self._format is None:
+                    self._format = (name, value)
+        if self._format is not None:
+            kind = classify_image_format(self._format[1])
+            self._settings["image_format"] = f"{self._format[1]} ({kind})"
+            if kind == "raw+jpeg":
+                self._files_per_shot = max(self._files_per_shot, 2)
+        card = self._card_space()
+        if card is not None:
+            self._settings["card_free"] = card
         return make, model
+
+    def _card_space(self) -> str | None:
+        """Free space on the camera's storage, as the camera reports it (None when it does not)."""
+        gp = self._gp
+        try:
+            storages = list(self._camera.get_storageinfo())
+        except gp.GPhoto2Error as exc:
+            log.debug("no storage information: %s", exc)
+            return None
+        parts = []
+        for info in storages:
+            words = []
+            if info.fields & gp.GP_STORAGEINFO_FREESPACEKBYTES:
+                words.append(f"{_megabytes(int(info.freekbytes))} free")
+            if info.fields & gp.GP_STORAGEINFO_FREESPACEIMAGES and int(info.freeimages) >= 0:
+                words.append(f"room for about {int(info.freeimages)} pictures")
+            if words:
+                name = str(info.description or info.basedir or "card")
+                parts.append(f"{name}: {', '.join(words)}")
+        return "; ".join(parts) or None
+
+    def image_format(self) -> tuple[str, ImageFormat] | None:
+        """The camera's image format setting and what it means, or None when the camera has no such setting."""
+        if self._format is None:
+            return None
+        return self._format[1], classify_image_format(self._format[1])
+
+    def _refuse_unusable_format(self) -> None:
+        """A RAW-only (or HEIF) body gives no JPEG: refuse before shooting, after reading the setting afresh."""
+        if self._format is None or classify_image_format(self._format[1]) not in ("raw", "heif"):
+            return
+        name = self._format[0]
+        widget = self._call(f"reading the {name} setting", self._camera.get_single_config, name)
+        value = str(widget.get_value())
+        self._format = (name, value)
+        kind = classify_image_format(value)
+        self._settings[name] = value
+        self._settings["image_format"] = f"{value} ({kind})"
+        if kind in ("raw", "heif"):
+            raise AcquisitionError(f"the camera's image format is {value!r} ({name}): it writes no JPEG",
+                                   path=self.port,
+                                   hint=f"{_SET_JPEG} (e.g. Large Fine JPEG) on the camera, or with `gphoto2 "
+                                        f"--set-config {name}=...`; RAW + JPEG works too, but each shot then also "
+                                        "downloads the RAW")
 
     def _set_flash(self, flash: FlashMode) -> None:
         if self._flash_mode == flash or self._flash_setting == "":
             return
         gp = self._gp
         if self._flash_setting:  # known: read just that widget (a full get_config can take a second on PTP bodies,
-            try:  # and the flash shot's switch happens between the two shots of a pair)
-                widget = self._camera.get_single_config(self._flash_setting)
-            except gp.GPhoto2Error as exc:
-                raise gphoto2_error(exc, f"reading the {self._flash_setting} setting", port=self.port) from exc
+            # and the flash shot's switch happens between the two shots of a pair)
+            widget = self._call(f"reading the {self._flash_setting} setting", self._camera.get_single_config,
+                                self._flash_setting)
             self._apply_flash_choice(self._flash_setting, widget, flash)
             return
-        try:
-            config = self._camera.get_config()
-        except gp.GPhoto2Error as exc:
-            raise gphoto2_error(exc, "reading the camera settings", port=self.port) from exc
+        config = self._call("reading the camera settings", self._camera.get_config)
         for name in _FLASH_SETTING_NAMES:
             try:
                 widget = config.get_child_by_name(name)
@@ -209,81 +387,204 @@ class Gphoto2Camera(Camera):
         log.warning("the camera has no flash mode setting (-2); the session checks the EXIF Flash tag instead")
 
     def _apply_flash_choice(self, name: str, widget: Any, flash: FlashMode) -> None:
-        gp = self._gp
         choices = [str(c) for c in widget.get_choices()]
         choice = _pick_choice(choices, flash)
         if choice is None:
             log.warning("camera flash setting %s has no choice for %r (choices: %s)", name, flash, choices)
             self._settings["flash_setting"] = f"{name}: no choice for {flash!r} among {choices}"
             return
-        try:
-            widget.set_value(choice)
-            self._camera.set_single_config(name, widget)
-        except gp.GPhoto2Error as exc:
-            raise gphoto2_error(exc, f"setting {name} to {choice!r}", port=self.port) from exc
+        widget.set_value(choice)
+        self._call(f"setting {name} to {choice!r}", self._camera.set_single_config, name, widget)
         self._flash_setting = name
         self._flash_mode = flash
         self._settings["flash_setting"] = name
         self._settings[f"flash_{flash}"] = choice
 
     def info(self) -> CameraInfo:
-        """Make, model, port and the settings read from the camera."""
+        """Make, model, port and the settings read from the camera (image format, capture target, card space)."""
         return CameraInfo("gphoto2", self._make, self._model, {"port": self.port, **self._settings})
 
-    def _download(self, folder: str, name: str, path: Path) -> None:
-        gp = self._gp
-        try:
-            camera_file = self._camera.file_get(folder, name, gp.GP_FILE_TYPE_NORMAL)
-            data = bytes(camera_file.get_data_and_size())
-        except gp.GPhoto2Error as exc:
-            raise gphoto2_error(exc, f"downloading {folder}/{name}", port=self.port) from exc
-        write_bytes_atomic(path, data)
+    # -- files --------------------------------------------------------------------------------------------
+    def _fetch(self, folder: str, name: str) -> bytes:
+        camera_file = self._call(f"downloading {folder}/{name}", self._camera.file_get, folder, name,
+                                 self._gp.GP_FILE_TYPE_NORMAL)
+        return bytes(camera_file.get_data_and_size())
 
-    def _drain_events(self, folder: Path | None, stem: str) -> list[Path]:
-        # A RAW+JPEG body announces the second file here; every file must come down or the camera stays busy.
+    def _drain(self, on_file: Callable[[str, str], None], timeout_ms: int | None = None) -> None:
+        """Read the events the camera has queued (waiting ``timeout_ms`` for the first), handing on new files."""
         gp = self._gp
-        extra: list[Path] = []
-        for _ in range(100):
-            try:
-                event, data = self._camera.wait_for_event(self.event_timeout_ms)
-            except gp.GPhoto2Error as exc:
-                raise gphoto2_error(exc, "waiting for camera events", port=self.port) from exc
+        timeout = self.event_timeout_ms if timeout_ms is None else timeout_ms
+        for _ in range(100):  # a body that streams property events must not hold us forever
+            event, data = self._call("waiting for camera events", self._camera.wait_for_event, timeout)
             if event == gp.GP_EVENT_TIMEOUT:
-                break
-            if event == gp.GP_EVENT_FILE_ADDED and folder is not None:
-                target = folder / f".{stem}.{data.name}"  # hidden name: discovery never takes it for a shot
-                self._download(data.folder, data.name, target)
-                extra.append(target)
-        return extra
+                return
+            if event == gp.GP_EVENT_FILE_ADDED:
+                on_file(str(data.folder), str(data.name))
+            timeout = min(timeout, self.event_timeout_ms)
 
-    def capture(self, path: Path, *, flash: FlashMode) -> Shot:
-        """Set the flash, trigger, download the picture to ``path`` (atomically) and drain events."""
+    def _late_file(self, folder: str, name: str) -> None:
+        """A file announced after its shot returned: it belongs beside that shot, wherever the shot now is."""
+        data = self._fetch(folder, name)  # the camera stays busy until it is downloaded
+        last = self._last
+        if last is None or not last["path"].is_file():
+            log.warning("the camera announced %s/%s after a shot that was discarded; it was downloaded but not "
+                        "kept (the camera keeps its copy)", folder, name)
+            return
+        target = last["path"].parent / f"{last['path'].stem}.{name}"
+        write_bytes_atomic(target, data)
+        last["files"].append((folder, name))
+        self._files_per_shot = max(self._files_per_shot, len(last["files"]))
+        log.info("%s/%s arrived after its shot; saved beside it as %s", folder, name, target)
+        if last["stored"] and self.delete_from_camera:
+            self._delete([(folder, name)])
+
+    def _shot_files(self, first: tuple[str, str]) -> list[tuple[str, str]]:
+        """The files of the shot just taken: ``first`` and those announced until the shot is complete."""
         gp = self._gp
-        path = Path(path)
-        self._set_flash(flash)
-        attempt = 0
+        files = [first]
+        deadline = time.monotonic() + self.second_file_timeout_ms / 1000.0
+
+        def add(folder: str, name: str) -> None:
+            if (folder, name) not in files:
+                files.append((folder, name))
+
+        while True:
+            if any(_is_jpeg_name(n) for _, n in files) and len(files) >= self._files_per_shot:
+                self._drain(add)  # complete: take what else is queued
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            event, data = self._call("waiting for the camera's files", self._camera.wait_for_event,
+                                     max(1, int(left * 1000)))
+            if event == gp.GP_EVENT_FILE_ADDED:
+                add(str(data.folder), str(data.name))
+            elif event == gp.GP_EVENT_TIMEOUT:  # a body that does not block in wait_for_event must not spin
+                time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+        self._files_per_shot = max(self._files_per_shot, len(files))
+        return files
+
+    def _check_shot(self, data: bytes, name: str) -> None:
+        """Refuse what is not the full-size JPEG: a RAW, a HEIF, a preview or thumbnail."""
+        if not data.startswith(_JPEG_MAGIC):
+            raise AcquisitionError(f"the camera's file {name} is not a JPEG", path=self.port, hint=_SET_JPEG)
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+        except Exception as exc:
+            raise AcquisitionError(f"the camera's JPEG {name} cannot be read ({exc})", path=self.port,
+                                   hint="retry; if it repeats, check the card and the cable") from exc
+        setting = _size_of(self._settings.get("imagesize"))
+        if setting is None or 4 * width * height >= setting[0] * setting[1]:
+            return
+        widget = self._call("reading the imagesize setting", self._camera.get_single_config, "imagesize")
+        self._settings["imagesize"] = str(widget.get_value())
+        setting = _size_of(self._settings["imagesize"])
+        if setting is not None and 4 * width * height < setting[0] * setting[1]:
+            raise AcquisitionError(f"the camera sent {name} at {width}x{height}, far smaller than its image size "
+                                   f"setting {setting[0]}x{setting[1]}: a preview, not the shot", path=self.port,
+                                   hint=f"{_SET_JPEG} at full size (not RAW, not a small JPEG), then retry")
+
+    def _delete(self, files: Sequence[tuple[str, str]]) -> None:
+        for folder, name in files:
+            try:
+                self._call(f"deleting {folder}/{name} on the camera", self._camera.file_delete, folder, name)
+            except AcquisitionError as exc:
+                log.warning("%s; it stays on the camera", exc)
+                if self._camera is None:
+                    return
+
+    # -- shooting ---------------------------------------------------------------------------------------------
+    def _trigger(self) -> tuple[float, Any]:
+        """Capture, waiting out a busy camera (draining its events meanwhile) for up to ``busy_timeout_ms``."""
+        gp = self._gp
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000.0
         while True:
             triggered = now()
             try:
-                remote = self._camera.capture(gp.GP_CAPTURE_IMAGE)
-                break
+                return triggered, self._camera.capture(gp.GP_CAPTURE_IMAGE)
             except gp.GPhoto2Error as exc:
-                if exc.code == gp.GP_ERROR_CAMERA_BUSY and attempt < self.busy_retries:
-                    attempt += 1
-                    time.sleep(self.busy_wait_s)
+                left = deadline - time.monotonic()
+                if exc.code == gp.GP_ERROR_CAMERA_BUSY and left > 0:
+                    pause = min(self.busy_poll_ms / 1000.0, left)
+                    start = time.monotonic()
+                    self._drain(self._late_file, timeout_ms=max(1, int(pause * 1000)))
+                    time.sleep(max(0.0, pause - (time.monotonic() - start)))
                     continue
-                raise gphoto2_error(exc, "taking a picture", port=self.port) from exc
-        self._download(remote.folder, remote.name, path)
+                if exc.code == gp.GP_ERROR_CAMERA_BUSY:
+                    raise AcquisitionError(
+                        f"the camera stayed busy for {self.busy_timeout_ms:.0f} ms (gphoto2 error -110 while taking "
+                        "a picture)", path=self.port,
+                        hint="it is still writing the last shot to its card: raise camera_busy_timeout_ms in the "
+                             "rig file (or --camera-busy-timeout-ms); a faster card helps; if it never ends, switch "
+                             "the camera off and on") from exc
+                if exc.code in _LOST_CODES:
+                    self._disconnect()
+                raise gphoto2_error(exc, "taking a picture", port=self.port,
+                                    known={**GPHOTO2_ERRORS, **_CAPTURE_ERRORS}) from exc
+
+    def capture(self, path: Path, *, flash: FlashMode) -> Shot:
+        """Set the flash, trigger, download the shot's JPEG to ``path`` (atomically) and its other files beside it.
+
+        ``Shot.triggered_at`` is when the camera accepted the trigger (after any busy wait); ``saved_at`` when
+        the JPEG was on disk. Other files of the shot (a RAW) are saved as ``<stem>.<camera's name>``.
+        """
+        path = Path(path)
+        if self._camera is None:  # lost (asleep, switched off and on, unplugged): open it afresh
+            self._reconnect()
+        self._refuse_unusable_format()
+        self._set_flash(flash)
+        self._drain(self._late_file, timeout_ms=0)
+        requested = now()
+        triggered, remote = self._trigger()
+        files = self._shot_files((str(remote.folder), str(remote.name)))
+        jpegs = [f for f in files if _is_jpeg_name(f[1])]
+        key = f"{jpegs[0][0]}/{jpegs[0][1]}" if jpegs else None
+        self._last = {"path": path, "files": list(files), "stored": False, "key": key}
+        try:
+            if not jpegs:
+                names = ", ".join(name for _, name in files)
+                setting = f" (image format {self._format[1]!r})" if self._format else ""
+                raise AcquisitionError(
+                    f"the camera saved only {names}{setting} and no JPEG within "
+                    f"{self.second_file_timeout_ms / 1000:g} s", path=self.port,
+                    hint=f"{_SET_JPEG}: a RAW file (or the small preview inside it) is no usable shot")
+            folder, name = jpegs[0]
+            data = self._fetch(folder, name)
+            self._check_shot(data, name)
+            write_bytes_atomic(path, data)
+        except BaseException:
+            with contextlib.suppress(AcquisitionError):  # the camera stays busy until every file is down
+                for other in files[1:] if jpegs else files:
+                    self._fetch(*other)
+            raise
         saved = now()
-        extra = self._drain_events(path.parent, path.stem)
-        extras = {"camera_file": f"{remote.folder}/{remote.name}"}
-        if extra:
-            extras["extra_files"] = [p.name for p in extra]
+        companions = [self._save_beside(path, *other) for other in files if other != jpegs[0]]
+        extras: dict[str, Any] = {"camera_file": key, "camera_wait_ms": round((triggered - requested) * 1000.0, 1)}
+        if companions:
+            extras["extra_files"] = companions
+        self._unstored[key] = self._last["files"]  # files announced late join this list
         return Shot(path, flash, flash_fired_of(path), triggered, saved, extra={"gphoto2": extras})
+
+    def _save_beside(self, path: Path, folder: str, name: str) -> str:
+        target = path.parent / f"{path.stem}.{name}"
+        write_bytes_atomic(target, self._fetch(folder, name))
+        return target.name
+
+    def shots_stored(self, shots: Sequence[Shot]) -> None:
+        """Follow the shots to their final folder (for late files); delete them on the camera when asked to."""
+        for shot in shots:
+            key = (shot.extra.get("gphoto2") or {}).get("camera_file")
+            if key is None:
+                continue
+            if self._last is not None and self._last["key"] == key:
+                self._last["path"], self._last["stored"] = Path(shot.path), True
+            files = self._unstored.pop(key, [])
+            if self.delete_from_camera and files and self._camera is not None:
+                self._delete(files)
 
     def close(self) -> None:
         """Release the USB connection."""
-        try:
-            self._camera.exit()
-        except Exception as exc:  # a vanished camera must not hide the error that ended the session
-            log.debug("closing the camera: %s", exc)
+        self._disconnect()

@@ -6,10 +6,14 @@ phone lives in ``$FAKE_ADB_HOME``:
 - ``devices.json``: ``{"SERIAL": "device" | "unauthorized" | "offline"}``;
 - ``props.json``: ``getprop`` values;
 - ``phone/``: the phone's storage (``/sdcard/DCIM/Camera`` is ``phone/sdcard/DCIM/Camera``);
-- ``lens/flash.jpg`` and ``lens/noflash.jpg``: what the camera produces when its AUTO flash fires or not;
+- ``lens/flash.EXT`` and ``lens/noflash.EXT``: what the camera produces when its AUTO flash fires or not, per
+  format (``jpg``, ``heic``, ``dng``);
 - ``light``: ``on`` while the studio lamps are on (the AUTO flash fires only when it is not ``on``);
 - ``config.json``: ``latency_s`` (trigger to complete file; the first half of that time the file exists
-  half-written), ``disconnect_after`` (commands answered before the phone vanishes);
+  half-written), ``disconnect_after`` (commands answered before the phone vanishes), ``save_to`` (the camera
+  app's folder, default ``/sdcard/DCIM/Camera``; an SD card is ``/storage/XXXX-XXXX/DCIM/Camera``),
+  ``formats`` (the files one shot writes, default ``["jpg"]``; ``["heic"]`` for "high efficiency",
+  ``["dng", "jpg"]`` for RAW + JPEG);
 - ``state.json``: screen awake, camera app open, pictures being written; ``log.txt``: every command.
 
 Only the standard library is used (it runs under ``python -S``).
@@ -89,11 +93,13 @@ def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
             counter = state.get("counter", 0) + 1
             state["counter"] = counter
             latency = float(config.get("latency_s", 0.2))
+            folder = config.get("save_to", "/sdcard/DCIM/Camera").rstrip("/")
             now = time.time()
-            state.setdefault("pending", []).append({
-                "remote": f"/sdcard/DCIM/Camera/IMG_20261125_{counter:06d}.jpg",
-                "source": str(HOME / "lens" / ("flash.jpg" if fired else "noflash.jpg")),
-                "visible_at": now + latency / 2, "ready_at": now + latency})
+            for ext in config.get("formats", ["jpg"]):
+                state.setdefault("pending", []).append({
+                    "remote": f"{folder}/IMG_20261125_{counter:06d}.{ext}",
+                    "source": str(HOME / "lens" / (f"flash.{ext}" if fired else f"noflash.{ext}")),
+                    "visible_at": now + latency / 2, "ready_at": now + latency})
         return 0
     if command == "am" and args[:1] == ["start"]:
         action = args[args.index("-a") + 1] if "-a" in args else ""
@@ -101,14 +107,22 @@ def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
         if action == "android.media.action.STILL_IMAGE_CAMERA":
             state["camera_open"] = True
         return 0
-    if command == "ls":
-        paths = [a for a in args if not a.startswith("-")]
-        folder = _local(paths[0] if paths else "/")
-        if not folder.is_dir():
-            return _fail(f"ls: {paths[0]}: No such file or directory")
-        for entry in sorted(folder.iterdir()):
-            print(entry.name)
-        return 0
+    if command == "ls":  # toybox ls: -1 one per line, -p marks folders with "/", a header per folder when several
+        flags = "".join(a[1:] for a in args if a.startswith("-"))
+        paths = [a for a in args if not a.startswith("-")] or ["/"]
+        status, first = 0, True
+        for remote in paths:
+            folder = _local(remote)
+            if not folder.is_dir():
+                sys.stderr.write(f"ls: {remote}: No such file or directory\n")
+                status = 1
+                continue
+            if len(paths) > 1:
+                print(("" if first else "\n") + f"{remote}:")
+            first = False
+            for entry in sorted(folder.iterdir()):
+                print(entry.name + ("/" if "p" in flags and entry.is_dir() else ""))
+        return status
     if command == "stat":
         target = args[-1]
         path = _local(target)

@@ -1,21 +1,24 @@
-"""Camera backends: gphoto2 against libgphoto2's own virtual camera, adb against a fake adb on PATH."""
+"""The adb camera against a fake adb on PATH, a phone whose storage is a folder (gphoto2: test_capture_gphoto2.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from fakes import install_fake_adb
 
-from acquisition.cameras import AdbCamera, Gphoto2Camera, open_camera
+from acquisition.cameras import AdbCamera, open_camera
 from acquisition.devices import LampController
 from acquisition.errors import AcquisitionError
 from acquisition.exif import make_exif
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import discover_pairs
+from acquisition.prep import main
 from acquisition.session import SessionConfig, capture_session
 
 
@@ -23,87 +26,6 @@ def _portrait(rgb: np.ndarray, path: Path, *, fired: bool | None, make="Google",
     exif = make_exif(make=make, model=model, flash_fired=fired, flash_mode="auto") if fired is not None else None
     write_image(path, np.ascontiguousarray(rgb[:320, :240]), exif=exif)
     return path
-
-
-# -- gphoto2 -------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def virtual_camera(tmp_path, monkeypatch, astronaut):
-    """libgphoto2's virtual USB camera ("Nikon DSC D750") serving JPEGs from a folder."""
-    gp = pytest.importorskip("gphoto2")
-    folder = tmp_path / "vcamera"
-    folder.mkdir()
-    _portrait(astronaut, folder / "one.jpg", fired=None)
-    monkeypatch.setenv("VCAMERADIR", str(folder))
-    # As python-gphoto2's own tests do: the virtual USB port driver instead of the real ones.
-    monkeypatch.setenv("IOLIBS", os.environ["IOLIBS"].replace("iolibs", "vusb"))
-    return gp
-
-
-def test_gphoto2_detects_captures_downloads_and_records_missing_flash_setting(virtual_camera, tmp_path):
-    with open_camera("gphoto2") as camera:
-        info = camera.info()
-        assert info.backend == "gphoto2" and info.settings["port"].startswith("usb:")
-        shots = [camera.capture(tmp_path / "out" / f"{i}.jpg", flash=f) for i, f in enumerate(("off", "on"))]
-        # the virtual camera has no flash setting: -2 is recorded, not fatal
-        assert "not available (-2)" in camera.info().settings["flash_setting"]
-    for shot in shots:
-        assert read_image(shot.path).shape == (320, 240, 3)
-        assert shot.saved_at >= shot.triggered_at
-        assert shot.extra["gphoto2"]["camera_file"].upper().endswith(".JPG")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.jpg", "1.jpg"]
-
-
-def test_gphoto2_wrong_port_and_busy_camera(virtual_camera, tmp_path):
-    gp = virtual_camera
-    with pytest.raises(AcquisitionError, match="no camera on gphoto2 port"):
-        Gphoto2Camera("usb:009,099")
-    camera = Gphoto2Camera(busy_retries=2, busy_wait_s=0.01)
-    real = camera._camera
-    calls = []
-
-    class Busy:  # the body keeps answering -110, as when pictures were left undownloaded
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def capture(self, kind):
-            calls.append(kind)
-            raise gp.GPhoto2Error(-110)
-
-    camera._camera = Busy()
-    with pytest.raises(AcquisitionError, match="camera is busy") as info:
-        camera.capture(tmp_path / "x.jpg", flash="off")
-    assert len(calls) == 3 and "switch the camera off and on" in str(info.value)
-    camera._camera = real
-    camera.close()
-    assert not (tmp_path / "x.jpg").exists()
-
-
-def test_gphoto2_error_messages_are_actionable():
-    from acquisition.cameras import gphoto2_error
-
-    class Fake(Exception):
-        def __init__(self, code):
-            self.code = code
-
-    assert "close the desktop photo importer" in str(gphoto2_error(Fake(-53), "connecting"))
-    assert "cable" in str(gphoto2_error(Fake(-7), "taking a picture"))
-    assert "-999" not in str(gphoto2_error(Fake(-110), "x")) and "busy" in str(gphoto2_error(Fake(-110), "x"))
-
-
-def test_session_with_gphoto2_virtual_camera(virtual_camera, tmp_path):
-    class Lamps(LampController):
-        def _set(self, on, level):
-            pass
-
-    with Gphoto2Camera() as camera:
-        result = capture_session(tmp_path / "raw", "S001", Lamps(), camera, poses=2,
-                                 config=SessionConfig(lamp_settle_ms=0, dark_wait_ms=0))
-    assert result.complete == ("p01", "p02")
-    meta = json.loads((tmp_path / "raw/S001/p01/meta.json").read_text())
-    assert meta["camera"]["backend"] == "gphoto2"
-    assert any("no EXIF Flash tag" in w for w in meta["warnings"])  # unverifiable, so said, not hidden
 
 
 # -- adb -----------------------------------------------------------------------------------------------------
@@ -220,3 +142,93 @@ def test_session_with_phone_checks_the_auto_flash(phone, tmp_path):
     assert "--dark-wait-ms" in str(info.value)
     assert discover_pairs(tmp_path / "raw").problems == []
     assert not (tmp_path / "raw/S013/p01").exists()
+
+
+# -- where and how phones save: an SD card, a folder set in the rig, HEIC, RAW + JPEG ---------------------
+
+
+def _configure(phone: Path, **config) -> None:
+    (phone / "config.json").write_text(json.dumps({"latency_s": 0.15, **config}))
+
+
+def test_a_phone_saving_to_its_sd_card_is_found_and_named(phone, tmp_path):
+    sd = "/storage/1234-ABCD/DCIM/Camera"
+    for folder in ("storage/emulated/0", "storage/self/primary", "storage/1234-ABCD/DCIM/Camera",
+                   "sdcard/DCIM/Screenshots"):
+        (phone / "phone" / folder).mkdir(parents=True)
+    _configure(phone, save_to=sd)
+    lamps = FileLamps(phone)
+    with AdbCamera(poll_s=0.02) as camera:
+        assert set(camera.folders) == {"/sdcard/DCIM/Camera", sd}  # every DCIM camera folder, not Screenshots
+        result = capture_session(tmp_path / "raw", "S001", lamps, camera, poses=1,
+                                 config=SessionConfig(lamp_settle_ms=0, dark_wait_ms=0))
+        assert camera.info().settings["picture_folder"] == sd
+    assert result.complete == ("p01",)
+    meta = json.loads((tmp_path / "raw/S001/p01/meta.json").read_text())
+    assert meta["shots"]["flash"]["extra"]["adb"]["phone_file"].startswith(sd + "/IMG_")
+    assert meta["shots"]["flash"]["flash_fired"] is True
+    assert list((phone / "phone" / sd.lstrip("/")).iterdir()) == []  # verified, then deleted on the SD card
+
+
+def test_the_rig_sets_the_phone_folder(phone, tmp_path):
+    folder = "/sdcard/DCIM/100ANDRO"
+    (phone / "phone" / folder.lstrip("/")).mkdir(parents=True)
+    _configure(phone, save_to=folder)
+    with AdbCamera(folder=folder, poll_s=0.02) as camera:
+        assert camera.folders == [folder]
+        shot = camera.capture(tmp_path / "studio.jpg", flash="off")
+    assert shot.extra["adb"]["phone_file"].startswith(folder + "/")
+    with pytest.raises(AcquisitionError, match="cannot list /sdcard/DCIM/Nope") as info:
+        AdbCamera(folder="/sdcard/DCIM/Nope")
+    assert "adb_folder" in str(info.value)
+    # from a rig file through the CLI
+    rig = tmp_path / "rig.toml"
+    rig.write_text(f'lamps = "manual"\ncamera = "adb"\nadb_folder = "{folder}"\n')
+    run = CliRunner().invoke(main, ["capture", "check", "--rig", str(rig), "--blinks", "1", "--lamp-settle-ms", "0"],
+                             input="\n" * 6)
+    assert run.exit_code == 0, run.output
+    assert f"picture folder: {folder}" in run.output and "JPEG" in run.output
+
+
+def test_a_phone_saving_heic_is_named_with_the_setting_to_change(phone, tmp_path, astronaut):
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from PIL import Image
+
+    for name, fired in (("flash.heic", True), ("noflash.heic", False)):
+        exif = make_exif(make="Google", model="Pixel 8", flash_fired=fired, flash_mode="auto")
+        pillow_heif.from_pillow(Image.fromarray(astronaut[:320, :240])).save(phone / "lens" / name, exif=exif)
+    _configure(phone, formats=["heic"])
+    from acquisition.imageio import IMAGE_EXTENSIONS
+
+    with AdbCamera(poll_s=0.02, format_grace_s=0.2) as camera:
+        if ".heic" in IMAGE_EXTENSIONS:  # the image reader decodes HEIC: the phone's bytes are the shot
+            shot = camera.capture(tmp_path / "flash.jpg", flash="on")
+            assert shot.path == tmp_path / "flash.heic" and shot.flash_fired is True
+            assert read_image(shot.path).shape == (320, 240, 3)
+            return
+        start = time.monotonic()
+        with pytest.raises(AcquisitionError, match=r"the phone saves HEIC pictures \(IMG_\d+_\d+\.heic in "
+                                                   r"/sdcard/DCIM/Camera\)") as info:
+            camera.capture(tmp_path / "flash.jpg", flash="on")
+        assert time.monotonic() - start < 5  # said at once, not after the 10 s "no new picture"
+    assert "Most compatible" in str(info.value) and "JPEG" in str(info.value)
+    assert not list(tmp_path.glob("flash.*"))
+    assert len(list((phone / "phone/sdcard/DCIM/Camera").iterdir())) == 1  # the picture stays on the phone
+
+
+def test_a_phone_in_raw_plus_jpeg_mode_gives_the_jpeg(phone, tmp_path):
+    from PIL import Image
+
+    for name in ("flash.dng", "noflash.dng"):
+        Image.new("RGB", (160, 120)).save(phone / "lens" / name, format="TIFF")
+    _configure(phone, formats=["dng", "jpg"])
+    with AdbCamera(poll_s=0.02) as camera:
+        first = camera.capture(tmp_path / "studio.jpg", flash="off")
+        second = camera.capture(tmp_path / "flash.jpg", flash="on")
+    assert first.path.name == "studio.jpg" and read_image(first.path).shape == (320, 240, 3)
+    assert second.extra["adb"]["phone_file"].endswith(".jpg") and second.extra["adb"]["format"] == "JPG"
+    _configure(phone, formats=["dng"])
+    with AdbCamera(poll_s=0.02, format_grace_s=0.2) as camera, \
+            pytest.raises(AcquisitionError, match=r"saved a RAW picture \(IMG_\d+_\d+\.dng") as info:
+        camera.capture(tmp_path / "x.jpg", flash="off")
+    assert "RAW mode off" in str(info.value)
