@@ -36,6 +36,9 @@ class LampController(abc.ABC):
     """Switches all studio lamps together. Use as a context manager: leaving switches them off."""
 
     name: str = "lamps"
+    #: Whether the lamps keep the last commanded state once the program has exited. False for a controller
+    #: the computer must keep refreshing (an Open DMX USB adapter has no processor: prep sends every packet).
+    holds_state_after_exit: bool = True
 
     def __init__(self) -> None:
         self._state = LampState()

@@ -665,6 +665,10 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     if resume:
         _reconcile_manifest(root, subject)
     session = _Session(root, subject, lamps, camera, config, on_event)
+    if config.lamps_after == "on" and not getattr(lamps, "holds_state_after_exit", True):
+        session.emit("warning", None, f"lamps after the session: on, but the {lamps.name} lamps stay lit only while "
+                     "prep runs (the computer keeps refreshing them); they go dark (or hold, as the fixtures are "
+                     "set) when it exits: keep prep running, or use an Enttec DMX USB Pro or a relay board")
     started = time.time()
     state = _session_json(session, poses, resume, started)
     write_json_atomic(subject_dir / SESSION_NAME, state)

@@ -172,3 +172,45 @@ def test_open_dmx_line_sequence_is_break_mark_then_a_full_packet(tmp_path):
         assert events[i:i + 3] == ["active", "inactive", 513]
     # on the wire 513 slots at 250 kbaud take ~23 ms: the thread keeps that pace even on a fast link
     assert len(events) // 3 <= 10
+
+
+def test_open_dmx_adapter_whose_driver_cannot_send_a_break_is_refused_at_open():
+    # The adapter's driver answers EOPNOTSUPP to the break request (pyserial's break_condition -> TIOCSBRK).
+    with OpenDmxEmulator(driver_sends_break=False) as line:
+        with pytest.raises(AcquisitionError, match="cannot send a DMX break") as info:
+            open_lamps(f"opendmx:{line.url}")
+        text = str(info.value)
+        assert "Operation not supported" in text and line.url in text
+        assert "FTDI" in text and "--lamps enttec:PORT" in text and "unplugged" not in text
+        assert line.packets == 0
+    # a driver that loses the break later (mid-session) is named the same way, not as an unplugged adapter
+    with OpenDmxEmulator() as line:
+        lamps = OpenDmx(line.port, command_timeout_s=0.5)
+        try:
+            import errno
+
+            lamps._failure = OSError(errno.EOPNOTSUPP, "Operation not supported")
+            with pytest.raises(AcquisitionError, match="cannot send a DMX break"):
+                lamps.on()
+        finally:
+            lamps.close()
+
+
+def test_open_dmx_says_its_lamps_go_dark_when_prep_exits(tmp_path):
+    from acquisition.cameras import open_camera
+    from acquisition.session import SessionConfig, capture_session
+
+    events = []
+    with OpenDmxEmulator() as line, OpenDmx(line.port) as lamps:
+        assert lamps.holds_state_after_exit is False
+        camera = open_camera("sim", lamps=lamps, size=(64, 64))
+        config = SessionConfig(lamp_settle_ms=0, dark_wait_ms=0, lamps_after="on")
+        capture_session(tmp_path, "S001", lamps, camera, poses=1, config=config, on_event=events.append)
+        assert _wait_for(lambda: line.levels([1]) == [255])
+    warnings = [e.message for e in events if e.kind == "warning"]
+    assert any("stay lit only while prep runs" in w and "Enttec" in w for w in warnings), warnings
+    with EnttecEmulator() as widget, EnttecDmxPro(widget.port) as lamps:  # the widget repeats on its own: no warning
+        events.clear()
+        capture_session(tmp_path, "S002", lamps, open_camera("sim", lamps=lamps, size=(64, 64)), poses=1,
+                        config=config, on_event=events.append)
+    assert not [e for e in events if e.kind == "warning" and "stay lit" in e.message]

@@ -5,11 +5,17 @@ least 88 us), a mark after break (at least 8 us), then the start code 0x00 and t
 switch off or hold when packets stop, so a background thread sends the current universe continuously (about
 40 packets a second for 512 channels). A command returns once a packet carrying it has gone out completely,
 so the session's settle time counts from light, not from a queued buffer.
+
+The break is a request to the serial driver, and not every USB-serial chip's driver can make one (an "Open
+DMX" cable built on such a chip answers EOPNOTSUPP): the first packet is sent when the adapter is opened, so
+that shows at once with what to use instead, not as a lost adapter mid-session. The lamps stay lit only while
+prep runs (:attr:`OpenDmx.holds_state_after_exit` is False).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +33,24 @@ __all__ = ["OpenDmx"]
 _DEVICE: Final = "Open DMX USB adapter"
 BREAK_S: Final = 0.000176  # twice the DMX minimum of 88 us; the OS rounds it up anyway
 MARK_S: Final = 0.000012
+#: What a serial driver answers when it cannot set a break condition.
+_NO_BREAK_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOTTY,
+                                     errno.EINVAL, errno.ENOSYS})
+
+
+def _cannot_break(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) in _NO_BREAK_ERRNOS or "not supported" in str(exc).lower()
+
+
+def _no_break_error(port: str, exc: BaseException) -> AcquisitionError:
+    why = getattr(exc, "strerror", None) or str(exc)
+    message = f"the {_DEVICE} cannot send a DMX break: its serial driver answers {why!r}"
+    hint = ("DMX needs a break before every packet; an FTDI-based Open DMX USB (Linux driver ftdi_sio) sends one, "
+            "most CH340, PL2303 and CP210x USB-serial cables cannot: use an FTDI adapter, or an Enttec DMX USB Pro "
+            "(--lamps enttec:PORT), which makes the DMX signal itself")
+    if "://" in port:  # a URL is no file path: name it in the message
+        return AcquisitionError(f"{message} (port {port})", hint=hint)
+    return AcquisitionError(message, path=port, hint=hint)
 
 
 class OpenDmx(LampController):
@@ -45,6 +69,7 @@ class OpenDmx(LampController):
     """
 
     name = "opendmx"
+    holds_state_after_exit = False  # the line goes quiet when prep stops sending
 
     def __init__(self, port: str, *, channels: Sequence[int] = (1, 2, 3, 4), slots: int = 512,
                  command_timeout_s: float = 1.0) -> None:
@@ -58,9 +83,20 @@ class OpenDmx(LampController):
         self._serial = open_serial(port, device=_DEVICE, baudrate=250000, stopbits=serial.STOPBITS_TWO)
         self._universe = bytearray(slots)
         self._lock = threading.Condition()
-        self._packets = 0
         self._failure: BaseException | None = None
         self._stop = threading.Event()
+        # The first packet (all off) goes out now: a driver that cannot make a break is named at once, not
+        # later as a lost adapter.
+        try:
+            self._send_packet(bytes(self._universe))
+        except (serial.SerialException, OSError) as exc:
+            with contextlib.suppress(Exception):
+                self._serial.close()
+            if _cannot_break(exc):
+                raise _no_break_error(port, exc) from exc
+            with port_errors(port, _DEVICE, "sending the first DMX packet"):
+                raise
+        self._packets = 1
         self._thread = threading.Thread(target=self._refresh, name=f"opendmx-{port}", daemon=True)
         self._thread.start()
 
@@ -95,6 +131,8 @@ class OpenDmx(LampController):
                 self._lock.notify_all()
 
     def _raise_failure(self) -> None:
+        if _cannot_break(self._failure):  # type: ignore[arg-type]
+            raise _no_break_error(self.port, self._failure) from self._failure  # type: ignore[arg-type]
         with port_errors(self.port, _DEVICE, "refreshing the DMX line"):
             raise self._failure  # type: ignore[misc]
 

@@ -180,19 +180,33 @@ class RelayEmulator(PtyDevice):
             self.received.append(message)
 
 
+def register_drivers() -> None:
+    """Make the faulty host drivers of :mod:`fakes.serial_drivers` available as pyserial URLs."""
+    import serial
+
+    if "fakes.serial_drivers" not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append("fakes.serial_drivers")
+
+
 class OpenDmxEmulator(PtyDevice):
     """The receiving end of an Open DMX USB line: counts 513-byte packets (start code + 512 channels).
 
     A pseudo-terminal carries no break condition, so packets are delimited by their length; each must start
-    with the 0x00 start code.
+    with the 0x00 start code. ``driver_sends_break=False`` plays an adapter whose driver cannot send a break
+    (EOPNOTSUPP from the break call): open :attr:`url`, not :attr:`port`.
     """
 
     PACKET = 513
 
-    def __init__(self) -> None:
+    def __init__(self, *, driver_sends_break: bool = True) -> None:
         self.universe = bytes(512)
         self.packets = 0
         super().__init__()
+        if driver_sends_break:
+            self.url = self.port
+        else:
+            register_drivers()
+            self.url = f"nobreak://{self.port}"
 
     def feed(self, now: float) -> None:
         buf = self._buffer
