@@ -41,11 +41,13 @@ def _interactive() -> bool:
 
 def _manual_prompt(message: str) -> None:
     from .errors import AcquisitionError
+    from .interrupts import raise_if_interrupted
 
     try:
         click.prompt(click.style(message, bold=True), default="", show_default=False, prompt_suffix=" ",
                      err=True)
-    except click.Abort:  # Ctrl-C or the end of standard input
+    except click.Abort:  # Ctrl-C, kill, a closed terminal (click turns them into Abort), or standard input ended
+        raise_if_interrupted()  # a signal stays the interruption it was (exit 128+N, "interrupted" recorded)
         raise AcquisitionError("manual lamps: no answer from the operator (Ctrl-C, or standard input closed)",
                                hint="run prep capture at a terminal, or use a lamp controller (--lamps)") from None
 
@@ -62,7 +64,10 @@ def _ask(prompt: Any) -> str:
     while True:
         try:
             answer = click.prompt(text, default="", show_default=False, err=True).strip().lower()
-        except click.Abort:  # Ctrl-C at the prompt: the same clean stop as Ctrl-C during a pose
+        except click.Abort:  # Ctrl-C or kill at the prompt: the same clean stop as during a pose
+            from .interrupts import raise_if_interrupted
+
+            raise_if_interrupted()
             raise KeyboardInterrupt from None
         action = {"": "next", "r": "retake", "s": "skip", "q": "quit"}.get(answer[:1])
         if action == "retake" and prompt.last_pose is None:

@@ -728,11 +728,15 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     except PrepError as exc:
         status = f"failed: {exc}"
         raise
-    except KeyboardInterrupt:
-        status = "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as exc:
+        name = getattr(exc, "signal_name", "SIGINT")
+        status = f"interrupted ({'Ctrl-C' if name == 'SIGINT' else name})"
         raise
     finally:
-        problem = session.safe_state()
+        try:
+            problem = session.safe_state()
+        except KeyboardInterrupt:  # a second Ctrl-C or signal while the lamps were being switched
+            problem = f"interrupted again while switching the lamps {config.lamps_after}"
         if problem is not None:
             session.emit("warning", None, problem)
         state["runs"][-1].update({"finished": _iso(time.time()), "status": status,

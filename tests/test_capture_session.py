@@ -7,6 +7,10 @@ import csv
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -397,3 +401,70 @@ def test_ctrl_c_between_the_renames_of_a_retake_keeps_the_complete_pose(rig, tmp
     capture_session(tmp_path, "S007", lamps, camera, poses=1, config=FAST, resume=True)
     assert (tmp_path / "S007" / "p01" / "flash.jpg").read_bytes() == original
     assert _assert_consistent(tmp_path) == ["S007/p01"]
+
+
+# -- kill and a closed terminal: the same safe state and record as Ctrl-C ------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "lamps_after", "expected"), [(signal.SIGTERM, "off", [0] * 4),
+                                                                 (signal.SIGHUP, "on", [200] * 4)])
+def test_a_signal_to_prep_capture_leaves_the_lamps_safe_and_records_it(tmp_path, signum, lamps_after, expected):
+    """A real signal to a real ``prep capture`` process while the lamps are lit (Enttec widget on a pty)."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    with EnttecEmulator() as widget:
+        command = [sys.executable, "-c", "from acquisition.prep import main; main(prog_name='prep')",
+                   "capture", "--subject", "S001", "--poses", "40", "--out", str(tmp_path),
+                   "--lamps", f"enttec:{widget.port}", "--camera", "sim", "--size", "64x64", "--dmx-level", "200",
+                   "--lamp-settle-ms", "400", "--dark-wait-ms", "50", "--lamps-after", lamps_after]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while widget.levels([1, 2, 3, 4]) != [200] * 4 and time.monotonic() < deadline:  # lit: settling
+                time.sleep(0.01)
+            assert process.poll() is None and widget.levels([1, 2, 3, 4]) == [200] * 4
+            process.send_signal(signum)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 128 + signum, stderr
+        name = signal.Signals(signum).name
+        assert f"Interrupted ({name})" in stderr and "Traceback" not in stderr
+        assert widget.messages("dmx")[-1].data[1:5] == bytes(expected)  # the last frame the lamps received
+        assert widget.levels([1, 2, 3, 4]) == expected
+    run = json.loads((tmp_path / "S001" / "session.json").read_text())["runs"][-1]
+    assert run["status"] == f"interrupted ({name})" and run["finished"] is not None
+    _assert_consistent(tmp_path)
+    assert [p.name for p in (tmp_path / "S001").iterdir() if p.name.startswith(".")] == []
+
+
+def test_kill_while_manual_lamps_wait_for_the_operator_is_an_interruption(tmp_path, monkeypatch):
+    """click turns a signal inside a prompt into Abort; it must stay the interruption it was (exit 143)."""
+    import io
+
+    class Terminal(io.RawIOBase):
+        """Standard input: ``kill`` arrives while the first prompt waits; Enter answers the next ones."""
+
+        reads = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            if len(buffer) == 0:  # click probes the stream with read(0)
+                return 0
+            self.reads += 1
+            if self.reads == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            buffer[:1] = b"\n"
+            return 1
+
+    result = _run(["capture", "--subject", "M01", "--poses", "2", "--lamps", "manual", "--camera", "sim",
+                   "--size", "64x64", "--out", str(tmp_path)], input=Terminal())
+    assert result.exit_code == 143, result.output
+    assert "Interrupted (SIGTERM)" in result.output
+    assert "Switch the studio lamps OFF" in result.output  # the safe state is still asked for
+    run = json.loads((tmp_path / "M01" / "session.json").read_text())["runs"][-1]
+    assert run["status"] == "interrupted (SIGTERM)"
