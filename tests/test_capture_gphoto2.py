@@ -203,7 +203,7 @@ def test_late_second_file_lands_beside_its_own_shot(gp, monkeypatch, tmp_path):
         result = capture_session(tmp_path / "raw", "S001", Lamps(), camera, poses=3, config=FAST)
     assert result.complete == ("p01", "p02", "p03")
     files = _visible_pose_files(tmp_path / "raw")
-    for pose in ("S001/p01", "S001/p02"):
+    for pose in ("S001/p01", "S001/p02", "S001/p03"):  # p03's flash RAW is fetched when the camera closes
         meta = json.loads((tmp_path / "raw" / pose / "meta.json").read_text())
         for role in ("studio", "flash"):
             stem = Path(meta["shots"][role]["extra"]["gphoto2"]["camera_file"]).stem

@@ -92,6 +92,8 @@ _JPEG_MAGIC: Final = b"\xff\xd8\xff"
 _RAW_WORDS: Final = ("raw", "nef", "cr2", "cr3", "arw", "dng", "raf", "orf", "rw2", "pef", "srw")
 _JPEG_WORDS: Final = ("jpeg", "jpg", "fine", "normal", "basic", "standard", "large", "medium", "small")
 _SET_JPEG: Final = "set the camera's image format to JPEG"
+#: How long gphoto2's command-line tool waits for a shot's second file; the least we wait before letting go.
+_SECOND_FILE_MS: Final = 3000
 
 #: What a camera's image format setting makes it write per shot.
 ImageFormat = Literal["jpeg", "raw+jpeg", "raw", "heif", "unknown"]
@@ -189,7 +191,7 @@ class Gphoto2Camera(Camera):
     """
 
     def __init__(self, port: str | None = None, *, event_timeout_ms: int = 30, busy_timeout_ms: float = 5000.0,
-                 busy_poll_ms: float = 100.0, second_file_timeout_ms: float = 3000.0,
+                 busy_poll_ms: float = 100.0, second_file_timeout_ms: float = _SECOND_FILE_MS,
                  delete_from_camera: bool = False) -> None:
         if busy_timeout_ms < 0 or busy_poll_ms <= 0 or second_file_timeout_ms < 0:
             raise ValueError("busy_timeout_ms and second_file_timeout_ms must be >= 0, busy_poll_ms > 0")
@@ -586,5 +588,12 @@ class Gphoto2Camera(Camera):
                 self._delete(files)
 
     def close(self) -> None:
-        """Release the USB connection."""
+        """Fetch what the camera still announces for the last shot (a RAW that came late), then let it go."""
+        if self._camera is not None and self._last is not None:
+            missing = len(self._last["files"]) < self._files_per_shot and self._last["path"].is_file()
+            wait_ms = max(int(self.second_file_timeout_ms), _SECOND_FILE_MS) if missing else 0
+            try:
+                self._drain(self._late_file, timeout_ms=wait_ms)
+            except (AcquisitionError, OSError) as exc:  # closing must not hide the error that ended the session
+                log.warning("while closing the camera: %s", exc)
         self._disconnect()
