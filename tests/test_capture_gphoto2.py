@@ -177,16 +177,14 @@ def test_raw_plus_jpeg_whose_jpeg_never_comes_stores_no_preview(gp, monkeypatch,
     assert not (tmp_path / "studio.jpg").exists()  # the RAW's preview is never stored as the shot
 
 
-def test_a_preview_sized_jpeg_is_refused(tmp_path, monkeypatch):
-    pytest.importorskip("gphoto2")
-    folder = tmp_path / "vcamera"
-    folder.mkdir()
-    write_image(folder / "thumb.jpg", np.full((120, 160, 3), 128, np.uint8))  # the image size setting is 640x480
-    use_virtual_camera(monkeypatch, folder)
-    with Gphoto2Camera() as camera, pytest.raises(AcquisitionError, match="160x120, far smaller") as info:
+def test_a_preview_sized_jpeg_is_refused(gp, monkeypatch, tmp_path):
+    # A body set to 6000x4000 that sends a 480x640 JPEG: what a RAW's embedded preview looks like.
+    body = _body(gp, monkeypatch, image_size="6000x4000")
+    with Gphoto2Camera() as camera, pytest.raises(AcquisitionError, match="480x640, far smaller") as info:
         camera.capture(tmp_path / "studio.jpg", flash="off")
-    assert "640x480" in str(info.value) and "a preview, not the shot" in str(info.value)
+    assert "image size setting 6000x4000" in str(info.value) and "a preview, not the shot" in str(info.value)
     assert not (tmp_path / "studio.jpg").exists()
+    assert "get_single_config imagesize" in body.calls  # read afresh before refusing
 
 
 # -- 2. a second file announced late, the body busy until it is downloaded -----------------------------------

@@ -9,6 +9,8 @@ photo-booth bug reports; every call still goes to the real library, and the faul
   is a 160x120 preview, as in real NEFs) and the JPEG arrives ``second_file_delay_s`` later as a
   ``GP_EVENT_FILE_ADDED`` (``raw_first=False``: the JPEG first and the RAW later); ``"RAW"``: the RAW only;
   ``reports_format=False``: a body without an ``imageformat`` setting libgphoto2 knows;
+- ``image_size="6000x4000"``: the body's ``imagesize`` setting (the virtual camera says 640x480), so what it
+  sends is far smaller than its setting, as a RAW's embedded preview is;
 - ``busy_until_downloaded``: ``capture()`` answers -110 while a file the body announced (or will announce) has
   not been downloaded;
 - ``busy_after_shot_s``: -110 for that long after each capture (a slow card);
@@ -23,6 +25,10 @@ photo-booth bug reports; every call still goes to the real library, and the faul
 
 :meth:`Body.install` replaces ``gphoto2.Camera`` (pytest's ``monkeypatch``) with a class whose instances are
 connections to this body, so the code under test opens it exactly as it opens a real one.
+
+The virtual camera reads ``VCAMERADIR`` once per process, when no earlier virtual camera is still alive
+(libgphoto2 keeps its file tree in a static list): tests that share a process must serve the same picture, or
+depend only on its kind (all ours serve one 480x640 JPEG).
 """
 
 from __future__ import annotations
@@ -104,6 +110,7 @@ class Body:
     gp: Any
     image_format: str | None = None
     reports_format: bool = True
+    image_size: str | None = None
     raw_first: bool = True
     second_file_delay_s: float = 0.4
     busy_until_downloaded: bool = True
@@ -188,6 +195,8 @@ class _Connection:
         self._generation = body.generation
         if body.image_format is not None and body.reports_format:
             self._extra["imageformat"] = _Setting("imageformat", body.image_format, list(FORMAT_CHOICES))
+        if body.image_size is not None:
+            self._extra["imagesize"] = _Setting("imagesize", body.image_size, [body.image_size])
         if body.light is not None:
             self._extra["focusmode"] = _Setting("focusmode", body.focus_mode, list(FOCUS_CHOICES))
 
