@@ -190,7 +190,7 @@ def test_the_rig_sets_the_phone_folder(phone, tmp_path):
     assert f"picture folder: {folder}" in run.output and "JPEG" in run.output
 
 
-def test_a_phone_saving_heic_is_named_with_the_setting_to_change(phone, tmp_path, astronaut):
+def test_a_phone_saving_heic_keeps_its_bytes_as_flash_heic(phone, tmp_path, astronaut):
     pillow_heif = pytest.importorskip("pillow_heif")
     from PIL import Image
 
@@ -198,22 +198,18 @@ def test_a_phone_saving_heic_is_named_with_the_setting_to_change(phone, tmp_path
         exif = make_exif(make="Google", model="Pixel 8", flash_fired=fired, flash_mode="auto")
         pillow_heif.from_pillow(Image.fromarray(astronaut[:320, :240])).save(phone / "lens" / name, exif=exif)
     _configure(phone, formats=["heic"])
-    from acquisition.imageio import IMAGE_EXTENSIONS
-
-    with AdbCamera(poll_s=0.02, format_grace_s=0.2) as camera:
-        if ".heic" in IMAGE_EXTENSIONS:  # the image reader decodes HEIC: the phone's bytes are the shot
-            shot = camera.capture(tmp_path / "flash.jpg", flash="on")
-            assert shot.path == tmp_path / "flash.heic" and shot.flash_fired is True
-            assert read_image(shot.path).shape == (320, 240, 3)
-            return
-        start = time.monotonic()
-        with pytest.raises(AcquisitionError, match=r"the phone saves HEIC pictures \(IMG_\d+_\d+\.heic in "
-                                                   r"/sdcard/DCIM/Camera\)") as info:
-            camera.capture(tmp_path / "flash.jpg", flash="on")
-        assert time.monotonic() - start < 5  # said at once, not after the 10 s "no new picture"
-    assert "Most compatible" in str(info.value) and "JPEG" in str(info.value)
-    assert not list(tmp_path.glob("flash.*"))
-    assert len(list((phone / "phone/sdcard/DCIM/Camera").iterdir())) == 1  # the picture stays on the phone
+    with AdbCamera(poll_s=0.02) as camera:
+        result = capture_session(tmp_path / "raw", "S001", FileLamps(phone), camera, poses=1,
+                                 config=SessionConfig(lamp_settle_ms=0, dark_wait_ms=0))
+    assert result.complete == ("p01",)
+    pose = tmp_path / "raw/S001/p01"
+    assert sorted(p.name for p in pose.iterdir()) == ["flash.heic", "meta.json", "studio.heic"]
+    assert (pose / "flash.heic").read_bytes() == (phone / "lens/flash.heic").read_bytes()  # the phone's bytes
+    meta = json.loads((pose / "meta.json").read_text())
+    assert meta["shots"]["flash"]["flash_fired"] is True and meta["shots"]["studio"]["flash_fired"] is False
+    assert meta["shots"]["flash"]["extra"]["adb"]["format"] == "HEIC"
+    assert [p.key for p in discover_pairs(tmp_path / "raw").pairs] == ["S001/p01"]
+    assert read_image(pose / "flash.heic").shape == (320, 240, 3)
 
 
 def test_a_phone_in_raw_plus_jpeg_mode_gives_the_jpeg(phone, tmp_path):
@@ -227,8 +223,12 @@ def test_a_phone_in_raw_plus_jpeg_mode_gives_the_jpeg(phone, tmp_path):
         second = camera.capture(tmp_path / "flash.jpg", flash="on")
     assert first.path.name == "studio.jpg" and read_image(first.path).shape == (320, 240, 3)
     assert second.extra["adb"]["phone_file"].endswith(".jpg") and second.extra["adb"]["format"] == "JPG"
-    _configure(phone, formats=["dng"])
-    with AdbCamera(poll_s=0.02, format_grace_s=0.2) as camera, \
-            pytest.raises(AcquisitionError, match=r"saved a RAW picture \(IMG_\d+_\d+\.dng") as info:
-        camera.capture(tmp_path / "x.jpg", flash="off")
-    assert "RAW mode off" in str(info.value)
+    _configure(phone, formats=["dng"])  # RAW only: named at once, not "no new picture" after 10 s
+    with AdbCamera(poll_s=0.02, format_grace_s=0.2) as camera:
+        start = time.monotonic()
+        with pytest.raises(AcquisitionError, match=r"saved a RAW picture \(IMG_\d+_\d+\.dng in "
+                                                   r"/sdcard/DCIM/Camera\) and no JPEG") as info:
+            camera.capture(tmp_path / "x.jpg", flash="off")
+        assert time.monotonic() - start < 5
+    assert "RAW mode off" in str(info.value) and not list(tmp_path.glob("x.*"))
+    assert any(p.suffix == ".dng" for p in (phone / "phone/sdcard/DCIM/Camera").iterdir())  # left on the phone

@@ -9,8 +9,9 @@ off; the EXIF ``Flash`` tag of every shot says whether it did, and the session c
 Camera apps save to different places (``DCIM/Camera`` in internal storage, ``DCIM/100ANDRO``, an SD card's
 ``/storage/XXXX-XXXX/DCIM/...``) and in different formats (JPEG, HEIC when "high efficiency" is on, DNG in
 RAW mode). Unless a folder is given, every DCIM folder of every storage is watched, and the new file is taken
-wherever it appears; a picture in a format the image reader cannot read is named, with the setting to change.
-The phone's bytes are kept as they are: a HEIC shot is stored as ``flash.heic`` once the reader decodes HEIC.
+wherever it appears. The phone's bytes are kept as they are: a HEIC shot is stored as ``flash.heic`` (the
+image reader decodes it, :data:`acquisition.imageio.IMAGE_EXTENSIONS`); a picture in a format it cannot read
+(a DNG alone) is named, with the setting to change.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ KEYCODE_WAKEUP: Final = 224
 #: What camera apps save stills as; whether prep can use one is :data:`acquisition.imageio.IMAGE_EXTENSIONS`.
 _PICTURE_SUFFIXES: Final = (".jpg", ".jpeg", ".heic", ".heif", ".hif", ".dng", ".png", ".webp", ".avif")
 _JPEG_SUFFIXES: Final = (".jpg", ".jpeg")
-_HEIF_SUFFIXES: Final = (".heic", ".heif", ".hif")
 #: DCIM folders that are not the camera's.
 _NOT_CAMERA_FOLDERS: Final = ("screenshots", "screen recordings", "screenrecorder")
 _DEFAULT_FOLDER: Final = "/sdcard/DCIM/Camera"
@@ -101,7 +101,7 @@ class AdbCamera(Camera):
         screen may have dimmed or the app been paused); the two shots of a pose come sooner, so the flash shot
         is never delayed by it.
     format_grace_s : float
-        How long a finished picture in a format prep cannot read (HEIC, DNG) waits for a JPEG companion before
+        How long a finished picture in a format prep cannot read (a DNG) waits for a JPEG companion before
         the shot is refused.
     """
 
@@ -274,12 +274,6 @@ class AdbCamera(Camera):
         """What to say about a new picture in a format prep cannot read, naming it and the setting to change."""
         remote = remotes[0]
         name, folder, suffix = posixpath.basename(remote), posixpath.dirname(remote), posixpath.splitext(remote)[1]
-        if suffix.lower() in _HEIF_SUFFIXES:
-            return AcquisitionError(f"the phone saves HEIC pictures ({name} in {folder}), which prep cannot read",
-                                    path=self.serial,
-                                    hint="switch the camera app to JPEG: in its settings choose the picture format "
-                                         "'Most compatible' / JPEG, or turn off 'High efficiency pictures' (HEIF); "
-                                         "the picture stays on the phone")
         if suffix.lower() == ".dng":
             return AcquisitionError(f"the phone saved a RAW picture ({name} in {folder}) and no JPEG",
                                     path=self.serial,
