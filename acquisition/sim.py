@@ -17,8 +17,10 @@ on            fires       both lights: overexposed
 
 So a wrong sequence shows in the pictures instead of passing silently. Flash ``"auto"`` fires only when the
 lamps are off, as a phone's does. Shots with flash show the subject in its reference pose; shots without flash
-get a small random pose motion (a person holding still for 0.4 s), returned in ``Shot.extra`` as the
-registration's ground truth.
+show a small random pose (a person holding still for 0.4 s): by default the phone stands on a tripod and the
+subject moves in front of a background that stays put, with a slight head turn, and now and then a blink
+(:class:`StudioConfig` ``motion``, ``backdrop``, ``blink_probability``). The studio shot's ``Shot.extra``
+records it all, with the registration's ground truth.
 
 Examples
 --------
@@ -46,7 +48,9 @@ from ._studio._render import (
     PoseMotion,
     RenderedPair,
     RenderedShot,
+    StudioPose,
     lighting_of,
+    pose_seed,
     render_pair,
     render_shot,
 )
@@ -56,8 +60,8 @@ from .exif import make_exif
 from .imageio import apply_orientation, write_image
 
 __all__ = ["DEFAULT_SIZE", "Lighting", "Portrait", "PoseMotion", "RenderedPair", "RenderedShot", "SimulatedCamera",
-           "SimulatedLamps", "StudioConfig", "default_portraits", "lighting_of", "load_portraits", "render_pair",
-           "render_shot"]
+           "SimulatedLamps", "StudioConfig", "StudioPose", "default_portraits", "lighting_of", "load_portraits",
+           "pose_seed", "render_pair", "render_shot"]
 
 SIM_MAKE: Final = "DeepFlash"
 SIM_MODEL: Final = "Virtual Studio"
@@ -102,8 +106,9 @@ class SimulatedCamera(Camera):
     size : (int, int)
         Output (width, height); default 3120 x 4160, the paper's Nexus 6 in portrait.
     seed : int
-        Shot ``i`` draws all its randomness (pose motion, lighting jitter, noise) from
-        ``numpy.random.default_rng([seed, i])``: the same seed and shot index give the same file bytes.
+        Shot ``i`` draws its lighting jitter and noise from ``numpy.random.default_rng([seed, i])`` and its pose
+        (motion, head turn, blink) from :func:`pose_seed` ``(seed, i)``, shared by shots ``2k`` and ``2k + 1``
+        (a pose's two shots, in either order): the same seed and shot index give the same file bytes.
     config : StudioConfig, optional
         Every strength of the rendering.
     orientation : int
@@ -167,9 +172,14 @@ class SimulatedCamera(Camera):
         Shot
             ``flash_fired`` says whether the flash fired; ``extra`` holds ``simulated``, ``portrait``,
             ``shot_index``, ``seed`` and ``lighting`` ("studio", "flash", "dark" or "both"), plus, for shots
-            without flash, ``ground_truth_transform``: ``{"matrix": [[a, b], [c, d]], "translation": [tx, ty]}``
-            with studio_point = matrix @ flash_point + translation (full-resolution pixels, x right, y down,
-            origin at the centre of the top-left pixel), relative to the reference pose of flash shots.
+            without flash, the pose (:meth:`StudioPose.as_meta`), relative to the reference pose of flash shots
+            (full-resolution pixels, x right, y down, origin at the centre of the top-left pixel):
+            ``ground_truth_transform`` ``{"matrix": [[a, b], [c, d]], "translation": [tx, ty]}``, the
+            registration's target (studio_point = matrix @ flash_point + translation, the least-squares affine of
+            the subject's true motion over the face); ``subject_transform`` and ``camera_transform`` (the drawn
+            affines, same form); ``motion``; ``backdrop``; ``blink`` (null, "flash" or "studio": the shot with
+            closed eyes); ``head_turn_px`` (the head turn's peak displacement); ``face_box`` ([left, top, right,
+            bottom] of the face in the flash shot: where the target was fitted).
 
         Raises
         ------
@@ -188,7 +198,7 @@ class SimulatedCamera(Camera):
             fired = flash == "on" or (flash == "auto" and lamps == 0.0)
             index = self._shot_index
             shot = render_shot(self.portrait, lamps=lamps, flash=fired, size=self.size, seed=[self.seed, index],
-                               config=self.config)
+                               pose=pose_seed(self.seed, index), config=self.config)
             stored = apply_orientation(shot.image, _INVERSE_ORIENTATION[self.orientation])
             exif = make_exif(make=SIM_MAKE, model=SIM_MODEL, flash_fired=fired, flash_mode=flash,
                              orientation=self.orientation, Software="DeepFlash virtual studio")
@@ -200,7 +210,7 @@ class SimulatedCamera(Camera):
         extra: dict[str, Any] = {"simulated": True, "portrait": self.portrait.name, "shot_index": index,
                                  "seed": self.seed, "lighting": shot.lighting, "lamp_level": state.level}
         if shot.motion is not None:
-            extra["ground_truth_transform"] = shot.motion.as_meta()
+            extra.update(shot.pose.as_meta())
         return Shot(path=path, flash_requested=flash, flash_fired=fired, triggered_at=triggered_at,
                     saved_at=saved_at, extra=extra)
 

@@ -19,6 +19,7 @@ from acquisition.sim import (
     SimulatedLamps,
     StudioConfig,
     default_portraits,
+    pose_seed,
     render_shot,
 )
 
@@ -96,9 +97,10 @@ def test_shots_without_flash_carry_the_ground_truth(studio, tmp_path):
     truth = studio_shot.extra["ground_truth_transform"]
     assert set(truth) == {"matrix", "translation"}
     assert np.asarray(truth["matrix"]).shape == (2, 2) and len(truth["translation"]) == 2
-    # The same numbers as the pure renderer's for this seed and shot index.
-    expected = render_shot(camera.portrait, lamps=1.0, flash=False, size=SIZE, seed=[7, 1]).motion
-    assert PoseMotion.from_meta(truth) == expected
+    # The same numbers as the pure renderer's for this seed and shot index (shots 0 and 1 are one pose).
+    expected = render_shot(camera.portrait, lamps=1.0, flash=False, size=SIZE, seed=[7, 1], pose=pose_seed(7, 1))
+    assert PoseMotion.from_meta(truth) == expected.motion
+    assert studio_shot.extra["subject_transform"] == expected.pose.subject.as_meta()
     assert (flash_shot.extra["shot_index"], studio_shot.extra["shot_index"]) == (0, 1)
     assert studio_shot.extra["simulated"] is True and studio_shot.extra["portrait"] == "astronaut"
 

@@ -11,7 +11,9 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _MASK_SIDE = 256  # GrabCut resolution: the silhouette only needs to be right to a few pixels of 512
 _MAP_SIDE = 384  # smooth maps (the portrait's own shading) are computed at most this large
-_CACHE_SIZE = 16
+_CACHE_SIZE = 8  # each holds a few work-size layers (~80 MB for a 1536 px portrait); a session needs one
 _cache: OrderedDict[tuple[str, int], PortraitAnalysis] = OrderedDict()
 _cache_lock = threading.Lock()
 _digests: weakref.WeakKeyDictionary[Portrait, str] = weakref.WeakKeyDictionary()
@@ -89,6 +91,11 @@ class PortraitAnalysis:
     shading : ndarray, shape (h, w), float32
         The portrait's own large-scale face shading relative to the face's mean (1 = average), for the flash
         to flatten; 1 outside the subject.
+    landmarks : dict or None
+        dlib's 68 landmarks grouped by name (``"left_eye"``: (6, 2), ...), in work pixels; None when no face
+        was found or landmarks were unavailable.
+    digest : str
+        Hash of the portrait's pixels: seeds what is generated per subject (its plain backdrop, its room).
     """
 
     linear: np.ndarray
@@ -97,10 +104,21 @@ class PortraitAnalysis:
     frame: FaceFrame
     mask: np.ndarray
     shading: np.ndarray
+    landmarks: dict[str, np.ndarray] | None = None
+    digest: str = ""
+    _derived: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _derived_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.linear.shape[:2]
+
+    def derived(self, key: Any, compute: Callable[[PortraitAnalysis], Any]) -> Any:
+        """``compute(self)``, once per ``key`` and analysis (backdrops, closed eyes): cached with the analysis."""
+        with self._derived_lock:
+            if key not in self._derived:
+                self._derived[key] = compute(self)
+            return self._derived[key]
 
 
 def _pick_face(boxes: list[FaceBox]) -> FaceBox | None:
@@ -179,8 +197,12 @@ def _subject_mask(rgb: np.ndarray, face: FaceBox) -> np.ndarray:
         if label > 0:
             fg = (labels == label).astype(np.uint8)
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    mask = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.GaussianBlur(mask, (0, 0), 0.8 / f if f < 1 else 0.8)
+    # Smooth the staircase at GrabCut's resolution, upsample, then narrow the soft edge to about a work pixel
+    # (a smoothstep): a wide edge would show as a blurred cut-out once the subject moves over its background.
+    small_soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.7)
+    mask = np.clip(cv2.resize(small_soft, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    t = np.clip((mask - 0.5) * (1.6 / f) + 0.5, 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
 def _face_shading(linear: np.ndarray, mask: np.ndarray, face: FaceBox) -> np.ndarray:
@@ -250,10 +272,11 @@ def analyse_portrait(portrait: Portrait, *, max_work_side: int = 1536) -> Portra
         log.warning("face detection unavailable (%s); placing the face in the middle", exc)
         boxes = []
     face = _pick_face(boxes)
-    frame = None
+    frame = marks = None
     if face is not None:
         try:
-            frame = _frame_from_landmarks(face_landmarks(rgb, [face])[0])
+            marks = face_landmarks(rgb, [face])[0]
+            frame = _frame_from_landmarks(marks)
         except (PrepError, IndexError) as exc:  # landmarks only place the highlights
             log.warning("face landmarks unavailable (%s); guessing them from the face box", exc)
     else:
@@ -264,7 +287,7 @@ def analyse_portrait(portrait: Portrait, *, max_work_side: int = 1536) -> Portra
     linear = srgb_to_linear(rgb)
     mask = _subject_mask(rgb, face)
     analysis = PortraitAnalysis(linear=linear, scale=scale, face=face, frame=frame, mask=mask,
-                                shading=_face_shading(linear, mask, face))
+                                shading=_face_shading(linear, mask, face), landmarks=marks, digest=key[0])
     with _cache_lock:
         _cache[key] = analysis
         while len(_cache) > _CACHE_SIZE:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Final, Literal
 
-__all__ = ["StudioConfig"]
+__all__ = ["BACKDROPS", "MOTIONS", "Backdrop", "Motion", "StudioConfig"]
+
+Motion = Literal["subject", "camera", "both"]
+Backdrop = Literal["scene", "plain", "room"]
+#: What moves between the two shots of a pose (see :class:`StudioConfig`).
+MOTIONS: Final = ("subject", "camera", "both")
+#: What stands behind the subject (see :class:`StudioConfig`).
+BACKDROPS: Final = ("scene", "plain", "room")
+_TEXT_FIELDS: Final = {"motion": MOTIONS, "backdrop": BACKDROPS}
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,23 @@ class StudioConfig:
     max_rotation_deg, max_scale, max_shear, max_shift : float
         Limits of the pose motion of shots without flash: rotation in degrees, relative scale change, shear,
         shift as a fraction of the frame width. Defaults: a person holding still for 0.4 s.
+    motion : {"subject", "camera", "both"}
+        What moves between the flash shot and the shots without flash. ``"subject"`` (a studio: the phone on a
+        tripod): the subject's silhouette moves by the drawn affine, with a small head turn, in front of a
+        background that stays put. ``"camera"``: the whole frame moves rigidly (a hand-held phone, a still
+        subject). ``"both"``: the subject's motion plus a small camera shake (``camera_shake``).
+    backdrop : {"scene", "plain", "room"}
+        What is behind the subject: the portrait's own scenery, filled in behind the subject so that what the
+        moving subject uncovers looks plausible; a plain studio backdrop (smooth, a gentle gradient and
+        vignette); or a textured room with strong edges (walls, shelves, pictures, a window).
+    camera_shake : float
+        With ``motion="both"``: the camera's motion limits as a fraction of the ``max_*`` limits.
+    max_head_turn : float
+        Largest out-of-plane head turn, as the displacement of the nose tip in face widths: a smooth,
+        non-affine displacement of the face, peaking at the nose and fading to nothing at the face's edge
+        (drawn per pose with subject motion; an affine cannot express it).
+    blink_probability : float
+        Chance that a pose has a blink: the eyes are closed in one of its two shots (which one is drawn too).
     jpeg_quality : int
         JPEG quality of the saved shots.
     max_work_side : int
@@ -76,12 +101,23 @@ class StudioConfig:
     max_scale: float = 0.03
     max_shear: float = 0.01
     max_shift: float = 0.02
+    motion: Motion = "subject"
+    backdrop: Backdrop = "scene"
+    camera_shake: float = 0.25
+    max_head_turn: float = 0.015
+    blink_probability: float = 0.05
     jpeg_quality: int = 92
     max_work_side: int = 1536
 
     def __post_init__(self) -> None:
+        for name, allowed in _TEXT_FIELDS.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"StudioConfig.{name} must be one of {', '.join(allowed)}; "
+                                 f"got {getattr(self, name)!r}")
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _TEXT_FIELDS:
+                continue
             if f.name == "shadow_offset":
                 if len(value) != 2:
                     raise ValueError(f"shadow_offset must be (x, y), got {value!r}")
@@ -89,11 +125,14 @@ class StudioConfig:
                 continue
             if value < 0:
                 raise ValueError(f"StudioConfig.{f.name} must be >= 0, got {value}")
-        for name in ("shading_flatten", "shadow_strength", "lighting_jitter", "max_scale", "max_shear"):
+        for name in ("shading_flatten", "shadow_strength", "lighting_jitter", "max_scale", "max_shear",
+                     "camera_shake", "blink_probability"):
             if getattr(self, name) > 1:
                 raise ValueError(f"StudioConfig.{name} must be <= 1, got {getattr(self, name)}")
         if self.max_rotation_deg > 45:
             raise ValueError(f"StudioConfig.max_rotation_deg must be <= 45, got {self.max_rotation_deg}")
+        if self.max_head_turn > 0.1:
+            raise ValueError(f"StudioConfig.max_head_turn must be <= 0.1 face widths, got {self.max_head_turn}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"StudioConfig.jpeg_quality must be 1-100, got {self.jpeg_quality}")
         if self.max_work_side < 64:

@@ -1,26 +1,37 @@
 """Lighting, pose motion and sensor noise: one portrait in, one camera frame out.
 
-Everything is lit at the portrait's own resolution (smooth light needs no more), in linear light, then a single
-``cv2.warpAffine`` scales the result to the output size, crops it to the frame and applies the pose motion, so
-the recorded motion is exact to the interpolation. Sensor noise is added last, at full resolution.
+The portrait is split into two layers at its own resolution (smooth light needs no more), in linear light: the
+subject (the portrait inside its silhouette) and what is behind it (the scenery filled in behind the subject, a
+plain backdrop or a room; :mod:`._layers`). Each shot lights both layers with its light (the flash's fall-off
+differs between the subject and the farther background, and the subject's silhouette throws a shadow on the
+background), then maps them to the output frame with the pose of :mod:`._pose`: the flash shot shows the reference
+pose; in the other shots the subject layer moves by the subject's affine and head turn and the background stays
+(or both move with the camera). Each layer is resampled once, at full resolution, with the exact map (an affine
+``cv2.warpAffine``, and a ``cv2.remap`` around the face for the head turn), so the recorded motion is exact to
+the interpolation. Sensor noise is added last, at full resolution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import cv2
 import numpy as np
 
 from ._analysis import PortraitAnalysis, analyse_portrait
+from ._blink import closed_eyes
 from ._config import StudioConfig
+from ._framing import Framing, frame_portrait
+from ._layers import backdrop, subject_layer
 from ._portraits import Portrait
+from ._pose import PoseMotion, StudioPose, draw_pose, pose_seed
 
-__all__ = ["DEFAULT_SIZE", "Lighting", "PoseMotion", "RenderedPair", "RenderedShot", "lighting_of", "render_pair",
-           "render_shot"]
+__all__ = ["DEFAULT_SIZE", "Lighting", "PoseMotion", "RenderedPair", "RenderedShot", "StudioPose", "lighting_of",
+           "pose_seed", "render_pair", "render_shot"]
 
 #: The paper's phone (Nexus 6): 3120 x 4160 pixels, portrait (width, height).
 DEFAULT_SIZE: Final = (3120, 4160)
@@ -30,42 +41,9 @@ Lighting = Literal["studio", "flash", "dark", "both"]
 _LUMA: Final = np.array([0.2126, 0.7152, 0.0722], np.float32)
 _NOISE_BANK_SIZE: Final = 1 << 22
 _LINEAR_STEPS: Final = 4096
-
-
-@dataclass(frozen=True)
-class PoseMotion:
-    """How the subject moved between the reference pose (the flash shot) and another shot.
-
-    ``studio_point = matrix @ flash_point + translation``, in output pixels: x right, y down, origin at the
-    centre of the top-left pixel. This is the registration's ground truth.
-    """
-
-    matrix: tuple[tuple[float, float], tuple[float, float]]
-    translation: tuple[float, float]
-
-    @classmethod
-    def identity(cls) -> PoseMotion:
-        return cls(((1.0, 0.0), (0.0, 1.0)), (0.0, 0.0))
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> PoseMotion:
-        """Read back the ``ground_truth_transform`` dictionary of a ``meta.json``."""
-        (a, b), (c, d) = meta["matrix"]
-        tx, ty = meta["translation"]
-        return cls(((float(a), float(b)), (float(c), float(d))), (float(tx), float(ty)))
-
-    def as_meta(self) -> dict[str, list]:
-        """The ``ground_truth_transform`` entry of ``meta.json``."""
-        return {"matrix": [list(row) for row in self.matrix], "translation": list(self.translation)}
-
-    def as_array(self) -> np.ndarray:
-        """The 2x3 matrix ``[matrix | translation]`` (OpenCV's forward affine)."""
-        return np.hstack([np.asarray(self.matrix, np.float64), np.asarray(self.translation, np.float64)[:, None]])
-
-    def apply(self, points: np.ndarray) -> np.ndarray:
-        """Map (N, 2) flash-shot points (x, y) to where they are in the moved shot."""
-        points = np.asarray(points, np.float64)
-        return points @ np.asarray(self.matrix, np.float64).T + np.asarray(self.translation, np.float64)
+#: The head turn's displacement is computed exactly every this many output pixels and interpolated between
+#: (it is a smooth bump a face wide: the interpolation error is below a thousandth of a pixel).
+_TURN_GRID_STEP: Final = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,25 +57,99 @@ class RenderedShot:
     lighting : {"studio", "flash", "dark", "both"}
         What lit it: the lamps only, the flash only, neither, or both.
     motion : PoseMotion or None
-        The pose motion relative to the reference pose (None for shots with flash, which are at the reference).
+        The registration's ground truth relative to the reference pose: the least-squares affine of the true
+        motion over the face (None for shots with flash, which show the reference pose).
+    pose : StudioPose
+        The pose this shot belongs to (the same for both shots of a pair): every drawn motion, exactly.
+    eyes_closed : bool
+        Whether this shot caught the pose's blink.
     """
 
     image: np.ndarray
     lighting: Lighting
     motion: PoseMotion | None
+    pose: StudioPose
+    eyes_closed: bool = False
 
 
 @dataclass(frozen=True, eq=False)
 class RenderedPair:
-    """A flash shot, a studio shot and the motion between them (``studio = motion(flash)``)."""
+    """A flash shot, a studio shot and what moved between them.
+
+    Attributes
+    ----------
+    flash, studio : ndarray, shape (H, W, 3), uint8
+        The two shots; the flash shot shows the reference pose.
+    ground_truth : PoseMotion
+        The registration's target: the least-squares affine, over :attr:`face_box`, of the true motion of the
+        subject from the flash shot to the studio shot (``studio_point = matrix @ flash_point + translation``).
+    pose : StudioPose
+        Everything drawn for the pose: :attr:`subject_motion`, :attr:`camera_motion`, head turn, blink; its
+        :meth:`~StudioPose.subject_map` is the true (non-affine) motion of the subject.
+    """
 
     flash: np.ndarray
     studio: np.ndarray
     ground_truth: PoseMotion
+    pose: StudioPose
+    _analysis: PortraitAnalysis
+    _framing: Framing
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator:
         """Unpack as ``flash, studio, ground_truth = render_pair(...)``."""
         return iter((self.flash, self.studio, self.ground_truth))
+
+    @property
+    def subject_motion(self) -> PoseMotion:
+        """The subject's drawn affine (identity with ``motion="camera"``)."""
+        return self.pose.subject
+
+    @property
+    def camera_motion(self) -> PoseMotion:
+        """The frame's drawn affine (identity with ``motion="subject"``)."""
+        return self.pose.camera
+
+    @property
+    def face_box(self) -> tuple[float, float, float, float]:
+        """The face in the flash shot (left, top, right, bottom), output pixels: where the target is fitted."""
+        return self.pose.face_box
+
+    @property
+    def blink(self) -> Literal["flash", "studio"] | None:
+        """The shot whose eyes are closed, or None."""
+        return self.pose.blink
+
+    @property
+    def head_turn_px(self) -> float:
+        """Peak displacement of the head turn (at the nose tip), output pixels."""
+        return self.pose.head_turn_px
+
+    @property
+    def motion(self) -> str:
+        return self.pose.motion
+
+    @property
+    def backdrop(self) -> str:
+        return self.pose.backdrop
+
+    def true_positions(self, points: np.ndarray) -> np.ndarray:
+        """Where (N, 2) subject points (x, y) of the flash shot are in the studio shot, exactly."""
+        return self.pose.subject_map(points)
+
+    def displacement_field(self) -> np.ndarray:
+        """The true displacement of the subject, studio minus flash position, at every flash pixel: (H, W, 2)
+        float64, x then y. It holds on the subject (:meth:`subject_alpha`); the background moves by
+        :attr:`camera_motion`."""
+        h, w = self.flash.shape[:2]
+        ys, xs = np.mgrid[0:h, 0:w]
+        points = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.float64)
+        return (self.pose.subject_map(points) - points).reshape(h, w, 2)
+
+    def subject_alpha(self) -> np.ndarray:
+        """The subject's coverage of each pixel of the flash shot, (H, W) float32 in [0, 1]."""
+        h, w = self.flash.shape[:2]
+        return cv2.warpAffine(self._analysis.mask, self._framing.inverse_matrix(), (w, h),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
 
 
 def lighting_of(lamps: float, flash: bool) -> Lighting:
@@ -113,39 +165,11 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _draw_motion(rng: np.random.Generator, width: int, height: int, cfg: StudioConfig) -> PoseMotion:
-    """A small random affine about the frame centre: rotation, isotropic scale, shear, then a shift."""
-    angle = np.deg2rad(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg))
-    scale = 1.0 + rng.uniform(-cfg.max_scale, cfg.max_scale)
-    shear = rng.uniform(-cfg.max_shear, cfg.max_shear)
-    shift = rng.uniform(-cfg.max_shift, cfg.max_shift, size=2) * width
-    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    matrix = scale * rot @ np.array([[1.0, shear], [0.0, 1.0]])
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    translation = centre - matrix @ centre + shift
-    return PoseMotion(((float(matrix[0, 0]), float(matrix[0, 1])), (float(matrix[1, 0]), float(matrix[1, 1]))),
-                      (float(translation[0]), float(translation[1])))
-
-
-def _frame_to_work(an: PortraitAnalysis, width: int, height: int) -> tuple[float, np.ndarray]:
-    """Cover-and-centre-crop: output pixels per work pixel, and the work point under the output centre."""
-    h, w = an.shape
-    s = max(width / w, height / h)
-    return s, np.array([(w - 1) / 2, (h - 1) / 2])
-
-
-def _warp_matrix(an: PortraitAnalysis, width: int, height: int, motion: PoseMotion | None) -> np.ndarray:
-    """The 2x3 map from output pixels to work pixels (for ``WARP_INVERSE_MAP``), motion included."""
-    s, centre_w = _frame_to_work(an, width, height)
-    centre_f = np.array([(width - 1) / 2, (height - 1) / 2])
-    # Reference pose: work = (out - centre_f) / s + centre_w. Moved: out_ref = M^-1 (out - t).
-    lin = np.eye(2) / s
-    off = centre_w - centre_f / s
-    if motion is not None:
-        minv = np.linalg.inv(np.asarray(motion.matrix, np.float64))
-        off = off - lin @ minv @ np.asarray(motion.translation, np.float64)
-        lin = lin @ minv
-    return np.hstack([lin, off[:, None]])
+def _inverse_map(framing: Framing, motion: PoseMotion) -> np.ndarray:
+    """The 2x3 map from output pixels of a moved shot to work pixels: ``F^-1 ∘ motion^-1``."""
+    back = motion.inverse().as_array()
+    frame = framing.inverse_matrix()
+    return np.hstack([frame[:, :2] @ back[:, :2], (frame[:, :2] @ back[:, 2] + frame[:, 2])[:, None]])
 
 
 def _gaussian_spot(shape: tuple[int, int], centre: np.ndarray, right: np.ndarray, sigma_r: float,
@@ -165,7 +189,7 @@ def _gaussian_spot(shape: tuple[int, int], centre: np.ndarray, right: np.ndarray
     out[y0:y1, x0:x1] += np.float32(weight) * np.exp(-0.5 * ((along_r / sigma_r) ** 2 + (along_d / sigma_d) ** 2))
 
 
-def _specular(an: PortraitAnalysis, rng: np.random.Generator, jitter: float) -> np.ndarray:
+def _specular(an: PortraitAnalysis, linear: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
     """Skin shine of an on-axis flash: forehead, nose bridge and tip, cheeks; placed from the landmarks."""
     f = an.frame
     fw, en, down = f.face_width, f.eye_nose, f.down
@@ -185,43 +209,45 @@ def _specular(an: PortraitAnalysis, rng: np.random.Generator, jitter: float) -> 
     for (centre, sr, sd, weight), shift, jw in zip(spots, shifts, weights, strict=True):
         _gaussian_spot(an.shape, centre + shift, right, max(sr, 0.7), max(sd, 0.7), total, weight * jw)
     # Shine shows on skin, little on eyebrows, eyes and hair: scale by the local brightness of the face.
-    lum = an.linear @ _LUMA
+    lum = linear @ _LUMA
     x0, y0, x1, y1 = (int(max(0, v)) for v in (an.face.left, an.face.top, an.face.right, an.face.bottom))
     ref = float(np.median(lum[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)])) + 1e-3
     texture = np.clip(np.sqrt(lum / ref), 0.0, 1.3)
     return total * texture * an.mask
 
 
-def _flash_light(an: PortraitAnalysis, cfg: StudioConfig, rng: np.random.Generator, width: int,
-                 height: int) -> np.ndarray:
-    """Linear radiance under a point light at the lens."""
+def _flash_light(an: PortraitAnalysis, cfg: StudioConfig, rng: np.random.Generator, framing: Framing,
+                 subject: np.ndarray, scenery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear radiance of the subject and of the background under a point light at the lens."""
     h, w = an.shape
     j = cfg.lighting_jitter
     power, spec_gain, shadow_gain, offset_gain = 1.0 + j * rng.uniform(-1.0, 1.0, size=4)
-    s, centre = _frame_to_work(an, width, height)
-    focal = width / s  # a phone's ~53 degree horizontal field of view: the frame width at the subject distance
+    centre = framing.centre
+    focal = framing.size[0] / framing.scale  # a phone's ~53 degree field of view: the frame width at the subject
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     rho2 = ((xs - centre[0]) / focal) ** 2 + ((ys - centre[1]) / focal) ** 2
-    z = 1.0 + cfg.background_distance * (1.0 - an.mask)
-    # A surface facing the lens at distance z, rho off-axis: irradiance cos(theta) / r^2 = z / (z^2 + rho^2)^1.5.
-    irradiance = z / (z * z + rho2) ** 1.5
     fx, fy = an.face.center
-    face_rho2 = ((fx - centre[0]) / focal) ** 2 + ((fy - centre[1]) / focal) ** 2
-    irradiance = (irradiance * (1.0 + face_rho2) ** 1.5) ** cfg.flash_falloff  # the phone meters on the face
-    albedo = an.linear * (an.shading ** -cfg.shading_flatten)[:, :, None]
+    metering = (1.0 + ((fx - centre[0]) / focal) ** 2 + ((fy - centre[1]) / focal) ** 2) ** 1.5  # meters on the face
+
+    def irradiance(z: float) -> np.ndarray:
+        # A surface facing the lens at distance z, rho off-axis: cos(theta) / r^2 = z / (z^2 + rho^2)^1.5.
+        return (z / (z * z + rho2) ** 1.5 * np.float32(metering)) ** cfg.flash_falloff
+
     gain = cfg.flash_power * power
     cool = np.array([1.0 - cfg.flash_coolness, 1.0, 1.0 + cfg.flash_coolness], np.float32)
-    light = albedo * (irradiance * gain)[:, :, None] * cool
-    spec = _specular(an, rng, j) * (cfg.specular_strength * spec_gain * gain) * irradiance
-    light += spec[:, :, None] * np.array([0.97, 1.0, 1.05], np.float32)
+    near = irradiance(1.0)
+    albedo = subject * (an.shading ** -cfg.shading_flatten)[:, :, None]
+    subject_light = albedo * (near * gain)[:, :, None] * cool
+    spec = _specular(an, subject, rng, j) * (cfg.specular_strength * spec_gain * gain) * near
+    subject_light += spec[:, :, None] * np.array([0.97, 1.0, 1.05], np.float32)
+    background_light = scenery * (irradiance(1.0 + cfg.background_distance) * gain)[:, :, None] * cool
     # The flash sits beside the lens: the silhouette throws a hard shadow on the background next to it.
     dx, dy = (np.asarray(cfg.shadow_offset) * focal * offset_gain).tolist()
     hard = (an.mask > 0.5).astype(np.float32)
     shadow = cv2.warpAffine(hard, np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), (w, h), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-    shadow *= 1.0 - an.mask
-    light *= (1.0 - min(1.0, cfg.shadow_strength * shadow_gain) * shadow)[:, :, None]
-    return light
+    background_light *= (1.0 - min(1.0, cfg.shadow_strength * shadow_gain) * shadow)[:, :, None]
+    return subject_light, background_light
 
 
 @cache
@@ -261,14 +287,64 @@ def _sensor_noise(rng: np.random.Generator, sigma: np.ndarray) -> np.ndarray:
     return out
 
 
-def _noise_sigma(image_u8: np.ndarray, level: float) -> np.ndarray:
-    """Per-pixel noise standard deviation (8-bit levels): read noise plus shot noise, ``level`` at mid-grey."""
-    lum = image_u8.astype(np.float32) @ _LUMA
-    return (np.float32(level) * np.sqrt(0.3 + 0.7 * lum / 128.0)).astype(np.float32)
+@cache
+def _sigma_lut(level: float) -> np.ndarray:
+    """Noise standard deviation (8-bit levels) per grey level: read noise plus shot noise, ``level`` at mid-grey."""
+    grey = np.arange(256, dtype=np.float32)
+    return (np.float32(level) * np.sqrt(0.3 + 0.7 * grey / 128.0)).astype(np.float32)
+
+
+def _head_turn(layer: np.ndarray, source: np.ndarray, framing: Framing, pose: StudioPose,
+               affine_map: np.ndarray) -> None:
+    """Resample, in place, the part of ``layer`` the head turn moves, with the exact non-affine map."""
+    height, width = layer.shape[:2]
+    (rx, ry), _ = pose.turn_axes
+    reach = max(rx, ry)
+    corners = np.asarray(pose.nose) + reach * np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    moved = pose.subject.then(pose.camera).apply(corners)
+    pad = 1.2 * pose.head_turn_px + 3.0
+    x0, y0 = (max(0, math.floor(v - pad)) for v in moved.min(axis=0))
+    x1, y1 = min(width, math.ceil(moved[:, 0].max() + pad) + 1), min(height, math.ceil(moved[:, 1].max() + pad) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return
+    step = _TURN_GRID_STEP
+    nx, ny = math.ceil((x1 - x0) / step), math.ceil((y1 - y0) / step)
+    gx, gy = np.meshgrid(x0 + (np.arange(nx) + 0.5) * step - 0.5, y0 + (np.arange(ny) + 0.5) * step - 0.5)
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    exact = pose.subject_source(grid)
+    affine = pose.subject.then(pose.camera).inverse().apply(grid)
+    correction = ((exact - affine) / framing.scale).reshape(ny, nx, 2).astype(np.float32)
+    correction = cv2.resize(correction, (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)[:y1 - y0, :x1 - x0]
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    m = affine_map.astype(np.float32)
+    map_x = m[0, 0] * xs + m[0, 1] * ys + m[0, 2] + correction[:, :, 0]
+    map_y = m[1, 0] * xs + m[1, 1] * ys + m[1, 2] + correction[:, :, 1]
+    layer[y0:y1, x0:x1] = cv2.remap(source, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _layered(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, framing: Framing,
+             pose: StudioPose, *, moved: bool) -> np.ndarray:
+    """The subject (moved by its pose when ``moved``) in front of the background (moved by the camera only),
+    composited at full resolution: premultiplied alpha, one resampling of each layer."""
+    width, height = framing.size
+    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    still = PoseMotion.identity()
+    out = cv2.warpAffine(background, _inverse_map(framing, pose.camera if moved else still), (width, height),
+                         flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+    a = alpha[:, :, None]
+    rgba = np.concatenate([subject * a + 0.5, alpha[:, :, None] * 255.0 + 0.5], axis=2).astype(np.uint8)
+    subject_map = _inverse_map(framing, pose.subject.then(pose.camera) if moved else still)
+    layer = cv2.warpAffine(rgba, subject_map, (width, height), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+    if moved and pose.head_turn_px > 0:
+        _head_turn(layer, rgba, framing, pose, subject_map)
+    uncovered = cv2.subtract(np.full_like(layer[:, :, 3], 255), layer[:, :, 3])
+    out = cv2.multiply(out, cv2.merge([uncovered] * 3), scale=1.0 / 255.0)
+    return cv2.add(out, np.ascontiguousarray(layer[:, :, :3]))
 
 
 def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence[int] = DEFAULT_SIZE,
-                seed: int | Sequence[int] = 0, config: StudioConfig | None = None) -> RenderedShot:
+                seed: int | Sequence[int] = 0, pose: int | Sequence[int] | None = None,
+                config: StudioConfig | None = None) -> RenderedShot:
     """Render what the camera sees with the lamps at ``lamps`` (0-1) and the flash firing or not.
 
     Parameters
@@ -278,19 +354,22 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
     lamps : float
         Studio lamp intensity in [0, 1] (0 = off).
     flash : bool
-        Whether the flash fires.
+        Whether the flash fires. Shots with flash show the reference pose; the others the drawn pose.
     size : (int, int)
-        Output (width, height) in pixels; the portrait is scaled to cover it and centre-cropped.
+        Output (width, height) in pixels; the portrait is scaled to cover it and cropped around the face.
     seed : int or sequence of int
-        Seeds ``numpy.random.default_rng``: lighting jitter, pose motion and noise all come from it, so the same
-        seed gives the same pixels. The simulated camera passes ``[seed, shot_index]``.
+        Seeds ``numpy.random.default_rng`` for this shot: lighting jitter and noise, so the same seed gives the
+        same pixels. The simulated camera passes ``[seed, shot_index]``.
+    pose : int or sequence of int, optional
+        Seeds the pose (subject and camera motion, head turn, blink), which the two shots of a pair share; the
+        simulated camera passes :func:`pose_seed` ``(seed, shot_index)``. Default: ``seed``.
     config : StudioConfig, optional
         Every strength; defaults to ``StudioConfig()``.
 
     Returns
     -------
     RenderedShot
-        The image, what lit it, and (without flash) the random pose motion relative to the reference pose.
+        The image, what lit it, the pose and (without flash) the registration's ground truth.
     """
     cfg = config or StudioConfig()
     width, height = _check_size(size)
@@ -298,48 +377,62 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
         raise ValueError(f"lamps must be an intensity in [0, 1], got {lamps}")
     rng = np.random.default_rng(seed)
     an = analyse_portrait(portrait, max_work_side=cfg.max_work_side)
+    framing = frame_portrait(an, width, height, cfg)
+    drawn = draw_pose(np.random.default_rng(seed if pose is None else pose), an, framing, cfg)
     lighting = lighting_of(lamps, flash)
     # Draw in a fixed order, whatever the lighting, so that each effect keeps its random numbers.
-    motion = None if flash else _draw_motion(rng, width, height, cfg)
     studio_jitter = 1.0 + cfg.lighting_jitter * rng.uniform(-1.0, 1.0)
     flash_rng = np.random.default_rng(rng.integers(2**63))
     noise_rng = np.random.default_rng(rng.integers(2**63))
 
-    radiance = an.linear * np.float32(cfg.ambient)
+    closed = drawn.eyes_closed(flash=flash) and (eyes := closed_eyes(an)) is not None
+    subject = eyes.apply(subject_layer(an)) if closed else subject_layer(an)
+    scenery = backdrop(an, cfg.backdrop)
+    light = np.full(3, cfg.ambient, np.float32)
     if lamps > 0:
         warm = np.array([1.0 + cfg.studio_warmth, 1.0, 1.0 - cfg.studio_warmth], np.float32)
-        radiance = radiance + an.linear * warm * np.float32(lamps * cfg.studio_exposure * studio_jitter)
+        light = light + warm * np.float32(lamps * cfg.studio_exposure * studio_jitter)
+    subject_light, background_light = subject * light, scenery * light
     if flash:
-        radiance = radiance + _flash_light(an, cfg, flash_rng, width, height)
-    work = _tone_map(radiance, cfg.studio_tone)
+        flash_subject, flash_background = _flash_light(an, cfg, flash_rng, framing, subject, scenery)
+        subject_light, background_light = subject_light + flash_subject, background_light + flash_background
+
+    if cfg.motion == "camera":  # subject and background move together: composite in linear light, one warp
+        alpha = an.mask[:, :, None]
+        work = _tone_map(alpha * subject_light + (1.0 - alpha) * background_light, cfg.studio_tone)
+        matrix = _inverse_map(framing, PoseMotion.identity() if flash else drawn.camera)
+        image = cv2.warpAffine(work, matrix, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REFLECT_101)
+    else:  # each layer resampled once by its own map, then composited (the reference pose the same way)
+        image = _layered(_tone_map(subject_light, cfg.studio_tone), an.mask,
+                         _tone_map(background_light, cfg.studio_tone), framing, drawn, moved=not flash)
 
     level = {"studio": cfg.noise_studio, "flash": cfg.noise_flash, "both": cfg.noise_flash,
              "dark": cfg.noise_dark}[lighting]
-    matrix = _warp_matrix(an, width, height, motion)
-    flags = cv2.WARP_INVERSE_MAP
-    image = cv2.warpAffine(work, matrix, (width, height), flags=cv2.INTER_CUBIC | flags,
-                           borderMode=cv2.BORDER_REFLECT_101)
     if level > 0:
-        sigma = cv2.warpAffine(_noise_sigma(work, level), matrix, (width, height), flags=cv2.INTER_LINEAR | flags,
-                               borderMode=cv2.BORDER_REFLECT_101)
+        sigma = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), _sigma_lut(float(level)))
         image = cv2.add(image, _sensor_noise(noise_rng, sigma), dtype=cv2.CV_8U)
-    return RenderedShot(image=image, lighting=lighting, motion=motion)
+    return RenderedShot(image=image, lighting=lighting, motion=None if flash else drawn.ground_truth, pose=drawn,
+                        eyes_closed=closed)
 
 
 def render_pair(portrait: Portrait, *, size: Sequence[int] = DEFAULT_SIZE, seed: int = 0,
                 config: StudioConfig | None = None) -> RenderedPair:
     """A flash shot (lamps off, flash) and a studio shot (lamps on, no flash) of one pose, without files.
 
-    The pixels are those :class:`~acquisition.sim.SimulatedCamera` saves (before JPEG) when a session takes the
-    flash shot as shot 0 and the studio shot as shot 1 with the same ``seed``.
+    The pixels are those :class:`~acquisition.sim.SimulatedCamera` saves (before JPEG) when it takes the flash
+    shot as shot 0 and the studio shot as shot 1 with the same ``seed``.
 
     Returns
     -------
     RenderedPair
-        ``flash`` and ``studio`` (H, W, 3) uint8 images and ``ground_truth``: studio_point =
-        matrix @ flash_point + translation.
+        ``flash`` and ``studio`` (H, W, 3) uint8 images, ``ground_truth`` (studio_point = matrix @ flash_point +
+        translation, fitted over the face) and the whole drawn ``pose``.
     """
-    flash = render_shot(portrait, lamps=0.0, flash=True, size=size, seed=[seed, 0], config=config)
-    studio = render_shot(portrait, lamps=1.0, flash=False, size=size, seed=[seed, 1], config=config)
-    assert studio.motion is not None  # shots without flash always move
-    return RenderedPair(flash=flash.image, studio=studio.image, ground_truth=studio.motion)
+    cfg = config or StudioConfig()
+    shared = pose_seed(seed, 0)
+    flash = render_shot(portrait, lamps=0.0, flash=True, size=size, seed=[seed, 0], pose=shared, config=cfg)
+    studio = render_shot(portrait, lamps=1.0, flash=False, size=size, seed=[seed, 1], pose=shared, config=cfg)
+    an = analyse_portrait(portrait, max_work_side=cfg.max_work_side)
+    return RenderedPair(flash=flash.image, studio=studio.image, ground_truth=studio.pose.ground_truth,
+                        pose=studio.pose, _analysis=an, _framing=frame_portrait(an, *_check_size(size), cfg))
