@@ -144,6 +144,16 @@ def _device_options(command: Any) -> Any:
 @click.option("--size", callback=_parse_size, default="3120x4160", show_default=True, help=_SIZE_HELP)
 @click.option("--portraits", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of portraits for the simulated camera (default: the embedded ones).")
+@click.option("--motion", type=click.Choice(["subject", "camera", "both"]), default="subject", show_default=True,
+              help="Simulated camera: what moves between the two shots. subject: the phone stands on a tripod "
+                   "and the subject moves (with a slight head turn) in front of a still background; camera: the "
+                   "whole frame moves (hand-held phone, still subject); both: the subject's motion plus a small "
+                   "camera shake.")
+@click.option("--backdrop", type=click.Choice(["scene", "plain", "room"]), default="scene", show_default=True,
+              help="Simulated camera: what stands behind the subject. scene: the portrait's own scenery, filled "
+                   "in behind the subject; plain: a studio backdrop; room: a textured room with strong edges.")
+@click.option("--blink-probability", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+              help="Simulated camera: chance that a pose catches a blink (eyes closed in one of its two shots).")
 @seed_option
 @click.pass_context
 @reports_errors
@@ -151,7 +161,8 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
             dmx_channels: str, dmx_level: int, lamp_settle_ms: float | None, relay_gap_ms: float,
             camera_busy_timeout_ms: float, delete_from_camera: bool | None, adb_folder: str | None,
             rig: Path | None, dark_wait_ms: float | None, lamps_after: str, resume: bool, simulate: bool,
-            subjects: int, size: tuple[int, int], portraits: Path | None, seed: int) -> None:
+            subjects: int, size: tuple[int, int], portraits: Path | None, motion: str, backdrop: str,
+            blink_probability: float, seed: int) -> None:
     """Capture flash + studio pairs, pose by pose, with studio lamps and a camera (or --simulate them).
 
     Per pose: lamps on, settle, studio shot (flash off); lamps off, wait, flash shot. Both files are checked
@@ -167,6 +178,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
       prep capture --subject S012 --poses 5 --out raw/ --rig rig.toml --resume
       prep capture --subject T01 --lamps relay:/dev/ttyUSB0 --dmx-channels 1,2 --camera sim   # rehearse
       prep capture --simulate --subjects 2 --poses 3 --out raw/ --size 780x1040 --seed 1
+      prep capture --simulate --motion subject --backdrop room --blink-probability 0.2 --out raw/
       prep capture check --lamps enttec:/dev/ttyUSB0 --camera gphoto2
     """
     if ctx.invoked_subcommand is not None:
@@ -197,6 +209,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     ask = _ask if _interactive() else None
+    studio = _studio_config(motion, backdrop, blink_probability)
 
     if simulate:
         if ctx.get_parameter_source("lamps").name == "COMMANDLINE" or \
@@ -211,7 +224,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
                                expected_size=size, lamps_after=lamps_after)
         with progress_bar(subjects * poses, "simulated poses", unit="pose") as advance:
             results = simulate_sessions(out, subjects=subjects, poses=poses, size=size, seed=seed,
-                                        portraits=portraits, config=config, resume=resume, ask=ask,
+                                        portraits=portraits, config=config, resume=resume, ask=ask, sim_config=studio,
                                         on_event=_show_event, progress=advance)
         for result in results:
             click.echo(f"{result.subject}: {len(result.complete)} complete poses in {out / result.subject}")
@@ -238,8 +251,8 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
         try:
             portrait = _first_portrait(portraits) if camera.strip().lower() == "sim" else None
             device = open_camera(camera, lamps=lamp_controller, portrait=portrait, size=size, seed=seed,
-                                 **_camera_options(ctx, settings, camera_busy_timeout_ms, delete_from_camera,
-                                                   adb_folder))
+                                 sim_config=studio, **_camera_options(ctx, settings, camera_busy_timeout_ms,
+                                                                      delete_from_camera, adb_folder))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--camera") from None
         with device, progress_bar(max(0, poses - first + 1), subject, unit="pose") as advance:
@@ -256,6 +269,12 @@ def _camera_options(ctx: click.Context, settings: dict[str, Any], busy_timeout_m
     return {"busy_timeout_ms": _from_rig(ctx, settings, "camera_busy_timeout_ms", busy_timeout_ms),
             "delete_from_camera": _from_rig(ctx, settings, "delete_from_camera", delete_from_camera),
             "folder": _from_rig(ctx, settings, "adb_folder", adb_folder)}
+
+
+def _studio_config(motion: str, backdrop: str, blink_probability: float) -> Any:
+    from ._studio._config import StudioConfig  # the settings only: no renderer imported for a real capture
+
+    return StudioConfig(motion=motion, backdrop=backdrop, blink_probability=blink_probability)
 
 
 def _first_portrait(folder: Path | None) -> Any:
