@@ -79,6 +79,20 @@ def test_simulate_cli_writes_a_complete_layout_and_is_deterministic(tmp_path):
     assert (tmp_path / "c" / flash).read_bytes() != (tmp_path / "a" / flash).read_bytes()
 
 
+def test_simulate_cli_sets_motion_backdrop_and_blinks(tmp_path):
+    result = _run(["capture", "--simulate", "--subjects", "1", "--poses", "1", "--size", "240x320", "--motion",
+                   "camera", "--backdrop", "room", "--blink-probability", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "astronaut/p01/meta.json").read_text())
+    assert (meta["motion"], meta["backdrop"]) == ("camera", "room") and meta["blink"] in ("flash", "studio")
+    assert meta["subject_transform"] == {"matrix": [[1.0, 0.0], [0.0, 1.0]], "translation": [0.0, 0.0]}
+    assert meta["ground_truth_transform"] == meta["camera_transform"] and meta["head_turn_px"] == 0
+    settings = meta["camera"]["settings"]["config"]
+    assert (settings["motion"], settings["backdrop"], settings["blink_probability"]) == ("camera", "room", 1.0)
+    result = _run(["capture", "--simulate", "--backdrop", "garden", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "garden" in result.output
+
+
 def test_simulate_asks_for_too_many_subjects_and_refuses_existing_ones(tmp_path):
     result = _run(["capture", "--simulate", "--subjects", "3", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "only 2 portraits" in result.output

@@ -27,6 +27,8 @@ __all__ = ["FaceFrame", "PortraitAnalysis", "analyse_portrait", "srgb_to_linear"
 log = logging.getLogger(__name__)
 
 _MASK_SIDE = 256  # GrabCut resolution: the silhouette only needs to be right to a few pixels of 512
+_MASK_FACE = 48  # ... but the face gets at least this many pixels (a full-length photo has a small head)
+_MASK_MAX_SIDE = 384
 _MAP_SIDE = 384  # smooth maps (the portrait's own shading) are computed at most this large
 _CACHE_SIZE = 8  # each holds a few work-size layers (~80 MB for a 1536 px portrait); a session needs one
 _cache: OrderedDict[tuple[str, int], PortraitAnalysis] = OrderedDict()
@@ -172,9 +174,32 @@ def _prior_mask(shape: tuple[int, int], face: FaceBox) -> np.ndarray:
     return mask
 
 
+def _whole_subject(fg: np.ndarray, face: FaceBox) -> np.ndarray:
+    """One solid silhouette from GrabCut's foreground: the part that holds the face, the parts that join it
+    (a black collar can cut a head from its body), thin gaps closed, enclosed holes filled (eyes, dark clothes,
+    a badge): the subject moves as one piece, and a hole would show the background through it."""
+    h, w = fg.shape
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(2, round(0.06 * face.height)) + 1,) * 2)
+    closed = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
+    count, labels = cv2.connectedComponents(closed)
+    if count > 2:
+        cx, cy = face.center
+        label = labels[min(max(round(cy), 0), h - 1), min(max(round(cx), 0), w - 1)]
+        if label > 0:
+            near = cv2.dilate((labels == label).astype(np.uint8), cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * max(2, round(0.3 * face.height)) + 1,) * 2))
+            keep = np.unique(labels[(near > 0) & (labels > 0)])
+            big = [k for k in keep if k == label or (labels == k).sum() > 0.25 * face.area]
+            closed = np.isin(labels, big).astype(np.uint8)
+    # Fill what the background cannot reach from the image border.
+    flood = np.pad(1 - closed, 1, constant_values=1).astype(np.uint8)
+    cv2.floodFill(flood, None, (0, 0), 2)
+    return ((flood[1:-1, 1:-1] != 2) | (closed > 0)).astype(np.uint8)
+
+
 def _subject_mask(rgb: np.ndarray, face: FaceBox) -> np.ndarray:
     h, w = rgb.shape[:2]
-    f = min(1.0, _MASK_SIDE / max(h, w))
+    f = min(1.0, max(_MASK_SIDE / max(h, w), min(_MASK_FACE / max(face.height, 1.0), _MASK_MAX_SIDE / max(h, w))))
     small_size = (max(8, round(w * f)), max(8, round(h * f)))
     small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
     fx, fy = small_size[0] / w, small_size[1] / h
@@ -189,14 +214,7 @@ def _subject_mask(rgb: np.ndarray, face: FaceBox) -> np.ndarray:
     except cv2.error as exc:  # degenerate images (one flat colour): the prior silhouette will do
         log.debug("GrabCut failed (%s); using the prior silhouette", exc)
         fg = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.uint8)
-    # Keep the component that holds the face; close small holes (eyes, dark clothes).
-    count, labels = cv2.connectedComponents(fg)
-    if count > 2:
-        cx, cy = small_face.center
-        label = labels[min(max(round(cy), 0), labels.shape[0] - 1), min(max(round(cx), 0), labels.shape[1] - 1)]
-        if label > 0:
-            fg = (labels == label).astype(np.uint8)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    fg = _whole_subject(fg, small_face)
     # Smooth the staircase at GrabCut's resolution, upsample, then narrow the soft edge to about a work pixel
     # (a smoothstep): a wide edge would show as a blurred cut-out once the subject moves over its background.
     small_soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.7)
