@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ._analysis import PortraitAnalysis
+from ._layers import push_pull
 
 __all__ = ["ClosedEyes", "closed_eyes"]
 
@@ -31,6 +32,7 @@ _MEET: Final = 0.8  # where the lids meet, from the upper (0) to the lower (1) l
 _LASH_WIDTH: Final = 0.2  # the lash line's thickest part
 _LASH_EXTEND: Final = 0.1  # the lash line runs this far past each corner
 _LID_TONE: Final = 1.0  # the lid's brightness relative to the skin around the eye
+_RING: Final = 2.0  # the skin the lid takes its colour from: out to this multiple of the lid's size
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,12 +104,12 @@ def _close_one(linear: np.ndarray, eye: np.ndarray, brow: np.ndarray, other: np.
     grown = grown + np.where(above, -_GROW_UP, _GROW_DOWN)[:, None] * down * width
     region = draw(lambda c: cv2.fillPoly(c, [np.round(to_big(grown) * 16).astype(np.int32)], 1.0,
                                          lineType=cv2.LINE_AA, shift=4))
-    region = np.clip(cv2.GaussianBlur(region, (0, 0), max(0.6, 0.06 * width)) * 1.2, 0.0, 1.0)
+    region = np.clip(cv2.GaussianBlur(region, (0, 0), max(0.6, 0.1 * width)) * 1.3, 0.0, 1.0)
     # Skin around the eye (not the eye, not the brow, not dark lashes), carried inwards smoothly: each part of
     # the lid takes the colour of the skin nearest to it, so no outline shows.
     roi = linear[y0:y1, x0:x1]
     lum = roi @ np.array([0.2126, 0.7152, 0.0722], np.float32)
-    ring = draw(lambda c: cv2.fillPoly(c, [np.round(to_big(centre + 2.0 * (grown - centre)) * 16).astype(np.int32)],
+    ring = draw(lambda c: cv2.fillPoly(c, [np.round(to_big(centre + _RING * (grown - centre)) * 16).astype(np.int32)],
                                        1.0, lineType=cv2.LINE_AA, shift=4)) > 0.5
     ring &= region < 0.02
     brow_mask = draw(lambda c: cv2.polylines(c, [np.round(to_big(brow) * 16).astype(np.int32)], False, 1.0,
@@ -119,9 +121,7 @@ def _close_one(linear: np.ndarray, eye: np.ndarray, brow: np.ndarray, other: np.
     weight = ring.astype(np.float32)
     if weight.sum() < 4:
         weight = (region < 0.02).astype(np.float32)
-    sigma = max(1.0, 0.12 * width)
-    skin = cv2.GaussianBlur(roi * weight[:, :, None], (0, 0), sigma) / (
-        cv2.GaussianBlur(weight, (0, 0), sigma)[:, :, None] + 1e-6)
+    skin = cv2.GaussianBlur(push_pull(roi, weight), (0, 0), max(0.7, 0.08 * width))
     # Its texture is the skin's: the fine detail of the skin under the eye, mirrored up onto the lid.
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     rx, ry = xs - centre[0], ys - centre[1]

@@ -25,13 +25,16 @@ import numpy as np
 from ._analysis import PortraitAnalysis
 from ._config import Backdrop
 
-__all__ = ["backdrop", "subject_hole", "subject_layer"]
+__all__ = ["backdrop", "push_pull", "subject_hole", "subject_layer"]
 
 #: Near the silhouette (in fractions of the image's shorter side) the fill mirrors the scenery; deeper, it is smooth.
 _MIRROR_BAND: Final = 0.08
 #: The hole behind the subject is the silhouette grown by this (shorter-side fraction): it swallows the halo of
-#: subject colour (hair, a blurred edge) that a silhouette computed at 256 pixels leaves outside itself.
+#: subject colour (a blurred edge) that a silhouette computed at a few hundred pixels leaves outside itself...
 _HOLE_GROWTH: Final = 0.015
+#: ... and around the head by this (face heights): stray hair is where GrabCut fails, and a tuft left in the
+#: background would stay behind as a ghost when the subject moves.
+_HEAD_HOLE_GROWTH: Final = 0.15
 
 
 def _linear_from_srgb(srgb: np.ndarray) -> np.ndarray:
@@ -40,15 +43,25 @@ def _linear_from_srgb(srgb: np.ndarray) -> np.ndarray:
     return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
 def subject_hole(an: PortraitAnalysis) -> np.ndarray:
     """(h, w) uint8, 1 where the scenery is hidden by the subject (the silhouette, grown over its halo)."""
-    grow = max(2, round(_HOLE_GROWTH * min(an.shape)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    return cv2.dilate((an.mask > 0.02).astype(np.uint8), kernel)
+    solid = (an.mask > 0.02).astype(np.uint8)
+    hole = cv2.dilate(solid, _disc(max(2, round(_HOLE_GROWTH * min(an.shape)))))
+    face = an.face
+    head = np.zeros_like(solid)
+    cv2.ellipse(head, (round(face.center[0]), round(face.center[1] - 0.1 * face.height)),
+                (round(1.1 * face.width), round(1.3 * face.height)), 0, 0, 360, 1, -1)
+    around_head = cv2.dilate(solid, _disc(max(2, round(_HEAD_HOLE_GROWTH * face.height)))) & head
+    return hole | around_head
 
 
-def _push_pull(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Fill the unknown pixels smoothly from the known ones: a mask-weighted Gaussian pyramid, down then up."""
+def push_pull(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill the unknown pixels (``known`` 0) of an (h, w, 3) image smoothly from the known ones (``known`` 1): a
+    mask-weighted Gaussian pyramid, down then up (known pixels keep their values)."""
     levels = [(image * known[:, :, None], known.astype(np.float32))]
     while min(levels[-1][1].shape) > 4 and levels[-1][1].min() <= 0:
         num, den = levels[-1]
@@ -68,7 +81,7 @@ def _subject_colours(an: PortraitAnalysis) -> np.ndarray:
     solid = (an.mask > 0.98).astype(np.float32)
     if not solid.any():
         return an.linear
-    carried = _push_pull(an.linear, solid)
+    carried = push_pull(an.linear, solid)
     return np.where(solid[:, :, None] > 0, an.linear, carried).astype(np.float32)
 
 
@@ -85,7 +98,7 @@ def _scene(an: PortraitAnalysis) -> np.ndarray:
     hole = subject_hole(an)
     if not hole.any():
         return image.copy()
-    smooth = _push_pull(image, 1.0 - hole.astype(np.float32))
+    smooth = push_pull(image, 1.0 - hole.astype(np.float32))
     if hole.all():
         return smooth
     # Mirror the scenery across the silhouette: each hidden pixel takes the colour of its reflection in its
@@ -174,9 +187,11 @@ def _planks(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     tone = np.array([0.55, 0.38, 0.22], np.float32) * rng.uniform(0.8, 1.15)
     out = np.empty((h, w, 3), np.float32)
-    count = 9
+    count = 14
     edges = np.linspace(0, w, count + 1).round().astype(int)
-    grain = _smooth_noise(rng, (h, w), 60)
+    # Grain runs along the planks: it varies quickly across them and slowly along them.
+    streaks = cv2.resize(rng.standard_normal((6, w // 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    grain = 0.6 * streaks + 0.4 * _smooth_noise(rng, (h, w), 12)
     for i in range(count):
         out[:, edges[i]:edges[i + 1]] = tone * rng.uniform(0.8, 1.2, size=3).clip(0.9, 1.1) * rng.uniform(0.8, 1.15)
         out[:, edges[i]:edges[i] + max(1, w // 300)] *= 0.35
@@ -236,23 +251,26 @@ def _framed(canvas: np.ndarray, picture: np.ndarray, centre: tuple[float, float]
         canvas[cy0:cy1, cx0:cx1] = scaled[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
 
 
-def _window(canvas: np.ndarray, left: float, right: float, top: float, bottom: float, unit: float) -> None:
+def _blinds(canvas: np.ndarray, left: float, right: float, top: float, bottom: float, unit: float) -> None:
+    """A window with its venetian blinds down: slats lit from above, dark gaps between, a white frame (not a
+    light source: it must darken with the rest of the room when the lamps go off)."""
     x0, x1, y0, y1 = round(left), round(right), round(top), round(bottom)
     if x1 <= x0 or y1 <= y0:
         return
-    sky = np.linspace(0.0, 1.0, y1 - y0, dtype=np.float32)[:, None, None]
-    canvas[max(y0, 0):y1, max(x0, 0):x1] = (np.array([0.55, 0.72, 0.95]) * (1 - sky) + 0.97 * sky)[
-        max(0, -y0):, :, :].astype(np.float32)
-    bar = max(2, round(0.01 * unit))
-    white = (0.95, 0.95, 0.93)
-    cv2.rectangle(canvas, (x0, y0), (x1, y1), white, 2 * bar)
-    cv2.line(canvas, ((x0 + x1) // 2, y0), ((x0 + x1) // 2, y1), white, bar)
-    for y in np.linspace(y0, y1, 4)[1:-1]:
-        cv2.line(canvas, (x0, round(y)), (x1, round(y)), white, bar)
+    slat = max(3, round(0.012 * unit))
+    rows = np.arange(y1 - y0, dtype=np.float32)
+    phase = (rows % slat) / slat
+    shade = np.where(phase < 0.85, 1.0 - 0.25 * phase, 0.35).astype(np.float32)
+    colour = np.array([0.86, 0.84, 0.78], np.float32)
+    yy0 = max(y0, 0)
+    canvas[yy0:y1, max(x0, 0):x1] = (colour * shade[:, None, None])[yy0 - y0:]
+    frame = max(2, round(0.012 * unit))
+    cv2.rectangle(canvas, (x0, y0), (x1, y1), (0.95, 0.95, 0.93), 2 * frame)
+    cv2.line(canvas, (x0 + frame, y0 + frame), (x0 + frame, y1 - frame), (0.5, 0.5, 0.48), max(1, frame // 3))
 
 
 def _room(an: PortraitAnalysis) -> np.ndarray:
-    """A room in one-point perspective: back wall with shelves, pictures and a window; brick and painted side
+    """A room in one-point perspective: back wall with shelves, pictures and a blind; brick and painted side
     walls with a door; a plank floor; a ceiling. Hard edges everywhere, as a real room behind a subject."""
     rng = _rng(an, "room")
     h, w = an.shape
@@ -304,7 +322,7 @@ def _room(an: PortraitAnalysis) -> np.ndarray:
     shelf_x0 = left + (0.04 if shelf_left else 0.62) * span
     _bookshelf(canvas, rng, shelf_x0, shelf_x0 + 0.34 * span, top + 0.18 * (bottom - top), bottom - skirting, unit)
     window_x0 = left + (0.6 if shelf_left else 0.06) * span
-    _window(canvas, window_x0, window_x0 + 0.3 * span, top + 0.12 * (bottom - top), top + 0.55 * (bottom - top),
+    _blinds(canvas, window_x0, window_x0 + 0.3 * span, top + 0.12 * (bottom - top), top + 0.55 * (bottom - top),
             unit)
     pictures = _pictures()
     order = rng.permutation(len(pictures))
