@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,15 +30,12 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
-from acquisition import tool_version
 from acquisition.atomic import (
     TEMP_PREFIX,
     atomic_write,
-    file_sha256,
     fsync_directory,
     write_error,
     write_json_atomic,
-    write_text_atomic,
 )
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
@@ -49,6 +47,7 @@ from acquisition.progress import ProgressCallback, announce_total
 from acquisition.runlock import claim_folder, refuse_if_being_written
 
 from ._augment import FRAMINGS, AugSpec, aug_table, render_framing
+from ._manifest import DATASET_JSON, INDEX_CSV, write_manifest
 from ._splits import assign_splits, parse_fractions
 from .errors import DatasetGenError
 from .schema import (
@@ -58,7 +57,6 @@ from .schema import (
     SPLITS,
     create_shard_datasets,
     hdf5_lock_error,
-    open_shard,
     parse_shard_filename,
     sample_bytes,
     shard_filename,
@@ -70,12 +68,9 @@ __all__ = ["BuildConfig", "BuildSummary", "SkippedPair", "build_shards"]
 log = logging.getLogger(__name__)
 
 WORK_DIR: Final = ".work"
-DATASET_JSON: Final = "dataset.json"
-INDEX_CSV: Final = "index.csv"
 REGISTRATION_CSV: Final = "registration.csv"
 VALID_NAME: Final = "valid.png"
 POSE_RECORD: Final = "registration.json"  # written last by prep register: the pose is complete
-INDEX_COLUMNS: Final = ("file", "row", "subject", "pose", "aug", "split")
 _COMPRESSED_RATIO: Final = 0.75  # photos compress poorly with HDF5 filters (NOTES: 1.3-1.6x)
 
 
@@ -474,9 +469,10 @@ class _Assembler:
     only on the build order, so the bytes are the same for any number of workers and after a resume.
     """
 
-    def __init__(self, shards_dir: Path, config: BuildConfig, jobs: dict[str, _Job]) -> None:
+    def __init__(self, shards_dir: Path, config: BuildConfig, jobs: dict[str, _Job], fingerprint: str) -> None:
         self.shards_dir = shards_dir
         self.config = config
+        self.fingerprint = fingerprint
         self.jobs = jobs
         self.table = [spec.as_dict() for spec in config.augmentations]
         self.split: str | None = None
@@ -529,7 +525,8 @@ class _Assembler:
             create_shard_datasets(self.h5, self.config.shard_size, self.config.size,
                                   compression=self.config.compression, resizable=True)
             write_shard_attrs(self.h5, split=self.split or "", size=self.config.size, sigma_s=self.config.sigma_s,
-                              sigma_r=self.config.sigma_r, aug_table=self.table)
+                              sigma_r=self.config.sigma_r, aug_table=self.table,
+                              parameters=self.config.parameters(), build=self.fingerprint)
         except OSError as exc:
             raise self._write_error(exc) from exc
 
@@ -719,9 +716,8 @@ def _build(aligned_dir: Path, shards_dir: Path, config: BuildConfig, *, workers:
     if progress and resumed:
         progress(resumed)
 
-    assembler = _Assembler(shards_dir, config, all_jobs)
+    assembler = _Assembler(shards_dir, config, all_jobs, fingerprint)
     results = map_in_order(_process_pair, jobs, workers=workers, progress=progress)
-    final_records = []
     try:
         for _split, pair in order:
             record = records.get(pair.key)
@@ -730,7 +726,6 @@ def _build(aligned_dir: Path, shards_dir: Path, config: BuildConfig, *, workers:
             if record["status"] != "ok":
                 skipped.append(SkippedPair(pair.key, record["reason"]))
                 log.warning("%s: skipped: %s", pair.key, record["reason"])
-            final_records.append(record)
             assembler.add(record, _samples_path(work, pair))
         assembler.flush()
     except BaseException:  # Ctrl-C, kill, a write error: stop the workers, delete the unfinished shard
@@ -740,52 +735,19 @@ def _build(aligned_dir: Path, shards_dir: Path, config: BuildConfig, *, workers:
     if not assembler.written:
         raise DatasetGenError("no samples: every pair was skipped", path=aligned_dir,
                               hint="; ".join(f"{s.key}: {s.reason}" for s in skipped[:3]))
-    return _finish(shards_dir, work, config, subjects, fingerprint, final_records, assembler.written, skipped,
+    return _finish(shards_dir, work, config, subjects, fingerprint, assembler.written, skipped,
                    processed=len(jobs), resumed=resumed)
 
 
 def _finish(shards_dir: Path, work: Path, config: BuildConfig, subjects: dict[str, str], fingerprint: str,
-            records: list[dict[str, Any]], shards: list[Path], skipped: list[SkippedPair], *, processed: int,
-            resumed: int) -> BuildSummary:
-
-    index_lines = [",".join(INDEX_COLUMNS)]
-    shard_entries = []
-    samples = dict.fromkeys(SPLITS, 0)
-    pairs = dict.fromkeys(SPLITS, 0)
-    for path in shards:
-        split = parse_shard_filename(path.name)[0]  # type: ignore[index]
-        with open_shard(path, error=DatasetGenError) as h5:
-            subj = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["subject"][:]]
-            pose = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["pose"][:]]
-            aug = h5["aug"][:]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        for row, (s, p, a) in enumerate(zip(subj, pose, aug, strict=True)):
-            writer.writerow([path.name, row, s, p, int(a), split])
-        index_lines.append(buffer.getvalue().rstrip("\n"))
-        samples[split] += len(subj)
-        shard_entries.append({"file": path.name, "split": split, "samples": len(subj), "sha256": file_sha256(path)})
-    for record in records:
-        if record["status"] == "ok":
-            pairs[record["split"]] += 1
-    write_text_atomic(shards_dir / INDEX_CSV, "\n".join(line for line in index_lines if line) + "\n")
-    counts = {split: {"samples": samples[split], "pairs": pairs[split],
-                      "subjects": sum(1 for s in subjects.values() if s == split)} for split in SPLITS}
-    dataset = {
-        "format_version": 1,
-        "tool": "deepflash prep build-h5",
-        "tool_version": tool_version(),
-        "parameters": config.parameters(),
-        "aug_table": [spec.as_dict() for spec in config.augmentations],
-        "counts": counts,
-        "subjects": subjects,
-        "shards": shard_entries,
-        "skipped": [asdict(s) for s in skipped],
-        "fingerprint": fingerprint,
-    }
-    write_json_atomic(shards_dir / DATASET_JSON, dataset)
+            shards: list[Path], skipped: list[SkippedPair], *, processed: int, resumed: int) -> BuildSummary:
+    dataset = write_manifest(shards_dir, shards, parameters=config.parameters(),
+                             aug_table=[spec.as_dict() for spec in config.augmentations], subjects=subjects,
+                             skipped=[asdict(s) for s in skipped], fingerprint=fingerprint)
     shutil.rmtree(work, ignore_errors=True)
-    return BuildSummary(shards_dir, tuple(shards), samples, pairs, subjects, tuple(skipped), processed, resumed)
+    summary = _summary_from_json(shards_dir, dataset)
+    return dataclasses.replace(summary, shards=tuple(shards), processed=processed, resumed=resumed,
+                               up_to_date=False)
 
 
 def _summary_from_json(shards_dir: Path, data: dict[str, Any]) -> BuildSummary:

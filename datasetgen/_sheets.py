@@ -16,7 +16,7 @@ from acquisition.files import open_regular, require_regular
 from acquisition.imageio import write_image
 from acquisition.runlock import refuse_if_being_written
 
-from ._build import INDEX_CSV
+from ._manifest import INDEX_CSV
 from .errors import REBUILD_HINT, DatasetGenError
 from .schema import open_shard
 

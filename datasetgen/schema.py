@@ -16,8 +16,14 @@ aug        int16       (N,)          augmentation index; its meaning in attribut
 =========  ==========  ============  ==================================================
 
 File attributes: ``format_version``, ``sigma_s``, ``sigma_r``, ``size``, ``split``, ``aug_table`` (JSON list,
-one entry per index: rotation in degrees, framing, mirrored). One sample per chunk, so a random read touches one
-chunk.
+one entry per index: rotation in degrees, framing, mirrored); since builds record them, also ``parameters`` (JSON:
+every build parameter of ``dataset.json``, the framing's ``wide_factor`` among them) and ``build`` (the build's
+fingerprint), so a shard names the dataset it belongs to (older shards lack these two). One sample per chunk, so
+a random read touches one chunk.
+
+Shards are only ever read after they are renamed into place; :func:`open_shard` reads them on file systems
+without locks too (NFS), and :func:`read_error_words` words what goes wrong: a lock held by a writer, a lock
+forced by ``HDF5_USE_FILE_LOCKING`` where there are none, a damaged file.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import errno
 import json
 import re
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import h5py
 import numpy as np
@@ -34,9 +40,11 @@ import numpy as np
 from acquisition.errors import PrepError
 from acquisition.files import require_regular
 
-__all__ = ["ATTRS", "AUG_DATASET", "COMPRESSIONS", "FILE_KWARGS", "FORMAT_VERSION", "IMAGE_DATASETS", "SPLITS",
-           "STRING_DATASETS", "check_shard", "create_shard_datasets", "hdf5_lock_error", "open_shard",
-           "parse_shard_filename", "sample_bytes", "shard_filename", "write_shard_attrs"]
+from .errors import REBUILD_HINT
+
+__all__ = ["ATTRS", "AUG_DATASET", "BUILD_ATTRS", "COMPRESSIONS", "FILE_KWARGS", "FORMAT_VERSION", "IMAGE_DATASETS",
+           "SPLITS", "STRING_DATASETS", "check_shard", "create_shard_datasets", "hdf5_lock_error", "open_shard",
+           "parse_shard_filename", "read_error_words", "sample_bytes", "shard_filename", "write_shard_attrs"]
 
 FORMAT_VERSION: Final = 1
 SPLITS: Final = ("train", "val", "test")
@@ -52,6 +60,9 @@ IMAGE_DATASETS: Final = {
 STRING_DATASETS: Final = ("subject", "pose")
 AUG_DATASET: Final = "aug"
 ATTRS: Final = ("format_version", "sigma_s", "sigma_r", "size", "split", "aug_table")
+#: Attributes a build records beside ATTRS (absent from shards of older builds): the parameters as JSON, and
+#: the fingerprint of the build.
+BUILD_ATTRS: Final = ("parameters", "build")
 COMPRESSIONS: Final = ("none", "lzf", "gzip")
 _SHARD_NAME: Final = re.compile(r"(train|val|test)-(\d{5})\.h5")
 
@@ -104,39 +115,14 @@ def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: 
 FILE_KWARGS: Final = {"libver": ("earliest", "v110"), "track_order": False}
 
 
-def hdf5_lock_error(path: str | Path, exc: OSError, *, error: type[PrepError] = PrepError) -> PrepError | None:
-    """The words for HDF5's own file lock refusing ``path`` (another process has it open for writing), else None.
-
-    h5py raises it as a bare ``BlockingIOError: ... unable to lock file, errno = 11``.
-    """
-    if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(exc):
-        return error("is open for writing in another process (HDF5 file lock)", path=path,
-                     hint="wait for that process to finish, then run the command again")
-    return None
-
-
-def open_shard(path: str | Path, *, error: type[PrepError] = PrepError) -> h5py.File:
-    """Open a shard for reading; what commonly stops that is said in one line (``error``), not as HDF5's trace.
-
-    A FIFO or a folder under a shard's name is refused before HDF5 would wait on it; a file another process is
-    writing gets :func:`hdf5_lock_error`'s words; on a file system without locks (NFS: ``ENOLCK``) the shard is
-    opened without HDF5's locking. Other failures (a truncated or foreign file) raise ``OSError`` as h5py does.
-    """
-    require_regular(path, error=error)
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        if exc.errno == errno.ENOLCK or "errno = 37" in str(exc):
-            return h5py.File(path, "r", locking=False)
-        worded = hdf5_lock_error(path, exc, error=error)
-        if worded is not None:
-            raise worded from exc
-        raise
-
-
 def write_shard_attrs(h5: h5py.File, *, split: str, size: int, sigma_s: float, sigma_r: float,
-                      aug_table: list[dict]) -> None:
-    """Write the file attributes of the schema (``aug_table`` as JSON: index -> rotation, framing, mirrored)."""
+                      aug_table: list[dict], parameters: dict[str, Any] | None = None,
+                      build: str | None = None) -> None:
+    """Write the file attributes of the schema (``aug_table`` as JSON: index -> rotation, framing, mirrored).
+
+    ``parameters`` (every build parameter, as ``dataset.json`` records them) and ``build`` (the build's
+    fingerprint) let a reader check cheaply that the shard belongs to the dataset its ``dataset.json`` describes.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     h5.attrs["format_version"] = FORMAT_VERSION
@@ -145,6 +131,88 @@ def write_shard_attrs(h5: h5py.File, *, split: str, size: int, sigma_s: float, s
     h5.attrs["size"] = int(size)
     h5.attrs["split"] = split
     h5.attrs["aug_table"] = json.dumps(aug_table)
+    if parameters is not None:
+        h5.attrs["parameters"] = json.dumps(parameters, sort_keys=True)
+    if build is not None:
+        h5.attrs["build"] = build
+
+
+#: errno values of a lock request on a file system without locks: NFS without lockd, FUSE, Lustre -o noflock.
+_NO_LOCKS: Final = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+_LOCK_ERRNO: Final = re.compile(r"unable to lock file, errno = (\d+)")
+
+
+def _lock_errno(exc: OSError) -> int | None:
+    """The errno of HDF5 failing to lock a file; None when ``exc`` is no lock failure."""
+    match = _LOCK_ERRNO.search(str(exc))
+    if match:
+        return int(match.group(1))
+    return exc.errno if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOLCK) else None
+
+
+def read_error_words(exc: OSError) -> tuple[str, str]:
+    """What an ``OSError`` from opening or reading a shard means, and the fix: ``(message, hint)``.
+
+    A lock that cannot be taken is named as such (another process writing the file, or a file system without
+    locks), never as damage; a cut-short or foreign file is damage, fixed by rebuilding.
+    """
+    text = str(exc)
+    code = _lock_errno(exc)
+    if code in _NO_LOCKS:
+        return ("HDF5 cannot lock it: this file system has no file locks (NFS?)",
+                "set HDF5_USE_FILE_LOCKING=FALSE (shards need no lock)")
+    if code is not None:
+        return ("is open for writing in another process (HDF5 file lock; build-h5 running?)",
+                "wait for that process to finish, then run the command again")
+    if "truncated file" in text:
+        detail = re.search(r"eof = (\d+).*stored_eof = (\d+)", text)
+        size = f" ({detail.group(1)} of {detail.group(2)} bytes)" if detail else ""
+        return f"is cut short{size}", REBUILD_HINT
+    if "file signature not found" in text:
+        return "is not an HDF5 file", REBUILD_HINT
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "cannot be read (permission denied)", "check the file's permissions"
+    if exc.errno == errno.ENOENT:
+        return "has disappeared", REBUILD_HINT
+    return f"cannot be read ({text})", REBUILD_HINT
+
+
+def hdf5_lock_error(path: str | Path, exc: OSError, *, error: type[PrepError] = PrepError) -> PrepError | None:
+    """The words for HDF5's own file lock refusing ``path`` (another process has it open for writing, or the
+    file system has no locks), else None.
+
+    h5py raises it as a bare ``BlockingIOError: ... unable to lock file, errno = 11`` (or 37 on NFS).
+    """
+    if _lock_errno(exc) is None:
+        return None
+    message, hint = read_error_words(exc)
+    return error(message, path=path, hint=hint)
+
+
+def open_shard(path: str | Path, *, error: type[PrepError] = PrepError) -> h5py.File:
+    """Open a shard for reading; what commonly stops that is said in one line (``error``), not as HDF5's trace.
+
+    A FIFO or a folder under a shard's name is refused before HDF5 would wait on it. Shards are only read, so
+    the lock is a courtesy: HDF5's shared lock names a file another process holds open for writing
+    (:func:`hdf5_lock_error`), and on a file system without locks (NFS: ``ENOLCK``; ``ENOSYS``, ``EOPNOTSUPP``)
+    the shard opens read-only without locking (h5py ``locking=False``). ``HDF5_USE_FILE_LOCKING`` overrides
+    both (HDF5 reads it first). Other failures (a truncated or foreign file) raise ``OSError`` as h5py does;
+    :func:`read_error_words` words them.
+    """
+    require_regular(path, error=error)
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        failure = exc
+        if _lock_errno(exc) in _NO_LOCKS:
+            try:
+                return h5py.File(path, "r", locking=False)
+            except OSError as again:
+                failure = again
+        worded = hdf5_lock_error(path, failure, error=error)
+        if worded is not None:
+            raise worded from failure
+        raise failure from None
 
 
 def check_shard(h5: h5py.File) -> list[str]:
