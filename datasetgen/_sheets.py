@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from acquisition.runlock import refuse_if_being_written
 
 from ._manifest import INDEX_CSV
 from .errors import REBUILD_HINT, DatasetGenError
-from .schema import open_shard
+from .schema import open_shard, read_error_words
 
 __all__ = ["write_shard_sheets"]
 
@@ -45,8 +46,6 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
     Each row shows flash | studio | BL(flash) | target of one sample, labelled ``file row: subject/pose aug``.
     The same ``seed`` picks the same samples.
     """
-    import h5py
-
     shards_dir, sheets_dir = Path(shards_dir), Path(sheets_dir)
     refuse_if_being_written(shards_dir, error=DatasetGenError, then="review it")
     index = shards_dir / INDEX_CSV
@@ -65,7 +64,7 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
     picks = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
     picked = [rows[i] for i in sorted(picks)]
     lines = []
-    handles: dict[str, h5py.File] = {}
+    handles: dict[str, Any] = {}
     try:
         for row in picked:
             name = row["file"]
@@ -73,8 +72,8 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
                 try:
                     handles[name] = open_shard(shards_dir / name, error=DatasetGenError)
                 except OSError as exc:
-                    raise DatasetGenError(f"cannot open shard ({exc})", path=shards_dir / name,
-                                          hint="run prep verify") from exc
+                    message, hint = read_error_words(exc)
+                    raise DatasetGenError(message, path=shards_dir / name, hint=hint) from exc
             try:
                 h5, r = handles[name], int(row["row"])
                 tiles = [_tile(h5[ds][r]) for ds in ("flash", "studio", "flash_bl", "target")]
