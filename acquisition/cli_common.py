@@ -34,8 +34,10 @@ def reports_errors(command: F) -> F:
     SIGTERM and SIGHUP are raised like Ctrl-C (:mod:`acquisition.interrupts`), so the same clean-up runs for
     all three: Ctrl-C exits 130, ``kill`` 143, a closed terminal 129.
 
-    Library functions raise ``ValueError`` for bad arguments (a subject name with ``..``, a size that is not a
-    multiple of 32); coming from a command line, those are usage errors: exit 2 with the message, no traceback.
+    The toolkit's library functions raise ``ValueError`` for bad arguments and for nothing else (a subject name
+    with ``..``, a size that is not a multiple of 32); coming from a command line, those are usage errors: exit 2
+    with the message, no traceback. A ``ValueError`` raised inside another library (torch, numpy, h5py ...)
+    is a failure of the run, not of the command line: one line, exit 1 (``-v`` logs the traceback).
     """
 
     @functools.wraps(command)
@@ -46,8 +48,11 @@ def reports_errors(command: F) -> F:
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
         except ValueError as exc:
-            log.debug("the value error behind this usage error", exc_info=True)  # -v shows where it came from
-            raise click.UsageError(str(exc)) from exc
+            log.debug("the value error behind this message", exc_info=True)  # -v shows where it came from
+            origin = _raising_package(exc)
+            if origin in _toolkit_packages():
+                raise click.UsageError(str(exc)) from exc
+            raise click.ClickException(f"{exc} (a failure inside {origin}; run with -v for where)") from exc
         except KeyboardInterrupt as exc:
             name = getattr(exc, "signal_name", "SIGINT")
             click.echo(f"\nInterrupted ({name}): finished work is kept; run the same command again to resume.",
@@ -55,6 +60,21 @@ def reports_errors(command: F) -> F:
             raise SystemExit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _raising_package(exc: BaseException) -> str:
+    """The top-level package of the code that raised ``exc`` (its innermost traceback frame)."""
+    tb, name = exc.__traceback__, ""
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", "") or ""
+        tb = tb.tb_next
+    return name.split(".")[0]
+
+
+def _toolkit_packages() -> set[str]:
+    from .prep import STAGE_CLIS  # late: prep imports the stages' CLIs, which import this module
+
+    return {module.split(".")[0] for module in STAGE_CLIS}
 
 
 def workers_option(command: F) -> F:
