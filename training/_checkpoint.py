@@ -8,7 +8,12 @@ runs code from the file:
 ``epoch`` (epochs completed), ``step_in_epoch`` (batches done in the epoch under way), ``global_step``,
 ``history`` (one dict per finished epoch), ``best`` (best validation loss so far), ``running`` (the loss sum and
 count of the epoch under way), ``rng`` (torch, CUDA, numpy and Python generator states), and in ``last.pt``
-also ``optimizer`` (its state dict).
+also ``optimizer`` (its state dict). Added later (readers treat them as optional): ``epoch_position``
+(samples of the epoch under way already trained: a resume with another batch size or number of processes goes
+on from there) and ``best_epoch`` (the epoch whose weights ``best.pt`` holds).
+
+:func:`save_checkpoint` turns numpy scalars and arrays, paths and tuples-as-lists into what ``weights_only``
+loading accepts, so a checkpoint built from values read out of shard attributes loads everywhere.
 """
 
 from __future__ import annotations
@@ -21,16 +26,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from acquisition.atomic import atomic_write
+from acquisition.atomic import atomic_write, write_error
+from acquisition.errors import PrepError
 
+from ._device import resolve_device
 from ._model import DeepFlashNet
 from .errors import TrainingError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "build_model",
+    "checkpoint_epoch",
     "load_checkpoint",
     "load_model",
+    "plain",
     "resolve_checkpoint",
     "rng_state",
     "save_checkpoint",
@@ -66,10 +75,64 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary file and ``os.replace``: a crash never leaves half a checkpoint."""
-    with atomic_write(path, "wb") as handle:
-        torch.save(checkpoint, handle)
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers, numpy arrays as tensors and paths as strings.
+
+    ``torch.load(weights_only=True)`` refuses numpy's globals, so a checkpoint holding ``np.float64(16.0)`` (as
+    read from an HDF5 attribute) would not load; containers are walked, tensors and Python primitives kept.
+
+    Raises
+    ------
+    TypeError
+        For a value a weights-only checkpoint cannot hold (a class instance, a function ...).
+    """
+    if isinstance(value, dict):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, bytes, int, float, bool, torch.Tensor, torch.dtype, torch.Size)):
+        return value
+    raise TypeError(f"a checkpoint cannot hold {type(value).__name__} values: {value!r}")
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], *, then: str = "run the command again") -> None:
+    """``torch.save`` through a temporary file and ``os.replace``: a crash never leaves half a checkpoint.
+
+    A full disk (or another write error) leaves the previous file under ``path`` untouched and raises one
+    TrainingError in the words of :func:`acquisition.atomic.write_error`; ``then`` says how to go on.
+    """
+    path = Path(path)
+    state = plain(checkpoint)
+    try:
+        with atomic_write(path, "wb") as handle:
+            try:
+                torch.save(state, handle)
+            except RuntimeError as exc:
+                # torch's zip writer reports a failed write ("unexpected pos"); the OSError behind it, e.g. a
+                # full disk, is the exception it was handling.
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
+    except PrepError as exc:
+        if isinstance(exc.__cause__, OSError):
+            raise write_error(path, exc.__cause__, error=TrainingError,
+                              lost=f"{path.name} was not replaced (the previous one is intact)", then=then) from None
+        raise
+
+
+def checkpoint_epoch(path: str | Path) -> int | None:
+    """The ``epoch`` a checkpoint file records, read without loading its weights (None: missing or unreadable)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(checkpoint["epoch"])
+    except Exception:  # any damage means "not the expected checkpoint"
+        return None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -119,7 +182,7 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as exc:
         raise TrainingError(f"the weights do not fit the network ({exc})", path=checkpoint["path"]) from exc
-    return model.to(device).eval(), checkpoint
+    return model.to(resolve_device(device)).eval(), checkpoint
 
 
 def save_model_checkpoint(path: str | Path, model: DeepFlashNet, *, size: int, encoding: str = "C",
@@ -127,7 +190,8 @@ def save_model_checkpoint(path: str | Path, model: DeepFlashNet, *, size: int, e
     """Write an inference-only checkpoint (what ``best.pt`` holds) for a network trained elsewhere.
 
     ``evaluate`` and ``enhance`` read the training ``size``, the ``encoding`` and the builder's ``dataset``
-    parameters (``size``, ``sigma_s``, ``sigma_r``, ``wide_factor``) from it.
+    parameters (``size``, ``sigma_s``, ``sigma_r``, ``wide_factor``) from it. Numpy scalars (e.g. read from
+    shard attributes) are stored as plain Python numbers, so ``weights_only`` loading accepts the file.
     """
     config = {"size": int(size), "encoding": encoding, "width": model.width,
               "encoder_normalization": model.normalization, "norm": norm}

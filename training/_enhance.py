@@ -29,6 +29,7 @@ from acquisition.layout import is_inside
 from acquisition.runlock import claim_folder
 
 from ._checkpoint import load_model
+from ._device import resolve_device
 from ._loss import decode_prediction
 from .errors import TrainingError
 
@@ -112,8 +113,8 @@ class Enhancer:
     """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu") -> None:
-        self.model, meta = load_model(checkpoint, device=device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.model, meta = load_model(checkpoint, device=self.device)
         self.checkpoint = Path(meta["path"])
         self.encoding = meta["config"].get("encoding", "C")
         params = meta.get("dataset", {})
