@@ -9,12 +9,12 @@ slower on 2-core machines).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import torch
@@ -22,20 +22,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from acquisition.files import read_text
-from datasetgen.schema import IMAGE_DATASETS, check_shard, open_shard
+from acquisition.errors import PrepError
+from datasetgen import ShardFolder, check_hashes, check_shard_folder
+from datasetgen.errors import REBUILD_HINT
+from datasetgen.schema import IMAGE_DATASETS, open_shard, read_error_words
 
 from ._loss import Encoding, encode_sample
 from .errors import TrainingError
 
-__all__ = ["Batch", "ShardDataset", "batch_to_device", "dataset_parameters", "find_shard_dir",
-           "worker_init"]
+__all__ = ["Batch", "ShardDataset", "batch_to_device", "dataset_parameters", "find_shard_dir", "make_loader",
+           "open_shards", "worker_init"]
 
 log = logging.getLogger(__name__)
 
 _IMAGE_FIELDS = tuple(IMAGE_DATASETS)  # the schema's image datasets, defined in datasetgen.schema
-#: Framing defaults of the dataset builder, used when a shard folder has no dataset.json.
-DEFAULT_PARAMETERS = {"wide_factor": 2.0}
+#: Shard folders up to this size are hashed at every start (SHA-256 reads ~1.4 GB/s from the page cache: under
+#: a second); larger ones get the cheap check only, and prep verify does the hashes.
+HASH_AT_START_BYTES: Final = 1 << 30
 
 
 def find_shard_dir(path: str | Path) -> Path:
@@ -43,18 +46,63 @@ def find_shard_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise TrainingError("no such shard folder", path=path, hint="give the output folder of prep build-h5")
-    if any(path.glob("*.h5")):
+    if any(path.glob("*.h5")) or (path / "dataset.json").exists():
         return path
     if (path / "shards").is_dir() and any((path / "shards").glob("*.h5")):
         return path / "shards"
     raise TrainingError("no HDF5 shards (*.h5) here", path=path, hint="give the output folder of prep build-h5")
 
 
+def open_shards(shards_dir: str | Path | ShardFolder, *, hashes: bool | None = None) -> ShardFolder:
+    """Check a shard folder against its dataset.json and index.csv before reading it; return what was checked.
+
+    Every listed shard's file size, split, side, filter and framing parameters, build, sample count, subjects
+    and index rows are compared with dataset.json (:func:`datasetgen.check_shard_folder`: metadata and the
+    small per-sample columns only); a shard that is not listed, or listed but missing, is refused too.
+
+    Parameters
+    ----------
+    shards_dir : path or datasetgen.ShardFolder
+        The output folder of ``prep build-h5`` (or its ``shards/`` subfolder); an already checked folder is
+        returned as it is.
+    hashes : bool, optional
+        Also compare every shard's SHA-256 with dataset.json (catches a flipped byte). Default: when the
+        shards total at most :data:`HASH_AT_START_BYTES`.
+
+    Returns
+    -------
+    datasetgen.ShardFolder
+
+    Raises
+    ------
+    TrainingError
+        The first problem found, naming the file and the fix (and how many more there are).
+    """
+    if isinstance(shards_dir, ShardFolder):
+        return shards_dir
+    checked = check_shard_folder(find_shard_dir(shards_dir))
+    problems = list(checked.problems)
+    if not problems:
+        if hashes is None:
+            hashes = checked.total_bytes <= HASH_AT_START_BYTES
+            if not hashes:
+                log.info("%s: %.1f GB of shards: their hashes are not checked at start (prep verify does)",
+                         checked.folder, checked.total_bytes / 1e9)
+        if hashes:
+            problems = check_hashes(checked)
+    if problems:
+        first = problems[0]
+        more = f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+        raise TrainingError(first.message + more, path=first.path, hint=first.hint)
+    return checked
+
+
 #: Dataset parameters a network depends on: a checkpoint is only valid on shards that agree on them.
 ENCODING_PARAMETERS = ("size", "sigma_s", "sigma_r", "wide_factor")
 
 
-def check_same_encoding(stored: dict[str, Any] | None, current: dict[str, Any], shards_dir: str | Path) -> None:
+def check_same_encoding(stored: dict[str, Any] | None, current: dict[str, Any],
+                        shards_dir: str | Path | ShardFolder) -> None:
     """Raise when ``shards_dir`` was built with another sample size, bilateral filter or framing than the run.
 
     Resuming or evaluating on such shards would go on silently with inputs the network was not trained on.
@@ -65,44 +113,14 @@ def check_same_encoding(stored: dict[str, Any] | None, current: dict[str, Any], 
                  if key in stored and key in current and stored[key] != current[key]]
     if different:
         raise TrainingError("these shards were built with other parameters than the run (" + ", ".join(different)
-                            + ")", path=shards_dir, hint="use the shards the network was trained on, or rebuild "
-                            "them with the same --size, --sigma-s, --sigma-r and --wide-factor")
+                            + ")", path=getattr(shards_dir, "folder", shards_dir),
+                            hint="use the shards the network was trained on, or rebuild them with the same --size, "
+                                 "--sigma-s, --sigma-r and --wide-factor")
 
 
 def dataset_parameters(shards_dir: str | Path) -> dict[str, Any]:
-    """The builder's parameters (size, sigmas, framing ...): dataset.json's "parameters", else shard attrs."""
-
-    folder = find_shard_dir(shards_dir)
-    params: dict[str, Any] = dict(DEFAULT_PARAMETERS)
-    for candidate in (folder / "dataset.json", folder.parent / "dataset.json"):
-        if candidate.is_file():
-            try:
-                params.update(json.loads(read_text(candidate, error=TrainingError)).get("parameters", {}))
-            except (OSError, ValueError, AttributeError) as exc:
-                raise TrainingError(f"unreadable dataset.json ({exc})", path=candidate,
-                                    hint="rebuild the shards with prep build-h5") from exc
-            return _primitive(params)
-    first = sorted(folder.glob("*.h5"))[0]
-    with open_shard(first, error=TrainingError) as h5:
-        for key in ("size", "sigma_s", "sigma_r"):
-            if key in h5.attrs:
-                params[key] = h5.attrs[key].item() if hasattr(h5.attrs[key], "item") else h5.attrs[key]
-    log.warning("%s has no dataset.json; assuming the default framing (wide_factor %s)", folder,
-                params["wide_factor"])
-    return _primitive(params)
-
-
-def _primitive(value: Any) -> Any:
-    """JSON-like data with numpy scalars turned into Python ones (checkpoints load with weights_only)."""
-    if isinstance(value, dict):
-        return {str(k): _primitive(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_primitive(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    """The builder's parameters (size, sigmas, framing ...) of a checked shard folder (see :func:`open_shards`)."""
+    return open_shards(shards_dir).parameters
 
 
 @dataclass(frozen=True)
@@ -117,50 +135,42 @@ class SampleInfo:
 
 
 class ShardDataset(Dataset):
-    """All samples of one split, across its shards ``<split>-NNNNN.h5``.
+    """All samples of one split, across the shards ``<split>-NNNNN.h5`` that dataset.json lists.
 
     Parameters
     ----------
-    shards_dir : path
-        Output folder of ``prep build-h5`` (or its ``shards/`` subfolder).
+    shards_dir : path or datasetgen.ShardFolder
+        Output folder of ``prep build-h5`` (or its ``shards/`` subfolder), checked by :func:`open_shards`
+        unless already checked.
     split : str
         ``train``, ``val`` or ``test``.
 
     Items are dicts of tensors in the stored dtypes (``flash``/``studio`` uint8 S x S x 3, ``flash_bl``/
-    ``target`` float16 S x S x 3, ``valid`` uint8 S x S) plus ``index``.
+    ``target`` float16 S x S x 3, ``valid`` uint8 S x S) plus ``index``. Files are opened read-only without
+    HDF5's file lock (:func:`datasetgen.schema.open_shard`).
+
+    Raises
+    ------
+    TrainingError
+        The folder fails the check, or the split has no shards.
     """
 
-    def __init__(self, shards_dir: str | Path, split: str) -> None:
-
-        self.folder = find_shard_dir(shards_dir)
+    def __init__(self, shards_dir: str | Path | ShardFolder, split: str) -> None:
+        checked = open_shards(shards_dir)
+        self.folder: Path = checked.folder
         self.split = split
-        self.files = sorted(self.folder.glob(f"{split}-*.h5"))
+        self.files: list[Path] = list(checked.files.get(split, ()))
         if not self.files:
-            raise TrainingError(f"no shards of split {split!r} ({split}-NNNNN.h5)", path=self.folder)
+            raise TrainingError(f"no shards of split {split!r} ({split}-NNNNN.h5) in dataset.json", path=self.folder)
+        self.size: int | None = int(checked.parameters["size"])
+        listed = {entry["file"]: entry for entry in checked.meta["shards"]}
+        self._bytes = [listed[path.name].get("bytes") for path in self.files]
         self._rows: list[tuple[int, int]] = []
         self.info: list[SampleInfo] = []
-        self.size: int | None = None
         for file_index, path in enumerate(self.files):
-            try:
-                with open_shard(path, error=TrainingError) as h5:
-                    problems = check_shard(h5)
-                    if problems:
-                        raise TrainingError("not a shard of the DeepFlash schema: " + "; ".join(problems[:3]),
-                                            path=path, hint="run prep verify; rebuild it with prep build-h5")
-                    count, side = h5["flash"].shape[0], h5["flash"].shape[1]
-                    subjects = h5["subject"].asstr()[:]
-                    poses = h5["pose"].asstr()[:]
-                    augs = h5["aug"][:]
-            except OSError as exc:
-                raise TrainingError(f"cannot read the shard ({exc})", path=path,
-                                    hint="run prep verify, then rebuild broken shards") from exc
-            if self.size is None:
-                self.size = int(side)
-            elif side != self.size:
-                raise TrainingError(f"shard side {side} differs from {self.size} of {self.files[0].name}", path=path)
-            for row in range(count):
+            for row, (subject, pose, aug) in enumerate(checked.contents[path.name]):
                 self._rows.append((file_index, row))
-                self.info.append(SampleInfo(path.name, row, str(subjects[row]), str(poses[row]), int(augs[row])))
+                self.info.append(SampleInfo(path.name, row, subject, pose, aug))
         self._handles: dict[int, Any] = {}
         self._pid = os.getpid()
 
@@ -168,7 +178,6 @@ class ShardDataset(Dataset):
         return len(self._rows)
 
     def _file(self, index: int) -> Any:
-
         if self._pid != os.getpid():  # inherited across a fork: never reuse the parent's handles
             self._handles = {}
             self._pid = os.getpid()
@@ -179,14 +188,38 @@ class ShardDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         file_index, row = self._rows[index]
-        h5 = self._file(file_index)
         try:
+            h5 = self._file(file_index)
             item = {name: torch.from_numpy(np.ascontiguousarray(h5[name][row])) for name in _IMAGE_FIELDS}
-        except OSError as exc:
-            raise TrainingError(f"cannot read sample {row} ({exc})", path=self.files[file_index],
-                                hint="run prep verify, then rebuild broken shards") from exc
+        except (OSError, KeyError) as exc:
+            raise self._read_error(file_index, row, exc) from exc
+        except TrainingError as exc:  # no longer a regular file, or locked by a writer
+            raise TrainingError(f"sample {row}: {exc.message}", path=exc.path, hint=exc.hint) from exc
         item["index"] = torch.tensor(index)
         return item
+
+    def _read_error(self, file_index: int, row: int, exc: Exception) -> TrainingError:
+        path = self.files[file_index]
+        expected = self._bytes[file_index]
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = None
+        if expected is not None and size is not None and size != expected:
+            return TrainingError(f"sample {row}: the shard changed while this run read it ({size} bytes, "
+                                 f"dataset.json says {expected})", path=path,
+                                 hint=REBUILD_HINT + "; then resume with --resume")
+        message, hint = (read_error_words(exc) if isinstance(exc, OSError)
+                         else (f"cannot be read ({exc})", REBUILD_HINT))
+        return TrainingError(f"sample {row}: {message}", path=path, hint=hint)
+
+    def empty_batch(self) -> dict[str, Tensor]:
+        """A batch of no samples (what a process whose share of a global batch is empty trains on)."""
+        side = int(self.size or 0)
+        batch = {name: torch.empty((0, *shape_of(side)), dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
+                 for name, (dtype, shape_of) in IMAGE_DATASETS.items()}
+        batch["index"] = torch.empty(0, dtype=torch.int64)
+        return batch
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -200,15 +233,65 @@ class ShardDataset(Dataset):
         self._handles = {}
 
 
-def worker_init(_worker_id: int) -> None:
-    """DataLoader worker setup: one intra-op thread (see the module docstring)."""
-    torch.set_num_threads(1)
-    try:
-        import cv2
+def chunks(indices: Sequence[int], size: int) -> list[list[int]]:
+    """``indices`` cut into consecutive batches of ``size`` (the last may be shorter)."""
+    return [list(indices[i:i + size]) for i in range(0, len(indices), max(1, size))]
 
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 is a dependency
-        pass
+
+def make_loader(dataset: ShardDataset, batches: Iterable[list[int]], *, workers: int, pin: bool) -> Any:
+    """A DataLoader over the given batches of dataset indices (in that order), ``workers`` single-threaded."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_sampler=[list(b) for b in batches], num_workers=workers, pin_memory=pin,
+                      worker_init_fn=worker_init if workers else None, persistent_workers=False,
+                      prefetch_factor=4 if workers else None)
+
+
+def unwrap_worker_error(exc: BaseException) -> BaseException:
+    """The one-line error a DataLoader worker raised, from the copy the DataLoader re-raises.
+
+    A worker's exception reaches the main process as ``type(exc)(text)`` where the text holds the worker's
+    whole traceback ("Caught TrainingError in DataLoader worker process 0. Original Traceback ..."); its last
+    line is the original ``module.Type: message``. Toolkit errors get their one-line message back; others are
+    returned as they are (their text still tells what they were, e.g. running out of memory).
+    """
+    text = str(exc)
+    if "in DataLoader worker process" not in text or not isinstance(exc, PrepError):
+        return exc
+    _type_name, sep, message = text.rstrip().splitlines()[-1].partition(": ")
+    return type(exc)(message) if sep else exc
+
+
+def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
+    """The batches of ``loader``, with errors raised in its workers unwrapped (:func:`unwrap_worker_error`)."""
+    batches = iter(loader)
+    try:
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:
+                unwrapped = unwrap_worker_error(exc)
+                if unwrapped is exc:
+                    raise
+                raise unwrapped from exc
+            yield batch
+    finally:
+        # Stop the workers now: an error's traceback holds the iterator (and so its workers) until it is freed.
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def worker_init(_worker_id: int) -> None:
+    """DataLoader worker setup: one intra-op thread (see the module docstring).
+
+    OpenCV is left alone: workers do not use it, and resizing its thread pool in a forked worker whose parent
+    had started that pool waits forever on the pool's condition variables (seen after ``cv2.resize`` ran in the
+    training process).
+    """
+    torch.set_num_threads(1)
 
 
 @dataclass(frozen=True)
