@@ -28,7 +28,9 @@ __all__ = [
     "load_checkpoint",
     "load_encoder_weights",
     "load_model",
+    "open_shards",
     "psnr",
+    "resolve_device",
     "save_model_checkpoint",
     "ssim",
     "train",
@@ -36,7 +38,8 @@ __all__ = [
 
 
 from ._checkpoint import load_checkpoint, load_model, save_model_checkpoint
-from ._data import Batch, ShardDataset, batch_to_device, dataset_parameters
+from ._data import Batch, ShardDataset, batch_to_device, dataset_parameters, open_shards
+from ._device import resolve_device
 from ._enhance import (
     Enhancer,
     EnhanceResult,

@@ -13,6 +13,7 @@ import io
 import json
 import math
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,19 @@ from acquisition.progress import announce_total
 from acquisition.runlock import refuse_if_being_written
 
 from ._checkpoint import load_model, resolve_checkpoint
-from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters, find_shard_dir
+from ._data import (
+    ShardDataset,
+    batch_to_device,
+    check_same_encoding,
+    chunks,
+    find_shard_dir,
+    iterate,
+    make_loader,
+    open_shards,
+)
+from ._device import memory_errors, resolve_device
 from ._loss import decode_prediction, deepflash_loss, psnr, ssim
-from ._train import _accuracy, _loader
+from ._train import _accuracy
 from .errors import TrainingError
 
 __all__ = ["EvaluationResult", "evaluate"]
@@ -74,6 +85,36 @@ def _metrics(encoding: str, y: torch.Tensor, batch: Any) -> dict[str, torch.Tens
     }
 
 
+def _evaluate_all(model: torch.nn.Module, dataset: ShardDataset, *, encoding: str, size: int,
+                  device: torch.device, batch_size: int, workers: int,
+                  progress: Callable[[int], None] | None) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """One CSV row per sample, and the per-metric sums of the model and the identity baseline."""
+    rows: list[dict[str, Any]] = []
+    sums = {kind: dict.fromkeys(METRICS, 0.0) for kind in ("model", "identity")}
+    announce_total(progress, len(dataset))
+    loader = make_loader(dataset, chunks(range(len(dataset)), batch_size), workers=workers, pin=False)
+    with closing(iterate(loader)) as batches:
+        for raw in batches:
+            batch = batch_to_device(raw, device, encoding=encoding, size=min(size, dataset.size or size))
+            y = model(batch.inputs).float()
+            results = {"model": _metrics(encoding, y, batch),
+                       "identity": _metrics(encoding, _identity_output(encoding, batch.x), batch)}
+            for i, index in enumerate(batch.index.tolist()):
+                info = dataset.info[index]
+                row: dict[str, Any] = {"file": info.file, "row": info.row, "subject": info.subject, "pose": info.pose,
+                                       "aug": info.aug}
+                for kind, values in results.items():
+                    prefix = "" if kind == "model" else "identity_"
+                    for metric in METRICS:
+                        value = float(values[metric][i])
+                        row[prefix + metric] = round(value, 6)
+                        sums[kind][metric] += value
+                rows.append(row)
+            if progress is not None:
+                progress(len(y))
+    return rows, sums
+
+
 def format_table(summary: dict[str, dict[str, float]], *, encoding: str) -> str:
     """A markdown table like the paper's Table 3: one row for the model, one for the identity baseline."""
     lines = ["| method | " + " | ".join(_HEADERS) + " |", "|---|" + "---:|" * len(_HEADERS)]
@@ -89,7 +130,8 @@ def format_table(summary: dict[str, dict[str, float]], *, encoding: str) -> str:
 
 @torch.no_grad()
 def evaluate(run_dir_or_checkpoint: str | Path, shards_dir: str | Path, *, split: str = "test",
-             out_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 4, workers: int = 0,
+             out_dir: str | Path | None = None, device: str | torch.device = "cpu", batch_size: int = 4,
+             workers: int = 0,
              progress: Callable[[int], None] | None = None) -> EvaluationResult:
     """Evaluate a trained network on one split of the shards.
 
@@ -116,38 +158,26 @@ def evaluate(run_dir_or_checkpoint: str | Path, shards_dir: str | Path, *, split
     Raises
     ------
     TrainingError
-        No such checkpoint or split, unreadable shards, or shards that ``prep build-h5`` is still writing.
+        No such checkpoint or split, shards that are not the dataset's, are damaged or that ``prep build-h5`` is
+        still writing, a device that is not there, or running out of memory.
     """
     refuse_if_being_written(find_shard_dir(shards_dir), error=TrainingError, then="evaluate")
     checkpoint_path = resolve_checkpoint(run_dir_or_checkpoint)
+    device = resolve_device(device)
     model, checkpoint = load_model(checkpoint_path, device=device)
     config = checkpoint["config"]
-    check_same_encoding(checkpoint.get("dataset"), dataset_parameters(shards_dir), shards_dir)
+    shards = open_shards(shards_dir)
+    check_same_encoding(checkpoint.get("dataset"), shards.parameters, shards)
     encoding = config.get("encoding", "C")
     size = int(config["size"])
-    dataset = ShardDataset(shards_dir, split)
+    dataset = ShardDataset(shards, split)
+    try:
+        with memory_errors(device, hint="use a smaller --batch-size"):
+            rows, sums = _evaluate_all(model, dataset, encoding=encoding, size=size, device=device,
+                                       batch_size=batch_size, workers=workers, progress=progress)
+    finally:
+        dataset.close()
     out_dir = Path(out_dir) if out_dir is not None else checkpoint_path.parent
-    rows: list[dict[str, Any]] = []
-    sums = {kind: dict.fromkeys(METRICS, 0.0) for kind in ("model", "identity")}
-    announce_total(progress, len(dataset))
-    for raw in _loader(dataset, list(range(len(dataset))), batch_size, workers, False):
-        batch = batch_to_device(raw, device, encoding=encoding, size=min(size, dataset.size or size))
-        y = model(batch.inputs).float()
-        results = {"model": _metrics(encoding, y, batch),
-                   "identity": _metrics(encoding, _identity_output(encoding, batch.x), batch)}
-        for i, index in enumerate(batch.index.tolist()):
-            info = dataset.info[index]
-            row: dict[str, Any] = {"file": info.file, "row": info.row, "subject": info.subject, "pose": info.pose,
-                                   "aug": info.aug}
-            for kind, values in results.items():
-                prefix = "" if kind == "model" else "identity_"
-                for metric in METRICS:
-                    value = float(values[metric][i])
-                    row[prefix + metric] = round(value, 6)
-                    sums[kind][metric] += value
-            rows.append(row)
-        if progress is not None:
-            progress(len(y))
     count = len(rows)
     summary = {kind: {metric: (total / count if count else math.nan) for metric, total in values.items()}
                for kind, values in sums.items()}

@@ -1,13 +1,18 @@
 """Training: one process on CPU or GPU, or many under ``torchrun`` (DistributedDataParallel).
 
 The same function runs everywhere. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) it joins the
-process group (NCCL on GPU, gloo on CPU), wraps the network in DDP, splits each epoch's shuffled order with a
-``DistributedSampler`` and lets rank 0 alone write checkpoints, logs and pictures. ``batch_size`` is the
-*global* batch, split evenly across processes, so a run on N processes takes the same steps as one on 1.
+process group (NCCL on GPU, gloo on CPU), wraps the network in DDP and lets rank 0 alone write checkpoints,
+logs and pictures. ``batch_size`` is the *global* batch: each epoch's shuffled order (a function of seed and
+epoch only) is cut into consecutive global batches, and each global batch is split over the processes as evenly
+as it goes (3 over 2 processes: 2 + 1); each process weighs its loss by its share, so N processes take the same
+steps as one. A last batch of a single sample joins the batch before it: BatchNorm cannot normalise one sample.
 
-Resuming is exact: the shuffled order of an epoch depends only on (seed, epoch), and ``last.pt`` stores the
-weights, Adam's moments, the epoch and the batch within it, the running loss and every RNG state; a resumed
-run's next step therefore sees the same batch with the same weights as an uninterrupted one.
+Resuming is exact: ``last.pt`` stores the weights, Adam's moments, the epoch and how many of its samples are
+done, the running loss and every RNG state; a resumed run's next step sees the same samples with the same
+weights as an uninterrupted one. It also works on another number of processes, and with another batch size or
+learning rate (logged); what fixes the network (size, encoding, width, normalisation ...) cannot change. The
+outputs of an epoch (``last.pt``, ``best.pt``, the ``metrics.csv`` row, ``loss.png``, the sample picture) are
+finished on resume when a run stopped between writing them.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Collection, Iterator
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,20 +36,33 @@ from torch import nn
 
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
+from acquisition.errors import PrepError
 from acquisition.folders import check_apart
 from acquisition.progress import announce_total
 from acquisition.runlock import claim_folder, refuse_if_being_written
+from datasetgen import ShardFolder
 
 from ._checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     build_model,
+    checkpoint_epoch,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from ._data import ShardDataset, batch_to_device, check_same_encoding, dataset_parameters, find_shard_dir, worker_init
+from ._data import (
+    ShardDataset,
+    batch_to_device,
+    check_same_encoding,
+    chunks,
+    find_shard_dir,
+    iterate,
+    make_loader,
+    open_shards,
+)
+from ._device import memory_errors, resolve_device
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, psnr, ssim
 from ._model import load_encoder_weights
 from ._syncbn import convert_global_batchnorm
@@ -67,7 +85,8 @@ class TrainConfig:
     epochs : int
         Passes over the training split (the paper: 62).
     batch_size : int
-        Global batch, split evenly across ``torchrun`` processes.
+        Global batch, split across ``torchrun`` processes (at least 2 with BatchNorm, which cannot normalise a
+        single sample).
     lr, betas, eps : float
         Adam's settings (the paper: 1e-5, (0.9, 0.999), 1e-8).
     size : int or None
@@ -133,6 +152,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.workers < 0 or self.samples < 0:
             raise ValueError("epochs and batch_size must be >= 1, workers and samples >= 0")
+        if self.batch_size < 2 and self.norm == "batch":
+            raise ValueError("batch size 1 with BatchNorm: it cannot normalise a single sample; use --batch-size 2 "
+                             "or more, or --norm none")
         if self.size is not None and (self.size < 32 or self.size % 32):
             raise ValueError(f"size must be a multiple of 32, got {self.size}")
         if self.encoding not in ENCODINGS:
@@ -193,20 +215,6 @@ def _setup_distributed(device_kind: str) -> _Dist:
     return _Dist(rank, world, local, True)
 
 
-def _resolve_device(name: str, local_rank: int, world: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("CUDA was asked for but this torch build sees no GPU",
-                                hint="use --device cpu, or install the torch build for your GPU")
-        if device.index is None:
-            device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
-        torch.cuda.set_device(device)
-    return device
-
-
 def _all_reduce_sum(values: list[float], dist_info: _Dist, device: torch.device) -> list[float]:
     if dist_info.world == 1:
         return values
@@ -224,23 +232,47 @@ def _barrier(dist_info: _Dist) -> None:
         dist.barrier()
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-def _epoch_indices(length: int, epoch: int, seed: int, dist_info: _Dist, shuffle: bool = True) -> list[int]:
-    """This rank's share of the epoch's order: a DistributedSampler (padded to equal shares) with set_epoch."""
-    from torch.utils.data.distributed import DistributedSampler
-
-    sampler = DistributedSampler(range(length), num_replicas=dist_info.world, rank=dist_info.rank,
-                                 shuffle=shuffle, seed=seed, drop_last=False)
-    sampler.set_epoch(epoch)
-    return list(sampler)
+# ------------------------------------------------------------------------------------------------ batches
+def _epoch_order(length: int, epoch: int, seed: int) -> list[int]:
+    """The shuffled order of an epoch: a function of (seed, epoch) only (DistributedSampler's, on one process)."""
+    generator = torch.Generator()
+    generator.manual_seed(seed + epoch)
+    return torch.randperm(length, generator=generator).tolist()
 
 
-def _loader(dataset: ShardDataset, indices: list[int], batch: int, workers: int, pin: bool) -> Any:
-    from torch.utils.data import DataLoader
+def _global_batches(start: int, stop: int, batch: int) -> list[tuple[int, int]]:
+    """Positions [a, b) of the epoch's order, from ``start``, in global batches of ``batch``.
 
-    return DataLoader(dataset, batch_size=batch, sampler=indices, num_workers=workers, pin_memory=pin,
-                      worker_init_fn=worker_init if workers else None, persistent_workers=False,
-                      prefetch_factor=4 if workers else None)
+    A last batch of one sample joins the batch before it, since BatchNorm cannot normalise a single sample (or
+    is left out when it is the only one: only a resume with another batch size can leave one sample).
+    """
+    bounds = [(a, min(a + batch, stop)) for a in range(start, stop, batch)]
+    if batch > 1 and bounds and bounds[-1][1] - bounds[-1][0] == 1:
+        last = bounds.pop()
+        if bounds:
+            bounds[-1] = (bounds[-1][0], last[1])
+    return bounds
+
+
+def _share(samples: list[int], dist_info: _Dist) -> list[int]:
+    """This process's consecutive part of a global batch; the parts differ in size by at most one."""
+    base, extra = divmod(len(samples), dist_info.world)
+    start = dist_info.rank * base + min(dist_info.rank, extra)
+    return samples[start:start + base + (dist_info.rank < extra)]
+
+
+def _batches(dataset: ShardDataset, shares: list[list[int]], workers: int, pin: bool) -> Iterator[dict[str, Any]]:
+    """One loader batch per global batch; an empty one where this process's share is empty."""
+    loaded = iterate(make_loader(dataset, [s for s in shares if s], workers=workers, pin=pin))
+    try:
+        for share in shares:
+            yield next(loaded) if share else dataset.empty_batch()
+    finally:
+        loaded.close()
+
+
+def _epoch_limit(length: int, config: TrainConfig) -> int:
+    return length if config.steps_per_epoch is None else min(length, config.steps_per_epoch * config.batch_size)
 
 
 def _autocast(device: torch.device) -> Any:
@@ -265,14 +297,6 @@ def _config_dict(config: TrainConfig) -> dict[str, Any]:
     return data
 
 
-def _config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in data.items() if k in known}
-    if "betas" in values:
-        values["betas"] = tuple(values["betas"])
-    return TrainConfig(**values)
-
-
 @torch.no_grad()
 def _validate(model: nn.Module, dataset: ShardDataset, config: TrainConfig, size: int, device: torch.device,
               dist_info: _Dist) -> dict[str, float]:
@@ -283,23 +307,26 @@ def _validate(model: nn.Module, dataset: ShardDataset, config: TrainConfig, size
     """
     model.eval()
     indices = list(range(len(dataset)))[dist_info.rank::dist_info.world]
+    per_process = max(1, math.ceil(config.batch_size / dist_info.world))
     sums = np.zeros(7)
-    for raw in _loader(dataset, indices, config.batch_size, config.workers, device.type == "cuda"):
-        batch = batch_to_device(raw, device, encoding=config.encoding, size=size)
-        with _autocast(device):
-            y = model(_prepare(batch.inputs, device))
-        y = y.float()
-        pred = decode_prediction(config.encoding, y, batch.x).clamp(0, 1)
-        truth = (batch.x - 2 * batch.t + 1).clamp(0, 1)
-        sums += [
-            len(y),
-            deepflash_loss(y, batch.targets, batch.valid, reduction="none").sum().item(),
-            _accuracy(config.encoding, y, batch).sum().item(),
-            ssim(pred, truth).sum().item(),
-            psnr(pred, truth).clamp(max=100).sum().item(),
-            ssim(batch.x, truth).sum().item(),
-            psnr(batch.x, truth).clamp(max=100).sum().item(),
-        ]
+    loader = make_loader(dataset, chunks(indices, per_process), workers=config.workers, pin=device.type == "cuda")
+    with closing(iterate(loader)) as batches:
+        for raw in batches:
+            batch = batch_to_device(raw, device, encoding=config.encoding, size=size)
+            with _autocast(device):
+                y = model(_prepare(batch.inputs, device))
+            y = y.float()
+            pred = decode_prediction(config.encoding, y, batch.x).clamp(0, 1)
+            truth = (batch.x - 2 * batch.t + 1).clamp(0, 1)
+            sums += [
+                len(y),
+                deepflash_loss(y, batch.targets, batch.valid, reduction="none").sum().item(),
+                _accuracy(config.encoding, y, batch).sum().item(),
+                ssim(pred, truth).sum().item(),
+                psnr(pred, truth).clamp(max=100).sum().item(),
+                ssim(batch.x, truth).sum().item(),
+                psnr(batch.x, truth).clamp(max=100).sum().item(),
+            ]
     sums = np.array(_all_reduce_sum(sums.tolist(), dist_info, device))
     model.train()
     n = max(sums[0], 1)
@@ -372,23 +399,75 @@ def _write_samples(run_dir: Path, epoch: int, model: nn.Module, dataset: ShardDa
     write_image(run_dir / "samples" / f"epoch-{epoch:03d}.png", (grid * 255 + 0.5).astype(np.uint8))
 
 
+# -------------------------------------------------------------------------------------------------- resume
+#: How to go on after a failed checkpoint write (a full disk): what finished is intact.
+_RESUME = "run the same command with --resume"
+#: Settings that may differ on resume without a word (they change how, not what, is trained).
+_QUIET_CHANGES = ("epochs", "device", "workers", "steps_per_epoch", "checkpoint_every", "samples", "encoder_weights")
+#: Settings of the network that TrainConfig names differently in ``model_config``.
+_MODEL_KEYS = {"normalization": "encoder_normalization"}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _resume_config(checkpoint: dict[str, Any], config: TrainConfig, given: Collection[str] | None) -> TrainConfig:
+    """The checkpoint's settings with those the caller chose (``given``; None = all of ``config``).
+
+    What fixes the network -- the training size, the output encoding and every field of the checkpoint's
+    ``model_config`` (width, normalisations, head ...) -- cannot change: a difference is refused in one line.
+    Other changes are logged (batch size, learning rate ...) or quiet (epochs, device, workers ...).
+    """
+    path = Path(checkpoint["path"])
+    stored = dict(checkpoint["config"])
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    chosen = names if given is None else names & set(given)
+    wanted = {name: getattr(config, name) for name in chosen}
+    if wanted.get("size") is None:
+        wanted.pop("size", None)  # "the shards' side": whatever the run trained at
+    merged_dict = {**{k: v for k, v in stored.items() if k in names}, **wanted}
+    merged_dict["betas"] = tuple(merged_dict.get("betas", config.betas))
+    merged = TrainConfig(**merged_dict)
+    refused = [f"{_option(name)} {getattr(merged, name)} (the run has {stored.get(name)})"
+               for name in ("size", "encoding") if name in stored and getattr(merged, name) != stored[name]]
+    old_model, new_model = checkpoint.get("model_config", {}), _model_config(merged)
+    refused += [f"{_option(_MODEL_KEYS.get(key, key))} {new_model[key]} (the run has {old_model[key]})"
+                for key in sorted(old_model.keys() & new_model.keys()) if new_model[key] != old_model[key]]
+    if refused:
+        raise TrainingError("cannot resume with another network: " + "; ".join(refused), path=path,
+                            hint="resume without those options, or start a new run in another folder")
+    changed = [f"{name.replace('_', ' ')} {getattr(merged, name)} (was {stored[name]})"
+               for name in sorted(names - set(_QUIET_CHANGES)) if name in stored
+               and _config_dict(merged)[name] != stored[name] and name not in ("size", "encoding")]
+    if changed and int(os.environ.get("RANK", "0")) == 0:
+        log.warning("resuming %s with %s", path.parent, ", ".join(changed))
+    return merged
+
+
 # --------------------------------------------------------------------------------------------------- train
 def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = TrainConfig(), resume: bool = False,
-          progress: Callable[[int], None] | None = None) -> TrainResult:
+          given: Collection[str] | None = None, progress: Callable[[int], None] | None = None) -> TrainResult:
     """Train DeepFlashNet on the shards of ``prep build-h5``.
 
     Parameters
     ----------
     shards_dir : path
-        Folder of ``train-NNNNN.h5`` (and ``val-``/``test-``) shards with their ``dataset.json``.
+        Folder of ``train-NNNNN.h5`` (and ``val-``/``test-``) shards with their ``dataset.json``. Exactly the
+        shards dataset.json lists are read, after a check of each one against it (:func:`open_shards`).
     run_dir : path
         Output: ``last.pt`` (each epoch, with optimizer state), ``best.pt`` (lowest validation loss, or training
         loss without a validation split), ``metrics.csv``, ``loss.png``, ``samples/epoch-NNN.png``.
     config : TrainConfig
-        The settings; with ``resume`` the checkpoint's settings win except ``epochs``, ``device``, ``workers``,
-        ``steps_per_epoch`` and ``checkpoint_every``.
+        The settings. With ``resume``, those that fix the network (size, encoding, width, normalisation, head)
+        must match the checkpoint's; batch size, learning rate and the rest may change (logged), on any number
+        of processes.
     resume : bool
-        Continue from ``run_dir/last.pt`` exactly where it stopped (a missing file starts afresh).
+        Continue from ``run_dir/last.pt`` exactly where it stopped (a missing file starts afresh), first
+        finishing the outputs of its last epoch that an interrupted run left unwritten.
+    given : collection of str, optional
+        With ``resume``: the names of the ``config`` fields the caller chose (a command line: the options
+        typed); the others keep the checkpoint's values. None: every field of ``config`` counts.
     progress : callable, optional
         Called with 1 after every training step (rank 0 only).
 
@@ -399,19 +478,24 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
     Raises
     ------
     TrainingError
-        Missing or broken shards, an unreadable checkpoint or encoder-weights file, a run folder that already
-        holds a run (without ``resume``), is being written by another run, or overlaps the shards, shards that
-        ``prep build-h5`` is still writing, or a device that is not there.
+        Shards that are not the dataset's, are damaged or that ``prep build-h5`` is still writing, an unreadable
+        checkpoint or encoder-weights file, a run folder that already holds a run (without ``resume``), is being
+        written by another run or overlaps the shards, a resume that would change the network, a device that is
+        not there, or running out of memory. Under ``torchrun``, problems found before training starts are the
+        same on every process: there they carry ``every_rank = True``, so that a command line reports them once,
+        on rank 0.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    shard_folder = find_shard_dir(shards_dir)
-    check_apart(shard_folder, run_dir, error=TrainingError, input_name="shards", output_name="run")
-    refuse_if_being_written(shard_folder, error=TrainingError, then="train")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    with _on_every_rank(world):
+        shard_folder = find_shard_dir(shards_dir)
+        check_apart(shard_folder, run_dir, error=TrainingError, input_name="shards", output_name="run")
+        refuse_if_being_written(shard_folder, error=TrainingError, then="train")
     if not _is_main_process():  # only the main process of a torchrun writes the run folder
-        return _train_claimed(shards_dir, run_dir, config, resume, progress, started)
+        return _train_claimed(shards_dir, run_dir, config, resume, given, progress, started)
     with claim_folder(run_dir, error=TrainingError):
-        return _train_claimed(shards_dir, run_dir, config, resume, progress, started)
+        return _train_claimed(shards_dir, run_dir, config, resume, given, progress, started)
 
 
 def _is_main_process() -> bool:
@@ -420,55 +504,120 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, resume: bool,
-                   progress: Callable[[int], None] | None, started: float) -> TrainResult:
-    """:func:`train` with the run folder claimed (one run per folder)."""
-    checkpoint: dict[str, Any] | None = None
-    if resume and (run_dir / "last.pt").is_file():
-        checkpoint = load_checkpoint(run_dir / "last.pt")
-        stored = _config_from_dict(checkpoint["config"])
-        config = dataclasses.replace(stored, epochs=config.epochs, device=config.device, workers=config.workers,
-                                     steps_per_epoch=config.steps_per_epoch,
-                                     checkpoint_every=config.checkpoint_every)
-    elif resume:
-        log.info("%s holds no last.pt: starting a new run", run_dir)
-    elif (run_dir / "last.pt").exists():
-        raise TrainingError("this folder already holds a training run", path=run_dir,
-                            hint="add --resume to continue it, or choose another RUN_DIR")
-
-    want = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dist_info = _setup_distributed(torch.device(want).type)
+@contextmanager
+def _on_every_rank(world: int) -> Iterator[None]:
+    """Mark the toolkit errors of the block as found by every process of a torchrun (rank 0 reports them)."""
     try:
-        return _train(shards_dir, run_dir, config, checkpoint, dist_info, progress, started)
+        yield
+    except PrepError as exc:
+        exc.every_rank = world > 1  # type: ignore[attr-defined]
+        raise
+
+
+def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, resume: bool,
+                   given: Collection[str] | None, progress: Callable[[int], None] | None,
+                   started: float) -> TrainResult:
+    """:func:`train` with the run folder claimed (one run per folder)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    with _on_every_rank(world):
+        checkpoint: dict[str, Any] | None = None
+        if resume and (run_dir / "last.pt").is_file():
+            checkpoint = load_checkpoint(run_dir / "last.pt")
+            config = _resume_config(checkpoint, config, given)
+        elif resume:
+            log.info("%s holds no last.pt: starting a new run", run_dir)
+        elif (run_dir / "last.pt").exists():
+            raise TrainingError("this folder already holds a training run", path=run_dir,
+                                hint="add --resume to continue it, or choose another RUN_DIR")
+        device = resolve_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")), world=world)
+        shards = open_shards(shards_dir)
+        config, train_set, val_set = _datasets(shards, config, checkpoint, main=int(os.environ.get("RANK", "0")) == 0)
+    dist_info = _setup_distributed(device.type)
+    try:
+        with memory_errors(device, hint="resume with --resume and a smaller --batch-size (or --size)"):
+            return _train(run_dir, config, (train_set, val_set), shards.parameters, checkpoint, dist_info, device,
+                          progress, started)
     finally:
+        for dataset in (train_set, val_set):
+            if dataset is not None:
+                dataset.close()
         if dist_info.initialized_here:
             import torch.distributed as dist
 
             dist.destroy_process_group()
 
 
-def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoint: dict[str, Any] | None,
-           dist_info: _Dist, progress: Callable[[int], None] | None, started: float) -> TrainResult:
-    device = _resolve_device(config.device, dist_info.local_rank, dist_info.world)
-    if config.batch_size % dist_info.world:
-        raise ValueError(f"batch_size {config.batch_size} does not split evenly over {dist_info.world} processes")
-    per_rank = config.batch_size // dist_info.world
+def _epoch_outputs(run_dir: Path, state: dict[str, Any], *, improved: bool, model: nn.Module,
+                   sample_set: ShardDataset, config: TrainConfig, size: int, device: torch.device) -> None:
+    """What follows an epoch's last.pt: best.pt (when it improved), metrics.csv, loss.png, the sample picture."""
+    if improved:
+        save_checkpoint(run_dir / "best.pt", {k: v for k, v in state.items() if k not in ("optimizer", "path")},
+                        then=_RESUME)
+    _write_metrics(run_dir, state["history"])
+    _write_loss_plot(run_dir, state["history"])
+    _write_samples(run_dir, state["epoch"], model, sample_set, config, size, device)
 
-    train_set = ShardDataset(shards_dir, "train")
-    params = dataset_parameters(shards_dir)
+
+def _finish_outputs(run_dir: Path, checkpoint: dict[str, Any], *, model: nn.Module, sample_set: ShardDataset,
+                    config: TrainConfig, size: int, device: torch.device) -> None:
+    """Write what a run stopped between an epoch's last.pt and its other outputs left unwritten.
+
+    metrics.csv and loss.png follow the checkpoint's history (rewritten: cheap, and the same bytes when they
+    were complete). At an epoch boundary the model is that epoch's, so its sample picture and, when that epoch
+    was the best, best.pt can be written as the uninterrupted run would have.
+    """
+    history = checkpoint["history"]
+    if not history:
+        return
+    _write_metrics(run_dir, history)
+    _write_loss_plot(run_dir, history)
+    epoch = int(checkpoint["epoch"])
+    if int(checkpoint.get("epoch_position", checkpoint["step_in_epoch"])) != 0:
+        return
+    finished = []
+    if checkpoint.get("best_epoch") == epoch and checkpoint_epoch(run_dir / "best.pt") != epoch:
+        save_checkpoint(run_dir / "best.pt", {k: v for k, v in checkpoint.items() if k not in ("optimizer", "path")},
+                        then=_RESUME)
+        finished.append("best.pt")
+    picture = run_dir / "samples" / f"epoch-{epoch:03d}.png"
+    if config.samples and not picture.is_file():
+        _write_samples(run_dir, epoch, model, sample_set, config, size, device)
+        finished.append(str(picture.relative_to(run_dir)))
+    if finished:
+        log.info("finished what the interrupted run left of epoch %d: %s", epoch, ", ".join(finished))
+
+
+def _datasets(shards: ShardFolder, config: TrainConfig, checkpoint: dict[str, Any] | None, *,
+              main: bool) -> tuple[TrainConfig, ShardDataset, ShardDataset | None]:
+    """The training and validation sets, and the config with the training size resolved."""
+    train_set = ShardDataset(shards, "train")
     if checkpoint is not None:
-        check_same_encoding(checkpoint.get("dataset"), params, shards_dir)
+        check_same_encoding(checkpoint.get("dataset"), shards.parameters, shards)
     val_set: ShardDataset | None = None
-    if any(train_set.folder.glob(f"{config.val_split}-*.h5")):
-        val_set = ShardDataset(shards_dir, config.val_split)  # broken shards raise, naming the file
-    elif dist_info.main:
+    if shards.files.get(config.val_split):
+        val_set = ShardDataset(shards, config.val_split)
+    elif main:
         log.warning("no %r split in %s: validation is skipped (best.pt follows the training loss)",
                     config.val_split, train_set.folder)
-    size = config.size or train_set.size
-    if size is None or size > train_set.size or size % 32:
-        raise TrainingError(f"cannot train at size {size} on shards of side {train_set.size}",
+    side = int(train_set.size or 0)
+    size = config.size or side
+    if size > side or size % 32:
+        raise TrainingError(f"cannot train at size {size} on shards of side {side}",
                             hint="pass --size, a multiple of 32 no larger than the shards' side")
-    config = dataclasses.replace(config, size=size)
+    if config.norm == "batch" and len(train_set) < 2:
+        raise TrainingError(f"the training split holds {len(train_set)} sample: BatchNorm needs batches of 2",
+                            path=train_set.folder, hint="add training data, or train with --norm none")
+    return dataclasses.replace(config, size=size), train_set, val_set
+
+
+def _train(run_dir: Path, config: TrainConfig, datasets: tuple[ShardDataset, ShardDataset | None],
+           params: dict[str, Any], checkpoint: dict[str, Any] | None, dist_info: _Dist, device: torch.device,
+           progress: Callable[[int], None] | None, started: float) -> TrainResult:
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    train_set, val_set = datasets
+    size = int(config.size or 0)
+    sample_set = val_set if val_set is not None else train_set
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = build_model(_model_config(config))
@@ -484,22 +633,33 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
         torch.backends.cudnn.benchmark = True
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps)
 
-    epoch, step_in_epoch, global_step = 0, 0, 0
+    epoch, position, step_in_epoch, global_step = 0, 0, 0, 0
     history: list[dict[str, Any]] = []
-    best = math.inf
-    running = [0.0, 0.0]  # loss sum and count of the epoch under way (this rank)
+    best, best_epoch = math.inf, None
+    running = [0.0, 0.0]  # loss sum and sample count of the epoch under way (all processes)
+    if dist_info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(TEMP_PREFIX + "*"):  # a checkpoint half-written when the last run was killed
+            stale.unlink(missing_ok=True)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in optimizer.param_groups:  # these may change on resume
+            group.update(lr=config.lr, betas=config.betas, eps=config.eps)
         epoch, step_in_epoch = int(checkpoint["epoch"]), int(checkpoint["step_in_epoch"])
+        stored_batch = int(checkpoint["config"].get("batch_size", config.batch_size))
+        position = int(checkpoint.get("epoch_position", step_in_epoch * stored_batch))
         global_step = int(checkpoint["global_step"])
         history = [dict(row) for row in checkpoint["history"]]
-        best = float(checkpoint["best"])
-        if int(checkpoint.get("world_size", 1)) == dist_info.world:
-            running = list(checkpoint["running"])
+        best, best_epoch = float(checkpoint["best"]), checkpoint.get("best_epoch")
+        running = [float(v) for v in checkpoint["running"]]
         set_rng_state(checkpoint["rng"])
         if dist_info.main:
-            log.info("resuming %s at epoch %d, step %d", run_dir, epoch + 1, step_in_epoch)
+            log.info("resuming %s at epoch %d, sample %d of %d", run_dir, epoch + 1, position,
+                     _epoch_limit(len(train_set), config))
+            _finish_outputs(run_dir, checkpoint, model=model, sample_set=sample_set, config=config, size=size,
+                            device=device)
+            model.train()
     if dist_info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -511,80 +671,85 @@ def _train(shards_dir: str | Path, run_dir: Path, config: TrainConfig, checkpoin
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "tool_version": tool_version(),
             "model": {k: v.detach().cpu() for k, v in core.state_dict().items()},
             "model_config": _model_config(config), "config": _config_dict(config), "dataset": params,
-            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "history": history, "best": best, "running": list(running), "rng": rng_state(),
-            "world_size": dist_info.world,
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "epoch_position": position,
+            "global_step": global_step, "history": history, "best": best, "best_epoch": best_epoch,
+            "running": list(running), "rng": rng_state(), "world_size": dist_info.world,
         }
         if with_optimizer:
             state["optimizer"] = optimizer.state_dict()
         return state
 
-    if dist_info.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in run_dir.glob(TEMP_PREFIX + "*"):  # a checkpoint half-written when the last run was killed
-            stale.unlink(missing_ok=True)
     step_losses: list[float] = []
     model.train()
-    per_epoch = len(_epoch_indices(len(train_set), epoch, config.seed, dist_info))
-    if config.steps_per_epoch is not None:
-        per_epoch = min(per_epoch, config.steps_per_epoch * per_rank)
-    announce_total(progress, math.ceil(per_epoch / per_rank) * (config.epochs - epoch) - step_in_epoch)
-    while epoch < config.epochs:
-        epoch_started = time.perf_counter()
-        indices = _epoch_indices(len(train_set), epoch, config.seed, dist_info)
-        if config.steps_per_epoch is not None:
-            indices = indices[:config.steps_per_epoch * per_rank]
-        steps_in_epoch = math.ceil(len(indices) / per_rank)
-        loader = _loader(train_set, indices[step_in_epoch * per_rank:], per_rank, config.workers,
-                         device.type == "cuda")
-        for raw in loader:
-            batch = batch_to_device(raw, device, encoding=config.encoding, size=size)
-            with _autocast(device):
-                y = model(_prepare(batch.inputs, device))
-            loss = deepflash_loss(y.float(), batch.targets, batch.valid, offset_weight=config.offset_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(f"the loss became {value} at step {global_step + 1}",
-                                    hint="lower --lr, or check the shards with prep verify")
-            step_losses.append(value)
-            running[0] += value * len(y)
-            running[1] += len(y)
-            step_in_epoch += 1
-            global_step += 1
-            if (config.checkpoint_every and global_step % config.checkpoint_every == 0
-                    and step_in_epoch < steps_in_epoch and dist_info.main):
-                save_checkpoint(run_dir / "last.pt", make_checkpoint(True))
-            if progress is not None and dist_info.main:
-                progress(1)
-        total, count = _all_reduce_sum(running, dist_info, device)
-        row: dict[str, Any] = {"epoch": epoch + 1, "steps": global_step, "train_loss": total / max(count, 1)}
-        if val_set is not None:
-            row.update(_validate(core, val_set, config, size, device, dist_info))
-        seconds = time.perf_counter() - epoch_started
-        row["seconds"] = round(seconds, 3)
-        row["samples_per_s"] = round(count / seconds, 3) if seconds > 0 else None
-        history.append(row)
-        score = row.get("val_loss", row["train_loss"])
-        improved = score < best
-        best = min(best, score)
-        epoch += 1
-        step_in_epoch = 0
-        running = [0.0, 0.0]
-        if dist_info.main:
-            log.info("epoch %d/%d: train loss %.5f%s", epoch, config.epochs, row["train_loss"],
-                     f", val loss {row['val_loss']:.5f}, SSIM {row['val_ssim']:.4f}, PSNR {row['val_psnr']:.2f} dB"
-                     if "val_loss" in row else "")
-            save_checkpoint(run_dir / "last.pt", make_checkpoint(True))
-            if improved:
-                save_checkpoint(run_dir / "best.pt", make_checkpoint(False))
-            _write_metrics(run_dir, history)
-            _write_loss_plot(run_dir, history)
-            _write_samples(run_dir, epoch, core, val_set if val_set is not None else train_set, config, size,
-                           device)
-        _barrier(dist_info)
+    limit = _epoch_limit(len(train_set), config)
+    announce_total(progress, len(_global_batches(position, limit, config.batch_size))
+                   + len(_global_batches(0, limit, config.batch_size)) * max(0, config.epochs - epoch - 1)
+                   if epoch < config.epochs else 0)
+    batches: Iterator[dict[str, Any]] | None = None
+    try:
+        while epoch < config.epochs:
+            epoch_started = time.perf_counter()
+            order = _epoch_order(len(train_set), epoch, config.seed)
+            bounds = _global_batches(position, limit, config.batch_size)
+            shares = [_share(order[a:b], dist_info) for a, b in bounds]
+            batches = _batches(train_set, shares, config.workers, device.type == "cuda")
+            for (a, b), raw in zip(bounds, batches, strict=True):
+                batch = batch_to_device(raw, device, encoding=config.encoding, size=size)
+                with _autocast(device):
+                    y = model(_prepare(batch.inputs, device))
+                per_image = deepflash_loss(y.float(), batch.targets, batch.valid, reduction="none",
+                                           offset_weight=config.offset_weight)
+                # DDP averages the processes' gradients: weighing each share by world / global count makes that
+                # the gradient of the global batch's mean loss, whatever the shares' sizes.
+                loss = per_image.sum() * (dist_info.world / (b - a))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total, count = _all_reduce_sum([float(per_image.detach().sum()), float(len(per_image))], dist_info,
+                                               device)
+                value = total / count
+                if not math.isfinite(value):
+                    raise TrainingError(f"the loss became {value} at step {global_step + 1}",
+                                        hint="lower --lr, or check the shards with prep verify")
+                step_losses.append(value)
+                running[0] += total
+                running[1] += count
+                step_in_epoch += 1
+                global_step += 1
+                position = b
+                if (config.checkpoint_every and global_step % config.checkpoint_every == 0
+                        and position < bounds[-1][1] and dist_info.main):
+                    save_checkpoint(run_dir / "last.pt", make_checkpoint(True), then=_RESUME)
+                if progress is not None and dist_info.main:
+                    progress(1)
+            total, count = running
+            row: dict[str, Any] = {"epoch": epoch + 1, "steps": global_step, "train_loss": total / max(count, 1)}
+            if val_set is not None:
+                row.update(_validate(core, val_set, config, size, device, dist_info))
+            seconds = time.perf_counter() - epoch_started
+            row["seconds"] = round(seconds, 3)
+            row["samples_per_s"] = round(count / seconds, 3) if seconds > 0 else None
+            history.append(row)
+            score = row.get("val_loss", row["train_loss"])
+            improved = score < best
+            best = min(best, score)
+            epoch += 1
+            best_epoch = epoch if improved else best_epoch
+            position, step_in_epoch = 0, 0
+            running = [0.0, 0.0]
+            if dist_info.main:
+                log.info("epoch %d/%d: train loss %.5f%s", epoch, config.epochs, row["train_loss"],
+                         f", val loss {row['val_loss']:.5f}, SSIM {row['val_ssim']:.4f}, PSNR {row['val_psnr']:.2f} dB"
+                         if "val_loss" in row else "")
+                state = make_checkpoint(True)
+                # last.pt first: it holds all the others are made of, so a resume finishes whatever is missing.
+                save_checkpoint(run_dir / "last.pt", state, then=_RESUME)
+                _epoch_outputs(run_dir, state, improved=improved, model=core, sample_set=sample_set, config=config,
+                               size=size, device=device)
+            _barrier(dist_info)
+    finally:
+        if batches is not None:
+            batches.close()  # stops the loader's workers when training stops early (an error, a signal)
 
     best_path = run_dir / "best.pt"
     return TrainResult(run_dir=run_dir, epochs=epoch, global_step=global_step, history=tuple(history),

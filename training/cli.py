@@ -18,8 +18,9 @@ log = logging.getLogger("prep")
 @click.option("--epochs", type=click.IntRange(min=1), default=62, show_default=True,
               help="Passes over the training split (the paper: 62).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Global batch, split evenly across torchrun processes.")
-@click.option("--lr", type=float, default=1e-5, show_default=True, help="Adam learning rate (the paper's).")
+              help="Global batch, split across torchrun processes (may change on --resume).")
+@click.option("--lr", type=float, default=1e-5, show_default=True,
+              help="Adam learning rate (the paper's; may change on --resume).")
 @click.option("--size", type=click.IntRange(min=32), default=None,
               help="Training side in pixels, a multiple of 32 (default: the shards' side; smaller is resized).")
 @click.option("--device", default="auto", show_default=True,
@@ -48,7 +49,9 @@ log = logging.getLogger("prep")
               help="Cut each epoch after this many steps (quick tries).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also write last.pt every N steps (0: at the end of each epoch only).")
-@click.option("--resume", is_flag=True, help="Continue RUN_DIR/last.pt exactly where it stopped.")
+@click.option("--resume", is_flag=True,
+              help="Continue RUN_DIR/last.pt exactly where it stopped, on any number of processes; options not "
+                   "given keep the run's values.")
 @reports_errors
 def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, size: int | None,
                   device: str, workers: int, seed: int, width: float, encoder_weights: Path | None,
@@ -59,7 +62,8 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
 
     Writes RUN_DIR/last.pt (each epoch, with optimizer state: --resume continues exactly), best.pt (lowest
     validation loss), metrics.csv, loss.png and samples/epoch-NNN.png (flash | prediction | ground truth |
-    studio). On a GPU it trains in bf16 autocast with channels-last tensors.
+    studio). On a GPU it trains in bf16 autocast with channels-last tensors. Reads exactly the shards that
+    SHARDS/dataset.json lists, after checking each against it (prep verify also checks the pixels).
 
     \b
     Examples:
@@ -68,8 +72,12 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
       prep train shards/ run/ --resume
       torchrun --nproc_per_node 4 -m training train shards/ run/ --batch-size 32
     """
+    import dataclasses
     import os
 
+    from click.core import ParameterSource
+
+    from acquisition.errors import PrepError
     from acquisition.progress import progress_bar
 
     from ._train import TrainConfig, train
@@ -83,18 +91,37 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
                              checkpoint_every=checkpoint_every)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    context = click.get_current_context()
+    given = {f.name for f in dataclasses.fields(TrainConfig) if f.name in context.params
+             and context.get_parameter_source(f.name) not in (ParameterSource.DEFAULT, None)}
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    if main_rank:
-        with progress_bar(None, "training", unit="step") as update:
-            result = train(shards, run_dir, config=config, resume=resume, progress=update)
-    else:
-        result = train(shards, run_dir, config=config, resume=resume)
+    try:
+        if main_rank:
+            with progress_bar(None, "training", unit="step") as update:
+                result = train(shards, run_dir, config=config, resume=resume, given=given, progress=update)
+        else:
+            result = train(shards, run_dir, config=config, resume=resume, given=given)
+    except PrepError as exc:
+        if not main_rank and getattr(exc, "every_rank", False):
+            _leave_it_to_rank_0()
+        raise
     if main_rank and result.history:
         last = result.history[-1]
         extra = (f", validation loss {last['val_loss']:.5f}, SSIM {last['val_ssim']:.4f}, "
                  f"PSNR {last['val_psnr']:.2f} dB" if "val_loss" in last else "")
         click.echo(f"{result.epochs} epochs, {result.global_step} steps in {result.seconds:.1f} s: "
                    f"train loss {last['train_loss']:.5f}{extra}; checkpoints in {run_dir}")
+
+
+def _leave_it_to_rank_0() -> None:
+    """Under torchrun, a problem every process found is reported by rank 0 alone: wait for torchrun to stop
+    this process (quietly: SIGTERM's default action) once rank 0 has printed it and exited."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    time.sleep(60)
+    raise SystemExit(1)
 
 
 @click.command("evaluate")
