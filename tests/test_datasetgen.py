@@ -389,6 +389,48 @@ def test_verify_catches_missing_and_unlisted_shards(built: tuple[Path, object], 
     assert any("val-00000.h5" in m and "not listed" in m for m in messages)
 
 
+def _edit(meta: dict, path: list, value: object) -> None:
+    for key in path[:-1]:
+        meta = meta[key]
+    if path[-1] == "+":
+        meta.append(value)
+    else:
+        meta[path[-1]] = value
+
+
+@pytest.mark.parametrize(("path", "value", "words"), [
+    (["parameters", "wide_factor"], 1.5, "built with wide_factor 2.0, dataset.json says 1.5"),
+    (["parameters", "face_model"], "cnn", "built with face_model hog, dataset.json says cnn"),
+    (["parameters", "compression"], "lzf", "compression none, dataset.json says lzf"),
+    (["parameters", "shard_size"], 20, "holds 25 samples, more than shard_size 20"),
+    (["parameters", "mirror"], False, "aug_table does not match parameters"),
+    (["aug_table", 0, "rotation_deg"], 5.0, "aug_table does not match parameters"),
+    (["subjects", "ann"], "test", "holds subject 'ann', which dataset.json puts in split 'test', not 'train'"),
+    (["counts", "train", "pairs"], 3, "counts train pairs 3, the shards hold 2"),
+    (["counts", "train", "subjects"], 1, "counts train subjects 1, its subjects list 2"),
+    (["shards", 0, "bytes"], 1234, "dataset.json says 1234: it changed since the build"),
+    (["skipped", "+"], {"key": "ann/front", "reason": "x", "broken": True}, "lists pair ann/front as skipped"),
+    (["fingerprint"], "0" * 64, "comes from another build"),
+    (["format_version"], 2, "has format_version 1, dataset.json says 2"),
+])
+def test_verify_checks_every_field_of_dataset_json(built: tuple[Path, object], tmp_path: Path, path: list,
+                                                   value: object, words: str) -> None:
+    copy = _copy(built[0], tmp_path)
+    meta = json.loads((copy / "dataset.json").read_text())
+    _edit(meta, path, value)
+    (copy / "dataset.json").write_text(json.dumps(meta))
+    messages = [str(p) for p in verify_shards(copy)]
+    assert any(words in m for m in messages), messages
+
+
+def test_shards_record_their_build(built: tuple[Path, object]) -> None:
+    meta = json.loads((built[0] / "dataset.json").read_text())
+    with h5py.File(built[0] / "train-00000.h5", "r") as h5:
+        assert json.loads(h5.attrs["parameters"]) == meta["parameters"]
+        assert h5.attrs["build"] == meta["fingerprint"]
+    assert all(entry["bytes"] == (built[0] / entry["file"]).stat().st_size for entry in meta["shards"])
+
+
 # --------------------------------------------------------------------------------------------- review + CLI
 
 def test_shard_sheets(built: tuple[Path, object], tmp_path: Path) -> None:

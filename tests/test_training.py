@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,67 +14,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from fakes.shards import SIZE, make_shards
 
-from datasetgen import aug_table, bilateral_filter
-from datasetgen.schema import create_shard_datasets, shard_filename, write_shard_attrs
 from training import TrainConfig, TrainingError, enhance, enhance_tree, evaluate, load_checkpoint, train
 
-SIZE = 64
-SIGMA_S = 4.0  # 16 px at 256; keeps the tiny shards' filtering cheap
 THIN = 1 / 8
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _relight(studio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic 'flash' shot: brighter, with a smooth frontal highlight and a colour cast."""
-    h, w = studio.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    cx, cy = rng.uniform(0.35, 0.65, 2)
-    blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.05)[..., None]
-    cast = np.array([1.1, 1.0, 0.9]) * rng.uniform(1.1, 1.4)
-    return np.clip(studio * cast + 0.35 * blob, 0, 1)
-
-
-AUG_TABLE = [spec.as_dict() for spec in aug_table()]
-
-
-def make_shards(folder: Path, astronaut: np.ndarray, counts: dict[str, int], *, size: int = SIZE,
-                seed: int = 0) -> Path:
-    """Shards in the schema of datasetgen.schema, from random crops of the astronaut."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    index = 0
-    for split, count in counts.items():
-        path = folder / shard_filename(split, 0)
-        with h5py.File(path, "w") as h5:
-            create_shard_datasets(h5, count, size)
-            write_shard_attrs(h5, split=split, size=size, sigma_s=SIGMA_S, sigma_r=0.1, aug_table=AUG_TABLE)
-            for row in range(count):
-                side = int(rng.integers(160, 400))
-                y0, x0 = (int(v) for v in rng.integers(0, 512 - side, 2))
-                crop = astronaut[y0:y0 + side, x0:x0 + side]
-                o = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-                x = _relight(o, rng).astype(np.float32)
-                x8, o8 = (np.rint(v * 255).astype(np.uint8) for v in (x, o))
-                x_bl = bilateral_filter(x8.astype(np.float32) / 255, SIGMA_S, 0.1)
-                o_bl = bilateral_filter(o8.astype(np.float32) / 255, SIGMA_S, 0.1)
-                valid = np.ones((size, size), np.uint8)
-                valid[: size // 8, : size // 8] = 0  # a padded corner, as rotation leaves
-                h5["flash"][row], h5["studio"][row] = x8, o8
-                h5["flash_bl"][row] = x_bl.astype(np.float16)
-                h5["target"][row] = ((x_bl - o_bl + 1) / 2).astype(np.float16)
-                h5["valid"][row] = valid
-                h5["subject"][row] = f"s{index % 3}"
-                h5["pose"][row] = f"p{index}"
-                h5["aug"][row] = index % 20
-                index += 1
-            h5.attrs.update({"format_version": 1, "sigma_s": SIGMA_S, "sigma_r": 0.1, "size": size,
-                             "split": split, "aug_table": "[]"})
-    (folder / "dataset.json").write_text(json.dumps({"parameters": {
-        "size": size, "sigma_s": SIGMA_S, "sigma_r": 0.1, "wide_factor": 2.0}}))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +233,85 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(shards, tmp_path):
     assert done.returncode == 0, done.stderr
     train(shards, tmp_path / "whole", config=config(epochs=3))
     _assert_same_weights(_weights(tmp_path / "whole" / "last.pt"), _weights(run / "last.pt"))
+
+
+def _torchrun(*args: str | Path, processes: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(processes), "-m", "training", *map(str, args)], env=_env(), capture_output=True,
+                          text=True, timeout=180)
+
+
+def test_resume_on_two_processes_with_another_batch_size_and_lr(shards, tmp_path):
+    steps = []
+
+    def stop_after_one(n: int) -> None:
+        steps.append(n)
+        if len(steps) == 1:
+            raise _Stop  # killed after the first step of three (batches of 3 over 8 samples)
+
+    with pytest.raises(_Stop):
+        train(shards, tmp_path / "two", config=config(epochs=2, batch_size=3, checkpoint_every=1),
+              progress=stop_after_one)
+    shutil.copytree(tmp_path / "two", tmp_path / "one")
+    # torchrun on 2 processes: every option not given comes from the checkpoint, batch size and lr change.
+    done = _torchrun("train", shards, tmp_path / "two", "--resume", "--batch-size", "4", "--lr", "2e-3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("with batch size 4 (was 3), lr 0.002 (was 0.001)") == 1, done.stderr[-3000:]
+    two = load_checkpoint(tmp_path / "two" / "last.pt")
+    assert (two["epoch"], two["world_size"], two["config"]["batch_size"], two["config"]["width"]) == (2, 2, 4, THIN)
+    assert {group["lr"] for group in two["optimizer"]["param_groups"]} == {2e-3}
+    # The same resume on one process: samples 3..7 of epoch 1 in one batch (a remainder of one joins the batch
+    # before it), then epoch 2 in batches of 4 -- the 2 processes took those very steps.
+    one = train(shards, tmp_path / "one", config=config(epochs=2, batch_size=4, lr=2e-3), resume=True,
+                given={"batch_size", "lr"})
+    assert one.global_step == 1 + 1 + 2 == two["global_step"]
+    _assert_same_weights(_weights(tmp_path / "one" / "last.pt"), two["model"], atol=1e-4)
+
+
+def test_resume_refuses_another_network_once(trained, shards, tmp_path):
+    shutil.copytree(trained, tmp_path / "run")
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    done = _torchrun("-q", "train", shards, tmp_path / "run", "--resume", "--epochs", "3", "--width", "0.25",
+                     "--encoding", "B")
+    assert done.returncode != 0
+    assert done.stderr.count("cannot resume with another network") == 1, done.stderr
+    assert "--encoding B (the run has C); --width 0.25 (the run has 0.125)" in done.stderr
+    assert "Interrupted" not in done.stderr
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_a_run_stopped_right_after_last_pt_finishes_that_epoch_on_resume(shards, tmp_path, monkeypatch):
+    from training import _train
+
+    settings = config(epochs=2, head_init="identity")
+    whole = train(shards, tmp_path / "whole", config=settings)
+    assert load_checkpoint(tmp_path / "whole" / "best.pt")["epoch"] == 2  # epoch 2 improved: best.pt is due
+    real_save = _train.save_checkpoint
+
+    def crash_after_last_pt(path, state, **kwargs):
+        real_save(path, state, **kwargs)
+        if Path(path).name == "last.pt" and state["epoch"] == 2 and state["epoch_position"] == 0:
+            raise _Stop  # killed right after epoch 2's last.pt
+
+    monkeypatch.setattr(_train, "save_checkpoint", crash_after_last_pt)
+    with pytest.raises(_Stop):
+        train(shards, tmp_path / "cut", config=settings)
+    monkeypatch.undo()
+    cut = tmp_path / "cut"
+    assert load_checkpoint(cut / "best.pt")["epoch"] == 1 and not (cut / "samples" / "epoch-002.png").exists()
+    assert len((cut / "metrics.csv").read_text().splitlines()) == 2
+    (cut / "loss.png").unlink()
+
+    rest = train(shards, cut, config=settings, resume=True)
+    assert rest.step_losses == () and rest.epochs == 2
+    for name in ("best.pt", "last.pt"):
+        _assert_same_weights(_weights(tmp_path / "whole" / name), _weights(cut / name))
+    assert load_checkpoint(cut / "best.pt")["epoch"] == 2
+    assert (cut / "samples" / "epoch-002.png").read_bytes() == (tmp_path / "whole" / "samples" /
+                                                                 "epoch-002.png").read_bytes()
+    rows = [line.split(",")[:9] for line in (cut / "metrics.csv").read_text().splitlines()]  # all but timings
+    assert rows == [line.split(",")[:9] for line in (tmp_path / "whole" / "metrics.csv").read_text().splitlines()]
+    assert (cut / "loss.png").is_file() and len(whole.history) == 2
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
