@@ -5,6 +5,8 @@
 * CPU training throughput at 256^2, full width (the paper's network) and thin (width 1/8), each beside an
   anchor measured in the same process: the bare VGG-16 encoder (13 convs) trained on the same batch, i.e. the
   floor any VGG-16-based network pays;
+* the start-up check of the shards (cheap, no hashes) beside the same with every shard's SHA-256, and the
+  seconds per GiB the hash costs beside reading the bytes (folders up to 1 GiB are hashed at every start);
 * ``prep enhance`` on a 12 MP photo at full width and size 512, beside the anchor of reading and writing that
   JPEG (the I/O floor); target <= 5 s on 2 cores.
 
@@ -17,7 +19,6 @@ Usage: ``python bench/train.py [--threads 2] [--gpu]`` (about 3 minutes on 2 cor
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -65,16 +66,19 @@ def make_shards(folder: Path, count: int, size: int) -> Path:
     import h5py
     from skimage import data
 
-    from datasetgen import aug_table
+    from datasetgen import aug_table, write_manifest
     from datasetgen.schema import create_shard_datasets, shard_filename, write_shard_attrs
 
     rng = np.random.default_rng(0)
     astronaut = data.astronaut()
     folder.mkdir(parents=True, exist_ok=True)
-    with h5py.File(folder / shard_filename("train", 0), "w") as h5:
+    path = folder / shard_filename("train", 0)
+    table = [spec.as_dict() for spec in aug_table()]
+    parameters = {"size": size, "sigma_s": 16.0, "sigma_r": 0.1, "wide_factor": 2.0}
+    with h5py.File(path, "w") as h5:
         create_shard_datasets(h5, count, size)
-        write_shard_attrs(h5, split="train", size=size, sigma_s=16.0, sigma_r=0.1,
-                          aug_table=[spec.as_dict() for spec in aug_table()])
+        write_shard_attrs(h5, split="train", size=size, sigma_s=16.0, sigma_r=0.1, aug_table=table,
+                          parameters=parameters)
         for row in range(count):
             side = int(rng.integers(256, 512))
             y0, x0 = (int(v) for v in rng.integers(0, 513 - side, 2))
@@ -87,11 +91,32 @@ def make_shards(folder: Path, count: int, size: int) -> Path:
             h5["target"][row] = ((blur_x - blur_o + 1) / 2).astype(np.float16)
             h5["valid"][row] = 1
             h5["subject"][row], h5["pose"][row], h5["aug"][row] = "s", f"p{row}", 0
-        h5.attrs.update({"format_version": 1, "sigma_s": 16.0, "sigma_r": 0.1, "size": size, "split": "train",
-                         "aug_table": "[]"})
-    (folder / "dataset.json").write_text(json.dumps({"parameters": {"size": size, "sigma_s": 16.0, "sigma_r": 0.1,
-                                                                    "wide_factor": 2.0}}))
+    write_manifest(folder, [path], parameters=parameters, aug_table=table, subjects={"s": "train"})
     return folder
+
+
+def check_seconds(shards: Path) -> tuple[float, float, float, float]:
+    """Seconds of training's start-up check of the shards without and with hashes, of reading the same bytes,
+    and the bytes (all from the page cache)."""
+    from training import open_shards
+
+    files = sorted(shards.glob("*.h5"))
+
+    def read_all() -> None:
+        for path in files:
+            with open(path, "rb") as handle:
+                while handle.read(1 << 22):
+                    pass
+
+    times = {}
+    for name, run in (("cheap", lambda: open_shards(shards, hashes=False)),
+                      ("hashed", lambda: open_shards(shards, hashes=True)), ("read", read_all)):
+        run()  # warm
+        start = time.perf_counter()
+        for _ in range(5):
+            run()
+        times[name] = (time.perf_counter() - start) / 5
+    return times["cheap"], times["hashed"], times["read"], float(sum(p.stat().st_size for p in files))
 
 
 def loader_rate(shards: Path, batch: int, workers: int) -> float:
@@ -204,6 +229,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         shards = make_shards(tmp / "shards", 64, 256)
+        cheap, hashed, read, size = check_seconds(shards)
+        per_gib = (hashed - cheap) * 2**30 / size
+        rows += [
+            ("start-up shard check ms, 64 samples @256 (metadata, columns, index) vs the same with SHA-256",
+             cheap * 1e3, hashed * 1e3, cheap / hashed, "report"),
+            ("SHA-256 at start, s per GiB (page cache; folders <= 1 GiB) vs reading the bytes", per_gib,
+             read * 2**30 / size, per_gib / (read * 2**30 / size), "report"),
+        ]
         loader0 = loader_rate(shards, 8, 0)
         loader2 = loader_rate(shards, 8, 2)
         thin, thin_anchor = _paired_rates(train_step(1 / 8, 256, 4), 4,
