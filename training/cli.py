@@ -130,7 +130,8 @@ def _leave_it_to_rank_0() -> None:
 @click.option("--split", default="test", show_default=True, help="Split to evaluate.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where eval-SPLIT.csv/.md/.json go (default: beside the checkpoint).")
-@click.option("--device", default="cpu", show_default=True, help="Where the network runs.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the network runs: cpu, cuda, cuda:N or auto (a GPU when there is one).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Samples per batch.")
 @reports_errors
 def evaluate_command(run_dir: Path, shards: Path, split: str, out_dir: Path | None, device: str,
@@ -160,7 +161,8 @@ def evaluate_command(run_dir: Path, shards: Path, split: str, out_dir: Path | No
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--device", default="cpu", show_default=True, help="Where the network runs.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the network runs: cpu, cuda, cuda:N or auto (a GPU when there is one).")
 @click.option("--force", is_flag=True, help="Redo photos whose output exists (folders only).")
 @min_face_option
 @reports_errors
