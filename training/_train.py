@@ -177,7 +177,7 @@ class TrainResult:
     epochs: int  #: epochs completed in total (including those before a resume)
     global_step: int
     history: tuple[dict[str, Any], ...]  #: one row of metrics.csv per epoch
-    step_losses: tuple[float, ...]  #: this process's loss at each step run by this call
+    step_losses: tuple[float, ...]  #: the mean loss of each global batch trained by this call (all processes)
     last_checkpoint: Path
     best_checkpoint: Path | None
     seconds: float
