@@ -162,7 +162,7 @@ def read_error_words(exc: OSError) -> tuple[str, str]:
         return ("HDF5 cannot lock it: this file system has no file locks (NFS?)",
                 "set HDF5_USE_FILE_LOCKING=FALSE (shards need no lock)")
     if code is not None:
-        return ("is open for writing in another process (HDF5 file lock; build-h5 running?)",
+        return ("is open for writing in another process (HDF5 file lock); is prep build-h5 running?",
                 "wait for that process to finish, then run the command again")
     if "truncated file" in text:
         detail = re.search(r"eof = (\d+).*stored_eof = (\d+)", text)
