@@ -47,14 +47,6 @@ def run(shards, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**overrides) -> TrainConfig:
     base = {"epochs": 1, "batch_size": 2, "lr": 1e-3, "width": 1 / 16, "workers": 0, "device": "cpu", "samples": 1,
             "seed": 1}

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from acquisition.errors import PrepError
+from acquisition.runlock import refuse_if_being_written
 from datasetgen import ShardFolder, check_hashes, check_shard_folder
 from datasetgen.errors import REBUILD_HINT
 from datasetgen.schema import IMAGE_DATASETS, open_shard, read_error_words
@@ -56,9 +57,10 @@ def find_shard_dir(path: str | Path) -> Path:
 def open_shards(shards_dir: str | Path | ShardFolder, *, hashes: bool | None = None) -> ShardFolder:
     """Check a shard folder against its dataset.json and index.csv before reading it; return what was checked.
 
-    Every listed shard's file size, split, side, filter and framing parameters, build, sample count, subjects
-    and index rows are compared with dataset.json (:func:`datasetgen.check_shard_folder`: metadata and the
-    small per-sample columns only); a shard that is not listed, or listed but missing, is refused too.
+    A folder that ``prep build-h5`` is still writing is refused. Every listed shard's file size, split, side,
+    filter and framing parameters, build, sample count, subjects and index rows are compared with dataset.json
+    (:func:`datasetgen.check_shard_folder`: metadata and the small per-sample columns only); a shard that is
+    not listed, or listed but missing, is refused too.
 
     Parameters
     ----------
@@ -80,7 +82,9 @@ def open_shards(shards_dir: str | Path | ShardFolder, *, hashes: bool | None = N
     """
     if isinstance(shards_dir, ShardFolder):
         return shards_dir
-    checked = check_shard_folder(find_shard_dir(shards_dir))
+    folder = find_shard_dir(shards_dir)
+    refuse_if_being_written(folder, error=TrainingError, then="run the command again")
+    checked = check_shard_folder(folder)
     problems = list(checked.problems)
     if not problems:
         if hashes is None:

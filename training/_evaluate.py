@@ -22,23 +22,12 @@ import torch
 
 from acquisition.atomic import write_text_atomic
 from acquisition.progress import announce_total
-from acquisition.runlock import refuse_if_being_written
 
 from ._checkpoint import load_model, resolve_checkpoint
-from ._data import (
-    ShardDataset,
-    batch_to_device,
-    check_same_encoding,
-    chunks,
-    find_shard_dir,
-    iterate,
-    make_loader,
-    open_shards,
-)
+from ._data import ShardDataset, batch_to_device, check_same_encoding, chunks, iterate, make_loader, open_shards
 from ._device import memory_errors, resolve_device
 from ._loss import decode_prediction, deepflash_loss, psnr, ssim
 from ._train import _accuracy
-from .errors import TrainingError
 
 __all__ = ["EvaluationResult", "evaluate"]
 
@@ -161,7 +150,6 @@ def evaluate(run_dir_or_checkpoint: str | Path, shards_dir: str | Path, *, split
         No such checkpoint or split, shards that are not the dataset's, are damaged or that ``prep build-h5`` is
         still writing, a device that is not there, or running out of memory.
     """
-    refuse_if_being_written(find_shard_dir(shards_dir), error=TrainingError, then="evaluate")
     checkpoint_path = resolve_checkpoint(run_dir_or_checkpoint)
     device = resolve_device(device)
     model, checkpoint = load_model(checkpoint_path, device=device)

@@ -39,7 +39,7 @@ from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomi
 from acquisition.errors import PrepError
 from acquisition.folders import check_apart
 from acquisition.progress import announce_total
-from acquisition.runlock import claim_folder, refuse_if_being_written
+from acquisition.runlock import claim_folder
 from datasetgen import ShardFolder
 
 from ._checkpoint import (
@@ -491,7 +491,6 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
     with _on_every_rank(world):
         shard_folder = find_shard_dir(shards_dir)
         check_apart(shard_folder, run_dir, error=TrainingError, input_name="shards", output_name="run")
-        refuse_if_being_written(shard_folder, error=TrainingError, then="train")
     if not _is_main_process():  # only the main process of a torchrun writes the run folder
         return _train_claimed(shards_dir, run_dir, config, resume, given, progress, started)
     with claim_folder(run_dir, error=TrainingError):
