@@ -2,7 +2,9 @@
 
 # Type checkers take these names as the package's interface; lazy_loader reads the imports below.
 __all__ = [
+    "DECODER_PERIODS",
     "ENCODINGS",
+    "UPSAMPLINGS",
     "Batch",
     "DeepFlashNet",
     "EnhanceResult",
@@ -15,6 +17,7 @@ __all__ = [
     "TrainingError",
     "accuracy",
     "batch_to_device",
+    "checkerboard_energy",
     "dataset_parameters",
     "decode_prediction",
     "deepflash_loss",
@@ -37,6 +40,7 @@ __all__ = [
 ]
 
 
+from ._checkerboard import DECODER_PERIODS, checkerboard_energy
 from ._checkpoint import load_checkpoint, load_model, save_model_checkpoint
 from ._data import Batch, ShardDataset, batch_to_device, dataset_parameters, open_shards
 from ._device import resolve_device
@@ -52,6 +56,6 @@ from ._enhance import (
 )
 from ._evaluate import EvaluationResult, evaluate
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, encode_sample, psnr, ssim
-from ._model import DeepFlashNet, load_encoder_weights
+from ._model import UPSAMPLINGS, DeepFlashNet, load_encoder_weights
 from ._train import TrainConfig, TrainResult, train
 from .errors import TrainingError

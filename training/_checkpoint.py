@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain Python containers only (no pickled classes), so loading one never
 runs code from the file:
 
-``format``, ``version``, ``model`` (state dict), ``model_config`` (width, normalization, norm),
+``format``, ``version``, ``model`` (state dict), ``model_config`` (width, normalization, norm, upsample:
+``deconv`` when absent, as in checkpoints written before the option existed),
 ``config`` (the :class:`TrainConfig` as a dict), ``dataset`` (the builder's parameters: size, sigmas, framing),
 ``epoch`` (epochs completed), ``step_in_epoch`` (batches done in the epoch under way), ``global_step``,
 ``history`` (one dict per finished epoch), ``best`` (best validation loss so far), ``running`` (the loss sum and
@@ -162,6 +163,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if checkpoint.get("version", 0) > CHECKPOINT_VERSION:
         raise TrainingError(f"checkpoint version {checkpoint['version']} is newer than this program "
                             f"({CHECKPOINT_VERSION})", path=path, hint="update deepflash")
+    if isinstance(checkpoint.get("model_config"), dict):  # written before the option: the paper's decoder
+        checkpoint["model_config"].setdefault("upsample", "deconv")
     checkpoint["path"] = str(path)
     return checkpoint
 
@@ -171,7 +174,8 @@ def build_model(model_config: dict[str, Any], *, init_weights: bool = True) -> D
     norm_layer = nn.BatchNorm2d if model_config.get("norm", "batch") == "batch" else nn.Identity
     return DeepFlashNet(width=float(model_config["width"]), normalization=model_config["normalization"],
                         norm_layer=norm_layer, init_weights=init_weights,
-                        head_init=model_config.get("head_init", "xavier"))
+                        head_init=model_config.get("head_init", "xavier"),
+                        upsample=model_config.get("upsample", "deconv"))
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[DeepFlashNet, dict[str, Any]]:
@@ -194,12 +198,12 @@ def save_model_checkpoint(path: str | Path, model: DeepFlashNet, *, size: int, e
     shard attributes) are stored as plain Python numbers, so ``weights_only`` loading accepts the file.
     """
     config = {"size": int(size), "encoding": encoding, "width": model.width,
-              "encoder_normalization": model.normalization, "norm": norm}
+              "encoder_normalization": model.normalization, "norm": norm, "upsample": model.upsample}
     save_checkpoint(path, {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "model_config": {"width": model.width, "normalization": model.normalization, "norm": norm,
-                         "architecture": "vgg16-hdrcnn"},
+                         "upsample": model.upsample, "architecture": "vgg16-hdrcnn"},
         "config": config, "dataset": dict(dataset or {"size": int(size), "sigma_s": 16.0, "sigma_r": 0.1,
                                                       "wide_factor": 2.0}),
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "best": float("inf"),

@@ -8,6 +8,13 @@ a local file loads with :func:`load_encoder_weights`. The decoder (NOTES of the 
 activation after pool5; then five stages, each a 4x4 stride-2 transposed conv + BN + LeakyReLU(0.2),
 concatenation with the matching encoder block's last pre-pool activation and a 1x1 conv that fuses them; finally
 a 1x1 conv to 3 channels and a sigmoid, so the output lies in [0, 1].
+
+Beyond the paper, ``upsample="resize"`` replaces each transposed convolution by a bilinear x2 resize and a 3x3
+convolution with the same channels. A 4x4 stride-2 transposed convolution gives each of the four output phases
+its own taps, so it prints a grid of period 2, 4, ... 32 px (one per stage) unless training happens to equalise
+them; resize + convolution treats every output pixel alike and cannot (Odena, Dumoulin and Olah,
+"Deconvolution and Checkerboard Artifacts", Distill 2016, doi:10.23915/distill.00003; see
+:func:`training.checkerboard_energy`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from torch import Tensor, nn
 
 from .errors import TrainingError
 
-__all__ = ["NORMALIZATIONS", "VGG16_CONV_INDICES", "DeepFlashNet", "load_encoder_weights"]
+__all__ = ["NORMALIZATIONS", "UPSAMPLINGS", "VGG16_CONV_INDICES", "DeepFlashNet", "load_encoder_weights"]
 
 #: VGG-16 configuration D: channels per conv, "M" = 2x2 max-pool.
 _VGG16: Final = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -35,21 +42,32 @@ _IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 _IMAGENET_STD: Final = (0.229, 0.224, 0.225)
 _VGGFACE_MEAN: Final = (129.186, 104.762, 93.594)
 
+#: Decoder upsampling: the paper's 4x4 stride-2 transposed convolution, or bilinear x2 + 3x3 convolution.
+UPSAMPLINGS: Final = ("deconv", "resize")
+
 Normalization = Literal["imagenet", "vggface", "none"]
+Upsampling = Literal["deconv", "resize"]
 
 
 def _channels(base: int, width: float) -> int:
     return max(1, round(base * width))
 
 
+def _upsampler(kind: Upsampling, in_ch: int, out_ch: int, *, bias: bool) -> nn.Module:
+    """x2 upsampling with a learned projection from ``in_ch`` to ``out_ch`` channels."""
+    if kind == "deconv":  # the paper's; parameter names up.weight / up.bias as in every earlier checkpoint
+        return nn.ConvTranspose2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1, bias=bias)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                         nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=bias))
+
+
 class _UpStage(nn.Module):
-    """One decoder stage: transposed conv x2 + BN + LeakyReLU, concat with the skip, 1x1 fuse."""
+    """One decoder stage: x2 upsampling + BN + LeakyReLU, concat with the skip, 1x1 fuse."""
 
     def __init__(self, in_ch: int, out_ch: int, skip_ch: int, *, norm_layer: type[nn.Module],
-                 act_layer: type[nn.Module], slope: float) -> None:
+                 act_layer: type[nn.Module], slope: float, upsample: Upsampling = "deconv") -> None:
         super().__init__()
-        self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1,
-                                     bias=norm_layer is nn.Identity)
+        self.up = _upsampler(upsample, in_ch, out_ch, bias=norm_layer is nn.Identity)
         self.norm = norm_layer(out_ch) if norm_layer is not nn.Identity else nn.Identity()
         self.act = act_layer(slope)
         self.fuse = nn.Conv2d(out_ch + skip_ch, out_ch, kernel_size=1)
@@ -80,6 +98,10 @@ class DeepFlashNet(nn.Module):
         The last layer's initialisation: Xavier as in the paper, or zero weights so the network starts at
         y = 1/2, whose prediction is the flash image itself (the identity baseline); training then learns the
         relighting as a correction of it, which helps short runs on little data (``prep demo``).
+    upsample : {"deconv", "resize"}
+        The decoder's x2 upsampling: ``deconv`` is the paper's 4x4 stride-2 transposed convolution (and the
+        parameter layout of every earlier checkpoint); ``resize`` is bilinear x2 followed by a 3x3 convolution
+        with the same channels, which cannot print a checkerboard (Odena et al., Distill 2016).
 
     Raises
     ------
@@ -95,8 +117,12 @@ class DeepFlashNet(nn.Module):
 
     def __init__(self, *, width: float = 1.0, normalization: Normalization = "imagenet",
                  norm_layer: type[nn.Module] = nn.BatchNorm2d, leaky_slope: float = 0.2,
-                 init_weights: bool = True, head_init: Literal["xavier", "identity"] = "xavier") -> None:
+                 init_weights: bool = True, head_init: Literal["xavier", "identity"] = "xavier",
+                 upsample: Upsampling = "deconv") -> None:
         super().__init__()
+        if upsample not in UPSAMPLINGS:
+            raise ValueError(f"upsample must be one of {UPSAMPLINGS}, not {upsample!r}")
+        self.upsample = upsample
         if head_init not in ("xavier", "identity"):
             raise ValueError(f"head_init must be 'xavier' or 'identity', not {head_init!r}")
         self.head_init = head_init
@@ -130,7 +156,7 @@ class DeepFlashNet(nn.Module):
         ch = bottleneck
         for skip_ch in reversed(skip_channels):  # 1/32 -> 1/16 -> ... -> 1/1
             stages.append(_UpStage(ch, skip_ch, skip_ch, norm_layer=norm_layer, act_layer=nn.LeakyReLU,
-                                   slope=leaky_slope))
+                                   slope=leaky_slope, upsample=upsample))
             ch = skip_ch
         self.decoder = nn.ModuleList(stages)
         self.head = nn.Conv2d(ch, 3, kernel_size=1)

@@ -64,7 +64,7 @@ from ._data import (
 )
 from ._device import memory_errors, resolve_device
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, psnr, ssim
-from ._model import load_encoder_weights
+from ._model import UPSAMPLINGS, load_encoder_weights
 from ._syncbn import convert_global_batchnorm
 from .errors import TrainingError
 
@@ -120,6 +120,9 @@ class TrainConfig:
     head_init : {"xavier", "identity"}
         The last layer's initialisation: Xavier (the paper) or zero, so the network starts at the flash image
         and learns a correction of it (better for short runs on little data).
+    upsample : {"deconv", "resize"}
+        The decoder's x2 upsampling (see :class:`DeepFlashNet`): ``deconv``, the paper's transposed convolution,
+        or ``resize`` (bilinear + 3x3 conv, no checkerboard). It fixes the network: a resume cannot change it.
     steps_per_epoch : int or None
         Stop each epoch after this many steps (quick demos, benchmarks); None = the whole split.
     checkpoint_every : int
@@ -145,6 +148,7 @@ class TrainConfig:
     norm: Literal["batch", "none"] = "batch"
     offset_weight: float = 0.0
     head_init: Literal["xavier", "identity"] = "xavier"
+    upsample: Literal["deconv", "resize"] = "deconv"
     steps_per_epoch: int | None = None
     checkpoint_every: int = 0
     samples: int = 4
@@ -165,6 +169,8 @@ class TrainConfig:
             raise ValueError(f"offset_weight must lie in [0, 1], got {self.offset_weight}")
         if not (self.lr > 0 and self.width > 0):
             raise ValueError("lr and width must be positive")
+        if self.upsample not in UPSAMPLINGS:
+            raise ValueError(f"upsample must be one of {UPSAMPLINGS}, not {self.upsample!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1 or None")
 
@@ -288,7 +294,7 @@ def _prepare(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _model_config(config: TrainConfig) -> dict[str, Any]:
     return {"width": config.width, "normalization": config.encoder_normalization, "norm": config.norm,
-            "head_init": config.head_init, "architecture": "vgg16-hdrcnn"}
+            "head_init": config.head_init, "upsample": config.upsample, "architecture": "vgg16-hdrcnn"}
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:

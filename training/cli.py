@@ -45,6 +45,9 @@ log = logging.getLogger("prep")
                    "0.1-1 also learns the global colour/brightness change).")
 @click.option("--head-init", type=click.Choice(["xavier", "identity"]), default="xavier", show_default=True,
               help="Last layer: Xavier (the paper) or zero, so training starts from the flash image itself.")
+@click.option("--upsample", type=click.Choice(["deconv", "resize"]), default="deconv", show_default=True,
+              help="Decoder upsampling: deconv (the paper's 4x4 stride-2 transposed conv) or resize (bilinear x2 + "
+                   "3x3 conv: no checkerboard pattern). It fixes the network: --resume keeps the run's.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None,
               help="Cut each epoch after this many steps (quick tries).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -56,7 +59,7 @@ log = logging.getLogger("prep")
 def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, size: int | None,
                   device: str, workers: int, seed: int, width: float, encoder_weights: Path | None,
                   encoder_normalization: str, encoding: str, val_split: str, norm: str, offset_weight: float,
-                  head_init: str, steps_per_epoch: int | None,
+                  head_init: str, upsample: str, steps_per_epoch: int | None,
                   checkpoint_every: int, resume: bool) -> None:
     """Train the DeepFlash network on the shards of prep build-h5.
 
@@ -86,7 +89,7 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, size=size, device=device, workers=workers,
                              seed=seed, width=width, encoder_weights=str(encoder_weights) if encoder_weights else None,
                              encoder_normalization=encoder_normalization, encoding=encoding, val_split=val_split,
-                             norm=norm, offset_weight=offset_weight, head_init=head_init,
+                             norm=norm, offset_weight=offset_weight, head_init=head_init, upsample=upsample,
                              steps_per_epoch=steps_per_epoch,
                              checkpoint_every=checkpoint_every)
     except ValueError as exc:
