@@ -20,15 +20,13 @@ import numpy as np
 
 from ..errors import PrepError
 from ..faces import FaceBox, detect_faces, face_landmarks, to_uint8
+from ..silhouette import subject_matte
 from ._portraits import Portrait
 
 __all__ = ["FaceFrame", "PortraitAnalysis", "analyse_portrait", "srgb_to_linear"]
 
 log = logging.getLogger(__name__)
 
-_MASK_SIDE = 256  # GrabCut resolution: the silhouette only needs to be right to a few pixels of 512
-_MASK_FACE = 48  # ... but the face gets at least this many pixels (a full-length photo has a small head)
-_MASK_MAX_SIDE = 384
 _MAP_SIDE = 384  # smooth maps (the portrait's own shading) are computed at most this large
 _CACHE_SIZE = 8  # each holds a few work-size layers (~80 MB for a 1536 px portrait); a session needs one
 _cache: OrderedDict[tuple[str, int], PortraitAnalysis] = OrderedDict()
@@ -154,75 +152,6 @@ def _frame_from_box(box: FaceBox) -> FaceFrame:
                      nose_top=np.array([x + 0.5 * w, y + 0.4 * h]), face_width=float(w), from_landmarks=False)
 
 
-def _prior_mask(shape: tuple[int, int], face: FaceBox) -> np.ndarray:
-    """GrabCut seeds: the head and a torso widening below it are probably subject, the face core surely."""
-    h, w = shape
-    mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
-    cx, cy = face.center
-    fw, fh = face.width, face.height
-    cv2.ellipse(mask, (round(cx), round(cy - 0.1 * fh)), (round(0.85 * fw), round(1.0 * fh)), 0, 0, 360,
-                int(cv2.GC_PR_FGD), -1)
-    torso = np.array([[cx - 0.6 * fw, cy + 0.5 * fh], [cx + 0.6 * fw, cy + 0.5 * fh],
-                      [cx + 2.2 * fw, h], [cx - 2.2 * fw, h]], np.int32)
-    cv2.fillPoly(mask, [torso], int(cv2.GC_PR_FGD))
-    cv2.ellipse(mask, (round(cx), round(cy)), (round(0.3 * fw), round(0.35 * fh)), 0, 0, 360, int(cv2.GC_FGD), -1)
-    # The top corners, well away from the head, are surely background.
-    margin = max(1, round(0.04 * min(h, w)))
-    top = max(margin, round(face.top - 0.6 * fh))
-    mask[:top, :][np.abs(np.arange(w) - cx)[None, :].repeat(top, 0) > 1.2 * fw] = cv2.GC_BGD
-    mask[:margin, :] = np.where(mask[:margin, :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_BGD)
-    return mask
-
-
-def _whole_subject(fg: np.ndarray, face: FaceBox) -> np.ndarray:
-    """One solid silhouette from GrabCut's foreground: the part that holds the face, the parts that join it
-    (a black collar can cut a head from its body), thin gaps closed, enclosed holes filled (eyes, dark clothes,
-    a badge): the subject moves as one piece, and a hole would show the background through it."""
-    h, w = fg.shape
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(2, round(0.06 * face.height)) + 1,) * 2)
-    closed = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
-    count, labels = cv2.connectedComponents(closed)
-    if count > 2:
-        cx, cy = face.center
-        label = labels[min(max(round(cy), 0), h - 1), min(max(round(cx), 0), w - 1)]
-        if label > 0:
-            near = cv2.dilate((labels == label).astype(np.uint8), cv2.getStructuringElement(
-                cv2.MORPH_ELLIPSE, (2 * max(2, round(0.3 * face.height)) + 1,) * 2))
-            keep = np.unique(labels[(near > 0) & (labels > 0)])
-            big = [k for k in keep if k == label or (labels == k).sum() > 0.25 * face.area]
-            closed = np.isin(labels, big).astype(np.uint8)
-    # Fill what the background cannot reach from the image border.
-    flood = np.pad(1 - closed, 1, constant_values=1).astype(np.uint8)
-    cv2.floodFill(flood, None, (0, 0), 2)
-    return ((flood[1:-1, 1:-1] != 2) | (closed > 0)).astype(np.uint8)
-
-
-def _subject_mask(rgb: np.ndarray, face: FaceBox) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    f = min(1.0, max(_MASK_SIDE / max(h, w), min(_MASK_FACE / max(face.height, 1.0), _MASK_MAX_SIDE / max(h, w))))
-    small_size = (max(8, round(w * f)), max(8, round(h * f)))
-    small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
-    fx, fy = small_size[0] / w, small_size[1] / h
-    small_face = FaceBox(face.left * fx, face.top * fy, face.right * fx, face.bottom * fy)
-    seeds = _prior_mask(small.shape[:2], small_face)
-    gc = seeds.copy()
-    try:
-        cv2.setRNGSeed(0)  # GrabCut's k-means initialisation: the same silhouette on every run
-        cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), gc, None, np.zeros((1, 65), np.float64),
-                    np.zeros((1, 65), np.float64), 4, cv2.GC_INIT_WITH_MASK)
-        fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
-    except cv2.error as exc:  # degenerate images (one flat colour): the prior silhouette will do
-        log.debug("GrabCut failed (%s); using the prior silhouette", exc)
-        fg = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.uint8)
-    fg = _whole_subject(fg, small_face)
-    # Smooth the staircase at GrabCut's resolution, upsample, then narrow the soft edge to about a work pixel
-    # (a smoothstep): a wide edge would show as a blurred cut-out once the subject moves over its background.
-    small_soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.7)
-    mask = np.clip(cv2.resize(small_soft, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
-    t = np.clip((mask - 0.5) * (1.6 / f) + 0.5, 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
-
-
 def _face_shading(linear: np.ndarray, mask: np.ndarray, face: FaceBox) -> np.ndarray:
     """Large-scale shading of the portrait's own light over the subject, relative to its mean (1 = average).
 
@@ -303,7 +232,7 @@ def analyse_portrait(portrait: Portrait, *, max_work_side: int = 1536) -> Portra
     if frame is None:
         frame = _frame_from_box(face)
     linear = srgb_to_linear(rgb)
-    mask = _subject_mask(rgb, face)
+    mask = subject_matte(rgb, face)
     analysis = PortraitAnalysis(linear=linear, scale=scale, face=face, frame=frame, mask=mask,
                                 shading=_face_shading(linear, mask, face), landmarks=marks, digest=key[0])
     with _cache_lock:
