@@ -25,7 +25,8 @@ import numpy as np
 from .errors import PrepError
 
 __all__ = ["DEFAULT_MIN_FACE_FRACTION", "DETECTOR_WINDOW_PX", "MIN_FACE_ENV", "FaceBox", "default_min_face_px",
-           "detect_faces", "eye_aspect_ratio", "face_landmarks", "load_face_recognition", "search_sides", "to_uint8"]
+           "detect_faces", "eye_aspect_ratio", "face_landmarks", "face_scores", "load_face_recognition", "search_sides",
+           "to_uint8"]
 
 #: dlib's HOG and CNN face detectors scan an 80x80 px window: a face smaller than that (halved per upsampling)
 #: in the copy searched is not found.
@@ -273,3 +274,50 @@ def eye_aspect_ratio(eye: np.ndarray) -> float:
     vertical = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
     horizontal = np.linalg.norm(eye[0] - eye[3])
     return float(vertical / (2.0 * horizontal)) if horizontal > 0 else 0.0
+
+
+#: Side in pixels a face is scaled to for :func:`face_scores` (dlib's HOG window is 80 x 80).
+_SCORE_FACE_SIDE = 100
+
+
+def face_scores(image: np.ndarray, boxes: list[FaceBox]) -> list[float]:
+    """dlib's HOG detection score of each box: how face-like it is (real faces ~1-2, look-alikes ~0 or below).
+
+    HOG finds face-like patches on clothes, badges and patterns at a score near its threshold (0), real faces
+    well above it; :func:`detect_faces` keeps both. Each box is scored on a window of twice its size, scaled so
+    the face is ``_SCORE_FACE_SIDE`` px, as the best detection overlapping it (-inf when none is found even
+    with the threshold lowered to -1).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3)
+        RGB, any dtype :func:`to_uint8` takes.
+    boxes : list of FaceBox
+        In the image's pixels.
+
+    Returns
+    -------
+    list of float
+        One score per box, dlib's SVM margin (``fhog_object_detector.run``).
+    """
+    detector = load_face_recognition().api.face_detector
+    rgb = to_uint8(image)
+    h, w = rgb.shape[:2]
+    out = _SCORE_FACE_SIDE * 2
+    expected = FaceBox(out / 4, out / 4, 3 * out / 4, 3 * out / 4)
+    scores = []
+    for box in boxes:
+        side = max(box.width, box.height, 1.0)
+        cx, cy = box.center
+        n = max(1, round(2 * side))
+        x0, y0 = round(cx + 0.5 - side), round(cy + 0.5 - side)
+        window = np.zeros((n, n, 3), np.uint8)  # black beyond the photo's edge
+        sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + n), min(h, y0 + n)
+        if sx0 < sx1 and sy0 < sy1:
+            window[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        small = cv2.resize(window, (out, out), interpolation=cv2.INTER_AREA if n > out else cv2.INTER_LINEAR)
+        found, values, _ = detector.run(small, 0, -1.0)
+        best = [float(v) for r, v in zip(found, values, strict=True)
+                if FaceBox(r.left(), r.top(), r.right(), r.bottom()).iou(expected) > 0.3]
+        scores.append(max(best, default=float("-inf")))
+    return scores

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import shutil
 import signal
@@ -70,7 +72,31 @@ def test_train_writes_run_outputs(trained):
     ckpt = torch.load(trained / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == 8 and "optimizer" in ckpt
     assert ckpt["dataset"]["wide_factor"] == 2.0 and ckpt["config"]["size"] == SIZE
+    assert ckpt["model_config"]["upsample"] == "deconv"  # the paper's, unless asked otherwise
     assert not [p for p in trained.iterdir() if p.name.startswith(".tmp-")]
+    # The sample sheet has a white strip of column labels (dark text) over its 2 rows of 4 panels.
+    from acquisition.imageio import read_image
+
+    sheet = read_image(trained / "samples" / "epoch-002.png")
+    assert sheet.shape[0] > 2 * SIZE and sheet.shape[1] >= 4 * SIZE
+    header = sheet[: sheet.shape[0] - 2 * SIZE - 8]
+    assert (header == 255).mean() > 0.7 and (header < 100).any()
+
+
+def test_resize_upsampling_trains_evaluates_enhances_and_cannot_change_on_resume(shards, astronaut, tmp_path):
+    from acquisition.imageio import write_image
+
+    run = tmp_path / "run"
+    train(shards, run, config=config(upsample="resize", steps_per_epoch=2))
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["model_config"]["upsample"] == "resize" and "decoder.0.up.1.weight" in ckpt["model"]
+    assert np.isfinite(evaluate(run, shards, split="val").summary["model"]["ssim_gt"])
+    write_image(tmp_path / "in.png", _portrait(astronaut))
+    assert enhance(run, tmp_path / "in.png", tmp_path / "out.png").faces
+    with pytest.raises(TrainingError, match=r"upsample 'resize'.*cannot change it to 'deconv'"):
+        train(shards, run, config=config(epochs=2, upsample="deconv"), resume=True)
+    resumed = train(shards, run, config=config(epochs=2), resume=True)  # not given: the run's own
+    assert resumed.epochs == 2 and load_checkpoint(run / "last.pt")["model_config"]["upsample"] == "resize"
 
 
 def test_resume_reproduces_the_next_steps_loss(shards, tmp_path):
@@ -155,21 +181,105 @@ def _portrait(astronaut: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def test_enhance_keeps_size_and_leaves_far_pixels_untouched(trained, astronaut, tmp_path):
+@pytest.mark.parametrize("paste", ["subject", "crop"])
+def test_enhance_keeps_size_and_leaves_far_pixels_untouched(trained, astronaut, tmp_path, paste):
     from acquisition.imageio import read_image, write_image
+    from training._enhance import REACH_FRACTION
 
     photo = _portrait(astronaut)
     write_image(tmp_path / "in.png", photo)
-    result = enhance(trained, tmp_path / "in.png", tmp_path / "out.png")
+    result = enhance(trained, tmp_path / "in.png", tmp_path / "out.png", paste=paste)
     out = read_image(tmp_path / "out.png")
     assert out.shape == photo.shape and out.dtype == photo.dtype
     left, top, side = result.crop
+    m = math.ceil(REACH_FRACTION * side) if paste == "subject" else 0  # the change fades out on the subject
     outside = np.ones(photo.shape[:2], bool)
-    outside[max(0, top):top + side, max(0, left):left + side] = False
-    assert outside.mean() > 0.3
+    outside[max(0, top - m):top + side + m, max(0, left - m):left + side + m] = False
+    assert outside.mean() > 0.2
     np.testing.assert_array_equal(out[outside], photo[outside])
     cx, cy = (int(v) for v in result.face.center)
     assert np.abs(out[cy - 10:cy + 10, cx - 10:cx + 10].astype(int) - photo[cy - 10:cy + 10, cx - 10:cx + 10]).max() > 0
+
+
+def _on_backdrop(portrait: np.ndarray, rect: tuple[int, int, int, int], offset: tuple[int, int],
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Part ``rect`` (x0, y0, x1, y1) of a portrait pasted at ``offset`` on a painted backdrop of ``size`` (w, h).
+
+    Returns the photo and its background mask, known by construction (not from any matte).
+    """
+    (x0, y0, x1, y1), (dx, dy), (w, h) = rect, offset, size
+    yy, xx = np.mgrid[0:h, 0:w]
+    paint = np.stack([110 + 40 * xx / w, 120 + 30 * np.sin(yy / 37.0), 150 - 30 * yy / h], axis=-1)
+    photo = np.clip(paint + np.random.default_rng(0).normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+    photo[y0 + dy:y1 + dy, x0 + dx:x1 + dx] = portrait[y0:y1, x0:x1]
+    background = np.ones((h, w), bool)
+    background[y0 + dy:y1 + dy, x0 + dx:x1 + dx] = False
+    return photo, background
+
+
+def test_subject_paste_shows_no_edge_of_the_crop(trained, grace_hopper):
+    """Across the square's border the background's change does not step (< 1/255); the crop paste's does."""
+    import cv2
+
+    from training import Enhancer, border_step
+
+    # Grace Hopper's head and shoulders on a painted wall: the wide square's top and sides lie on the wall.
+    photo, background = _on_backdrop(grace_hopper, (120, 60, 400, 600), (60, 60), (620, 660))
+    enhancer = Enhancer(trained)
+    steps = {}
+    for paste in ("crop", "subject"):
+        out, faces, crops = enhancer.enhance_array(photo, paste=paste)
+        assert len(faces) == 1
+        steps[paste] = border_step(photo, out, crops[0], background)
+        if paste == "subject":
+            # The wall away from the person keeps every pixel; the person changes.
+            near = cv2.dilate((~background).astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
+            np.testing.assert_array_equal(out[background & ~near], photo[background & ~near])
+            x0, y0, x1, y1 = (round(v) for v in (faces[0].left, faces[0].top, faces[0].right, faces[0].bottom))
+            assert np.abs(out[y0:y1, x0:x1].astype(int) - photo[y0:y1, x0:x1]).mean() > 1
+    assert steps["subject"] < 1 / 255, steps
+    assert steps["crop"] > 3 / 255, steps  # the measure sees the square the crop paste leaves
+
+
+def test_enhance_relights_every_face_each_through_its_own_weight(trained, astronaut, grace_hopper, tmp_path,
+                                                                 caplog):
+    import cv2
+
+    from acquisition.imageio import write_image
+    from training import Enhancer, framing_square
+    from training._enhance import FEATHER_FRACTION
+
+    # Two portraits side by side in one photo; the astronaut's badge looks like a face to HOG (scores ~0).
+    grace = cv2.resize(grace_hopper, (437, 512), interpolation=cv2.INTER_AREA)
+    photo = np.ascontiguousarray(np.concatenate([astronaut, grace], axis=1))
+    write_image(tmp_path / "two.png", photo)
+    with caplog.at_level(logging.INFO, logger="training._enhance"):
+        both = enhance(trained, tmp_path / "two.png", tmp_path / "both.png")
+    assert len(both.faces) == 2 and "2 faces relit" in caplog.text
+    centres = sorted(face.center[0] for face in both.faces)
+    assert centres[0] < 512 < centres[1]  # one face in each portrait, not the badge
+    one = enhance(trained, tmp_path / "two.png", tmp_path / "one.png", faces="largest")
+    assert one.faces == both.faces[:1]
+    # Where two faces' weights overlap their changes are averaged, never added: with the crop paste (pure
+    # feathered squares), where both squares weigh 1 the change is the mean of the two faces' own changes.
+    enhancer = Enhancer(trained)
+    a = both.faces[0]
+    shifted = type(a)(a.left + 0.6 * a.width, a.top, a.right + 0.6 * a.width, a.bottom)  # the squares overlap
+    together = enhancer.enhance_array(photo, boxes=[a, shifted], paste="crop")[0].astype(int) - photo
+    alone = [enhancer.enhance_array(photo, boxes=[f], paste="crop")[0].astype(int) - photo for f in (a, shifted)]
+    full = np.ones(photo.shape[:2], bool)
+    for face in (a, shifted):
+        left, top, side = framing_square(face, enhancer.wide_factor)
+        ramp = math.ceil(FEATHER_FRACTION * side)
+        inner = np.zeros_like(full)
+        inner[max(0, top + ramp):top + side - ramp, max(0, left + ramp):left + side - ramp] = True
+        full &= inner
+    for change in (together, *alone):  # where no output clips at 0 or 255
+        full &= ((photo + change > 0) & (photo + change < 255)).all(-1)
+    assert full.sum() > 1000
+    mean = (alone[0] + alone[1]) / 2
+    assert np.abs(together - mean)[full].max() <= 1
+    assert np.abs(together - (alone[0] + alone[1]))[full].mean() > 1  # a sum would be told apart
 
 
 def test_enhance_respects_exif_orientation(trained, astronaut, tmp_path):
@@ -364,9 +474,17 @@ def test_cli_evaluate_and_enhance(trained, shards, astronaut, tmp_path):
     write_image(tmp_path / "in" / "me.jpg", _portrait(astronaut))
     result = runner.invoke(main, ["enhance", str(trained), str(tmp_path / "in"), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "1 enhanced" in result.output and (tmp_path / "out" / "me.jpg").is_file()
+    assert "1 enhanced (1 face relit)" in result.output and (tmp_path / "out" / "me.jpg").is_file()
+    result = runner.invoke(main, ["enhance", str(trained), str(tmp_path / "in" / "me.jpg"), str(tmp_path / "me.png"),
+                                  "--faces", "largest", "--paste", "crop"])
+    assert result.exit_code == 0 and "1 face relit at (" in result.output, result.output
+    result = runner.invoke(main, ["enhance", str(trained), str(tmp_path / "in" / "me.jpg"), str(tmp_path / "me.png"),
+                                  "--paste", "square"])
+    assert result.exit_code == 2 and "--paste" in result.output
     result = runner.invoke(main, ["train", str(shards), str(tmp_path / "bad"), "--size", "48"])
     assert result.exit_code == 2 and "multiple of 32" in result.output
+    result = runner.invoke(main, ["train", str(shards), str(tmp_path / "bad"), "--upsample", "nearest"])
+    assert result.exit_code == 2 and "--upsample" in result.output
     result = runner.invoke(main, ["enhance", str(tmp_path / "eval-val.csv"), str(tmp_path / "in" / "me.jpg"),
                                   str(tmp_path / "x.jpg")])
     assert result.exit_code == 1 and "cannot read the checkpoint" in result.output, result.output

@@ -4,6 +4,8 @@
 __all__ = [
     "DECODER_PERIODS",
     "ENCODINGS",
+    "FACE_CHOICES",
+    "PASTES",
     "UPSAMPLINGS",
     "Batch",
     "DeepFlashNet",
@@ -17,6 +19,7 @@ __all__ = [
     "TrainingError",
     "accuracy",
     "batch_to_device",
+    "border_step",
     "checkerboard_energy",
     "dataset_parameters",
     "decode_prediction",
@@ -45,9 +48,12 @@ from ._checkpoint import load_checkpoint, load_model, save_model_checkpoint
 from ._data import Batch, ShardDataset, batch_to_device, dataset_parameters, open_shards
 from ._device import resolve_device
 from ._enhance import (
+    FACE_CHOICES,
+    PASTES,
     Enhancer,
     EnhanceResult,
     EnhanceTreeResult,
+    border_step,
     enhance,
     enhance_tree,
     feather_mask,

@@ -3,7 +3,8 @@
 A virtual-studio session of the two portraits shipped inside dependencies (skimage's astronaut, matplotlib's
 Grace Hopper) → registration (checked against the studio's recorded ground truth) → review sheets → shards (one
 subject for training, the other for test) → a short CPU training run → evaluation beside the identity baseline
-→ enhancement of a held-out flash shot. Every stage is the library function its ``prep`` command calls, so the
+→ enhancement of the held-out subject's flash shots, shown beside them and their studio shots in
+``before-after.png``. Every stage is the library function its ``prep`` command calls, so the
 demo exercises exactly what lab staff run. Re-running into the same folder resumes: finished stages are skipped.
 """
 
@@ -43,6 +44,9 @@ class DemoConfig:
         free, and a few epochs from scratch leave a colour cast.
     head_init : str
         ``identity``: the network starts at the flash image (the baseline) and learns a correction of it.
+    upsample : str
+        ``resize``: the decoder upsamples by bilinear resize + conv, which prints no checkerboard (the paper's
+        transposed convolutions do, and a short run does not train it away).
     workers : int
         Processes for registration and dataset building.
     """
@@ -56,6 +60,7 @@ class DemoConfig:
     lr: float = 1e-3
     offset_weight: float = 0.5
     head_init: str = "identity"
+    upsample: str = "resize"
     workers: int = 2
     seed: int = 0
 
@@ -69,8 +74,8 @@ class DemoResult:
     registration_status: dict[str, int]
     samples: dict[str, int]
     evaluation_table: str
-    enhanced: Path
-    pictures: dict[str, Path]
+    enhanced: tuple[Path, ...]  #: the held-out subject's flash shots, enhanced
+    pictures: dict[str, Path]  #: what to look at, before-after.png first
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -91,6 +96,32 @@ class DemoResult:
                   self.evaluation_table, "", "Pictures:"]
         lines += [f"- {name}: {path}" for name, path in self.pictures.items()]
         return "\n".join(lines)
+
+
+#: Height of each panel of before-after.png.
+BEFORE_AFTER_HEIGHT = 480
+
+
+def write_before_after(path: Path, rows: list[tuple[Path, Path, Path, str]]) -> Path:
+    """A labelled sheet: flash | enhanced | studio, one row per (flash, enhanced, studio, caption); returns ``path``."""
+    import cv2
+    import numpy as np
+
+    from acquisition.faces import to_uint8
+    from acquisition.imageio import read_image, write_image
+
+    from ._sheets import labelled_grid
+
+    def panel(file: Path) -> np.ndarray:
+        image = to_uint8(read_image(file))
+        h, w = image.shape[:2]
+        return cv2.resize(image, (round(w * BEFORE_AFTER_HEIGHT / h), BEFORE_AFTER_HEIGHT),
+                          interpolation=cv2.INTER_AREA)
+
+    panels = [[panel(flash), panel(enhanced), panel(studio)] for flash, enhanced, studio, _ in rows]
+    write_image(path, labelled_grid(panels, ("flash (input)", "enhanced", "studio (registered)"),
+                                    row_labels=[caption for *_, caption in rows]))
+    return path
 
 
 def _timed(seconds: dict[str, float], name: str, step: Callable[[], object]) -> object:
@@ -114,7 +145,7 @@ def run_demo(out_dir: str | Path, *, config: DemoConfig = DemoConfig()) -> DemoR
     from datasetgen import BuildConfig, build_shards, write_shard_sheets
     from registration import face_box_error, register_tree, write_contact_sheets
 
-    from ._enhance import enhance
+    from ._enhance import Enhancer, enhance
     from ._evaluate import evaluate
     from ._train import TrainConfig, train
 
@@ -151,24 +182,33 @@ def run_demo(out_dir: str | Path, *, config: DemoConfig = DemoConfig()) -> DemoR
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                size=config.sample_size, device="cpu", workers=0, seed=config.seed,
                                width=config.width, val_split="test", offset_weight=config.offset_weight,
-                               head_init=config.head_init)
+                               head_init=config.head_init, upsample=config.upsample)
     last = run / "last.pt"
     _timed(seconds, "train", lambda: train(shards, run, config=train_config, resume=last.is_file()))
     evaluation = _timed(seconds, "evaluate", lambda: evaluate(run, shards, split="test", out_dir=out / "evaluation"))
 
-    held_out = next(p for p in discover_pairs(raw).pairs if p.subject == subjects[-1])
-    enhanced_path = out / "enhanced" / f"{held_out.subject}-{held_out.pose}-studio.jpg"
+    held_out = [p for p in discover_pairs(raw).pairs if p.subject == subjects[-1]]
+    enhanced = tuple(out / "enhanced" / f"{pair.subject}-{pair.pose}-studio.jpg" for pair in held_out)
     # The epoch with the lowest validation loss: on one training subject a short run soon starts to overfit.
     checkpoint = run / "best.pt" if (run / "best.pt").is_file() else last
-    _timed(seconds, "enhance", lambda: enhance(checkpoint, held_out.flash, enhanced_path))
+
+    def enhance_held_out() -> None:
+        enhancer = Enhancer(checkpoint)
+        for pair, path in zip(held_out, enhanced, strict=True):
+            enhance(enhancer, pair.flash, path)
+
+    _timed(seconds, "enhance", enhance_held_out)
+    before_after = _timed(seconds, "before-after", lambda: write_before_after(
+        out / "before-after.png", [(p.flash, e, aligned / p.subject / p.pose / "studio.png", f"{p.subject} {p.pose}")
+                                   for p, e in zip(held_out, enhanced, strict=True)]))
 
     pictures = {
+        "before and after (flash | enhanced | studio, held-out subject)": before_after,
         "registration contact sheets": registration_sheets[0].parent if registration_sheets else sheets,
         "shard contact sheets": shard_sheets[0].parent if shard_sheets else sheets,
         "loss curve": run / "loss.png",
         "predictions per epoch": run / "samples",
-        "held-out flash shot": held_out.flash,
-        "enhanced portrait": enhanced_path,
+        "enhanced portraits": out / "enhanced",
     }
     status = {name: registered.count(name) for name in ("ok", "flagged", "failed")}
-    return DemoResult(out, errors, status, dict(built.samples), evaluation.table, enhanced_path, pictures, seconds)
+    return DemoResult(out, errors, status, dict(built.samples), evaluation.table, enhanced, pictures, seconds)

@@ -1,11 +1,23 @@
 """``prep enhance``: a flash selfie of any size in, a studio portrait at the same full resolution out.
 
-The network sees what it was trained on: the wide square around the face (``wide_factor`` x the face box, from
+The network sees what it was trained on: the wide square around each face (``wide_factor`` x the face box, from
 the checkpoint's dataset parameters) at the training size, bilaterally filtered. What it predicts for the
 bilateral encoding is a *smooth* lighting difference ``2y - 1``; smooth means it survives upsampling, so it is
-resized to the crop's full resolution and taken off the full-resolution crop (``pred = x - 2y + 1``, eq. 2):
-every hair and pore of the 12 MP original stays. The crop is blended back with a feathered mask, so pixels
-outside the square are returned bit for bit.
+resized to the crop's full resolution and taken off the full-resolution photo (``pred = x - 2y + 1``, eq. 2):
+every hair and pore of the 12 MP original stays.
+
+Where the change is applied (``paste``):
+
+* ``subject`` (default): through a soft matte of the person (face, hair, shoulders; GrabCut seeded from the face
+  box, :func:`acquisition.silhouette.subject_matte`). The background keeps its pixels bit for bit, so no edge
+  of the square the network saw can show; where the person continues past the square (the torso) the change
+  fades out over ``REACH_FRACTION`` x its side, beyond it.
+* ``crop``: over the square, feathered over its outer ``FEATHER_FRACTION``: the background inside the square
+  changes too (a lighter or darker square around the head, as before this option existed).
+
+Several faces (``faces="all"``, the default) are each framed, predicted and pasted through their own weight;
+where two weights overlap the changes are averaged by weight, never added. Detections that overlap a larger
+face, and beyond the largest face those dlib scores as not face-like (a badge, a print on clothes), are left out.
 """
 
 from __future__ import annotations
@@ -13,33 +25,46 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Literal
 
 import cv2
 import numpy as np
 import torch
 
 from acquisition.errors import PrepError
-from acquisition.faces import FaceBox, detect_faces
+from acquisition.faces import FaceBox, detect_faces, face_scores, to_uint8
 from acquisition.folders import check_apart
 from acquisition.imageio import IMAGE_EXTENSIONS, read_image, write_image
 from acquisition.layout import is_inside
 from acquisition.runlock import claim_folder
+from acquisition.silhouette import subject_matte
 
 from ._checkpoint import load_model
 from ._device import resolve_device
 from ._loss import decode_prediction
 from .errors import TrainingError
 
-__all__ = ["EnhanceResult", "EnhanceTreeResult", "Enhancer", "enhance", "enhance_tree", "feather_mask",
-           "framing_square"]
+__all__ = ["FACE_CHOICES", "PASTES", "EnhanceResult", "EnhanceTreeResult", "Enhancer", "border_step", "enhance",
+           "enhance_tree", "feather_mask", "framing_square"]
 
 log = logging.getLogger(__name__)
 
-#: Width of the feathered edge of the blend, as a fraction of the crop's side (the face sits well inside).
+#: Width of the feathered edge of the ``crop`` paste, as a fraction of the crop's side (the face sits well inside).
 FEATHER_FRACTION = 0.125
+#: How far past the crop's edge the change fades out on the subject (``subject`` paste), as a fraction of its side.
+REACH_FRACTION = 0.25
+#: dlib HOG score a face beyond the largest needs to be relit (real faces score ~1-2, look-alikes ~0 or below).
+MIN_EXTRA_FACE_SCORE = 0.5
+#: Where the predicted change is applied.
+PASTES: Final = ("subject", "crop")
+#: Which faces of a photo are relit.
+FACE_CHOICES: Final = ("all", "largest")
+
+Paste = Literal["subject", "crop"]
+FaceChoice = Literal["all", "largest"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +73,20 @@ class EnhanceResult:
 
     input_path: Path | None
     output_path: Path | None
-    face: FaceBox  #: the face that was relit (full-resolution pixels)
-    crop: tuple[int, int, int]  #: (left, top, side) of the square handed to the network, may exceed the image
+    faces: tuple[FaceBox, ...]  #: the faces that were relit, largest first (full-resolution pixels)
+    crops: tuple[tuple[int, int, int], ...]  #: (left, top, side) of each square handed to the network
     shape: tuple[int, int]  #: (height, width) of input and output
     seconds: float
+
+    @property
+    def face(self) -> FaceBox:
+        """The largest face relit."""
+        return self.faces[0]
+
+    @property
+    def crop(self) -> tuple[int, int, int]:
+        """The square of the largest face; it may exceed the image."""
+        return self.crops[0]
 
 
 @dataclass(frozen=True)
@@ -76,14 +111,24 @@ def framing_square(face: FaceBox, wide_factor: float) -> tuple[int, int, int]:
     return math.floor(cx - side / 2 + 1.0), math.floor(cy - side / 2 + 1.0), side
 
 
+def _cosine_ramp(u: np.ndarray) -> np.ndarray:
+    """0 at u <= 0, 1 at u >= 1, a raised cosine between (smooth: no edge at either end)."""
+    return (0.5 - 0.5 * np.cos(np.pi * np.clip(u, 0.0, 1.0))).astype(np.float32)
+
+
 def feather_mask(side: int, feather: float = FEATHER_FRACTION) -> np.ndarray:
     """A side x side float32 mask: 1 inside, a smooth (cosine) ramp to 0 over the outer ``feather`` x side."""
     ramp_px = max(1.0, feather * side)
     u = np.arange(side, dtype=np.float32) + 0.5
-    edge = np.minimum(u, side - u) / ramp_px
-    ramp = np.clip(edge, 0.0, 1.0)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * ramp)
+    ramp = _cosine_ramp(np.minimum(u, side - u) / ramp_px)
     return np.outer(ramp, ramp).astype(np.float32)
+
+
+def _reach(start: int, stop: int, left: int, side: int, margin: float) -> np.ndarray:
+    """Along one axis, for indices start..stop-1: 1 inside [left, left + side), fading to 0 over ``margin`` px."""
+    u = np.arange(start, stop, dtype=np.float32) + 0.5
+    outside = np.maximum(left - u, u - (left + side))
+    return _cosine_ramp(1.0 - outside / max(1.0, margin))
 
 
 def _crop_padded(image: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
@@ -99,6 +144,54 @@ def _crop_padded(image: np.ndarray, left: int, top: int, side: int) -> np.ndarra
     inner = image[y0:y1, x0:x1]
     pad = ((y0 - top, top + side - y1), (x0 - left, left + side - x1), (0, 0))
     return np.pad(inner, pad, mode="constant") if any(p for axis in pad for p in axis) else inner
+
+
+def _distinct_faces(faces: Sequence[FaceBox]) -> list[FaceBox]:
+    """Largest first, without the boxes that overlap a larger one (one face found twice, or a face in a face)."""
+    kept: list[FaceBox] = []
+    for face in sorted(faces, key=lambda b: b.area, reverse=True):
+        cx, cy = face.center
+        if not any(face.iou(k) > 0.3 or (k.left <= cx <= k.right and k.top <= cy <= k.bottom) for k in kept):
+            kept.append(face)
+    return kept
+
+
+def border_step(original: np.ndarray, enhanced: np.ndarray, crop: tuple[int, int, int],
+                background: np.ndarray) -> float:
+    """How much the change steps across a crop's border on background pixels: the visible edge of a paste.
+
+    The mean change ``enhanced - original`` over the background pixels of a band just inside the square and of
+    a band just outside it, each ``FEATHER_FRACTION`` x its side wide (the width of the ``crop`` paste's ramp),
+    all channels together; the result is their absolute difference, in units of the full range (1/255 is one
+    8-bit level).
+
+    Parameters
+    ----------
+    original, enhanced : ndarray, shape (H, W, C)
+        Same shape and dtype (uint8 or uint16).
+    crop : (left, top, side)
+        The square, as :func:`framing_square` gives it.
+    background : ndarray, shape (H, W), bool
+        Which pixels are background (known by construction of the test photo, not from the matte).
+
+    Raises
+    ------
+    ValueError
+        When a band holds no background pixel.
+    """
+    left, top, side = crop
+    h, w = original.shape[:2]
+    band = max(1, round(FEATHER_FRACTION * side))
+    ys, xs = np.mgrid[0:h, 0:w]
+    # Distance outside the square (positive) or inside it (negative), in pixels, Chebyshev.
+    dist = np.maximum.reduce([left - xs, xs - (left + side - 1), top - ys, ys - (top + side - 1)])
+    inside = background & (dist <= 0) & (dist > -band)
+    outside = background & (dist > 0) & (dist <= band)
+    if not inside.any() or not outside.any():
+        raise ValueError("no background pixel just inside or just outside the crop's border")
+    scale = 255.0 if original.dtype == np.uint8 else 65535.0
+    change = enhanced.astype(np.float64) - original.astype(np.float64)
+    return float(abs(change[inside].mean() - change[outside].mean()) / scale)
 
 
 class Enhancer:
@@ -137,9 +230,71 @@ class Enhancer:
         diff = x - decode_prediction(self.encoding, y, x)
         return diff[0].permute(1, 2, 0).cpu().numpy()
 
-    def enhance_array(self, image: np.ndarray, *, face: FaceBox | None = None) -> tuple[np.ndarray, FaceBox,
-                                                                                      tuple[int, int, int]]:
-        """Enhance an RGB array (uint8 or uint16, H x W x 3); returns (output of the same dtype, face, crop).
+    def find_faces(self, image: np.ndarray, *, faces: FaceChoice = "all") -> list[FaceBox]:
+        """The faces :meth:`enhance_array` relights, largest first (see the module's docstring).
+
+        Raises
+        ------
+        TrainingError
+            When no face is found.
+        """
+        found = _distinct_faces(detect_faces(image))
+        if not found:
+            raise TrainingError("no face found", hint="give a photo with a face facing the camera")
+        if faces == "largest" or len(found) == 1:
+            return found[:1]
+        scores = face_scores(image, found[1:])
+        for face, score in zip(found[1:], scores, strict=True):
+            if score < MIN_EXTRA_FACE_SCORE:
+                log.debug("not relit: %s scores %.2f as a face (< %.2f)", face, score, MIN_EXTRA_FACE_SCORE)
+        return found[:1] + [f for f, s in zip(found[1:], scores, strict=True) if s >= MIN_EXTRA_FACE_SCORE]
+
+    def _predicted_change(self, image: np.ndarray, square: tuple[int, int, int], scale: float) -> np.ndarray:
+        """The network's change for one square, at its own S x S size, in units of the full range."""
+        left, top, side = square
+        crop = _crop_padded(image, left, top, side)
+        small = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / scale
+        return self.difference(np.ascontiguousarray(small))
+
+    def _resized_change(self, small: np.ndarray, region: tuple[int, int, int, int],
+                        square: tuple[int, int, int]) -> np.ndarray:
+        """The S x S change resized (bilinear) onto ``region`` (x0, y0, x1, y1) of the photo.
+
+        Inside the square it is the network's; past its edge (where the person continues) it carries on as a
+        blurred copy of the edge, so the edge's own detail is not smeared into stripes; the two meet over the
+        square's outer ``FEATHER_FRACTION``.
+        """
+        x0, y0, x1, y1 = region
+        left, top, side = square
+        k = self.size / side
+        # Photo index -> network pixel centre, for a warp with WARP_INVERSE_MAP.
+        to_small = np.array([[k, 0.0, (x0 - left + 0.5) * k - 0.5], [0.0, k, (y0 - top + 0.5) * k - 0.5]])
+        size, flags = (x1 - x0, y1 - y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        change = cv2.warpAffine(small, to_small, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        if x0 >= left and y0 >= top and x1 <= left + side and y1 <= top + side:
+            return change
+        blurred = cv2.GaussianBlur(small, (0, 0), self.size / 8, borderType=cv2.BORDER_REPLICATE)
+        beyond = cv2.warpAffine(blurred, to_small, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        ramp = max(1.0, FEATHER_FRACTION * side)
+        inner = np.outer(_reach(y0, y1, top + ramp, side - 2 * ramp, ramp),
+                         _reach(x0, x1, left + ramp, side - 2 * ramp, ramp))[..., None]
+        return change * inner + beyond * (1.0 - inner)
+
+    def enhance_array(self, image: np.ndarray, *, boxes: Sequence[FaceBox] | None = None,
+                      faces: FaceChoice = "all", paste: Paste = "subject",
+                      ) -> tuple[np.ndarray, tuple[FaceBox, ...], tuple[tuple[int, int, int], ...]]:
+        """Enhance an RGB array; returns (output of the same shape and dtype, faces relit, their squares).
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 3), uint8 or uint16
+        boxes : sequence of FaceBox, optional
+            The faces to relight (default: found with :meth:`find_faces`).
+        faces : {"all", "largest"}
+            Relight every face found, or only the largest.
+        paste : {"subject", "crop"}
+            Apply the change through each person's matte (the background keeps its pixels) or over the
+            feathered square (see the module's docstring).
 
         Raises
         ------
@@ -148,27 +303,52 @@ class Enhancer:
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"expected an H x W x 3 uint8/uint16 image, got {image.shape} {image.dtype}")
-        if face is None:
-            faces = detect_faces(image)
-            if not faces:
-                raise TrainingError("no face found", hint="give a photo with a face facing the camera")
-            face = faces[0]
-        left, top, side = framing_square(face, self.wide_factor)
-        scale = 255.0 if image.dtype == np.uint8 else 65535.0
-        crop = _crop_padded(image, left, top, side)
-        small = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / scale
-        diff = self.difference(np.ascontiguousarray(small))
+        if faces not in FACE_CHOICES:
+            raise ValueError(f"faces must be one of {FACE_CHOICES}, not {faces!r}")
+        if paste not in PASTES:
+            raise ValueError(f"paste must be one of {PASTES}, not {paste!r}")
+        chosen = list(boxes) if boxes is not None else self.find_faces(image, faces=faces)
+        if not chosen:
+            raise TrainingError("no face to relight", hint="give a photo with a face facing the camera")
         h, w = image.shape[:2]
-        x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
-        # Resize the smooth difference straight onto the visible part of the square: same mapping as resizing
-        # it to side x side and slicing, without the off-image part.
-        big = cv2.resize(diff, (side, side), interpolation=cv2.INTER_LINEAR)[y0 - top:y1 - top, x0 - left:x1 - left]
-        mask = feather_mask(side)[y0 - top:y1 - top, x0 - left:x1 - left]
-        region = image[y0:y1, x0:x1].astype(np.float32)
-        region -= (big * (mask[..., None] * scale))
+        scale = 255.0 if image.dtype == np.uint8 else 65535.0
+        squares = [framing_square(face, self.wide_factor) for face in chosen]
+        # Each face's change and weight over its region (x0, y0, x1, y1) of the photo.
+        parts: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]] = []
+        for index, (face, (left, top, side)) in enumerate(zip(chosen, squares, strict=True)):
+            small = self._predicted_change(image, (left, top, side), scale)
+            margin = REACH_FRACTION * side if paste == "subject" else 0.0
+            m = math.ceil(margin)
+            x0, y0 = max(0, left - m), max(0, top - m)
+            x1, y1 = min(w, left + side + m), min(h, top + side + m)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            change = self._resized_change(small, (x0, y0, x1, y1), (left, top, side))
+            if paste == "crop":
+                weight = feather_mask(side)[y0 - top:y1 - top, x0 - left:x1 - left]
+            else:
+                others = [FaceBox(o.left - x0, o.top - y0, o.right - x0, o.bottom - y0)
+                          for j, o in enumerate(chosen) if j != index]
+                region_face = FaceBox(face.left - x0, face.top - y0, face.right - x0, face.bottom - y0)
+                matte = subject_matte(to_uint8(image[y0:y1, x0:x1]), region_face, others=others,
+                                      top_is_background=top - m >= 0)
+                weight = matte * np.outer(_reach(y0, y1, top, side, margin), _reach(x0, x1, left, side, margin))
+            parts.append(((x0, y0, x1, y1), change, weight.astype(np.float32)))
         out = image.copy()
-        out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, scale).astype(image.dtype)
-        return out, face, (left, top, side)
+        if parts:
+            ux0, uy0 = min(p[0][0] for p in parts), min(p[0][1] for p in parts)
+            ux1, uy1 = max(p[0][2] for p in parts), max(p[0][3] for p in parts)
+            total = np.zeros((uy1 - uy0, ux1 - ux0, 3), np.float32)
+            weights = np.zeros((uy1 - uy0, ux1 - ux0), np.float32)
+            for (x0, y0, x1, y1), change, weight in parts:
+                total[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += change * weight[..., None]
+                weights[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += weight
+            # Overlapping faces: the weighted mean of their changes where the weights add up past 1.
+            total /= np.maximum(weights, 1.0)[..., None]
+            region = image[uy0:uy1, ux0:ux1].astype(np.float32)
+            region -= total * scale
+            out[uy0:uy1, ux0:ux1] = np.clip(np.rint(region), 0, scale).astype(image.dtype)
+        return out, tuple(chosen), tuple(squares)
 
 
 def _output_format_ok(path: Path) -> None:
@@ -177,7 +357,7 @@ def _output_format_ok(path: Path) -> None:
 
 
 def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_path: str | Path, *,
-            device: str = "cpu") -> EnhanceResult:
+            device: str = "cpu", faces: FaceChoice = "all", paste: Paste = "subject") -> EnhanceResult:
     """Turn one flash selfie into a studio portrait at its full resolution.
 
     Parameters
@@ -190,6 +370,11 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
         Written atomically, in the format its extension names (8-bit JPEG, or PNG/TIFF keeping 16 bits).
     device : str
         Where the network runs.
+    faces : {"all", "largest"}
+        Relight every face found (each through its own matte), or only the largest.
+    paste : {"subject", "crop"}
+        Apply the change through the person's matte (the background keeps its pixels) or over the feathered
+        square the network saw.
 
     Returns
     -------
@@ -211,13 +396,14 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
     enhancer = checkpoint if isinstance(checkpoint, Enhancer) else Enhancer(checkpoint, device=device)
     image = read_image(input_path)
     try:
-        out, face, crop = enhancer.enhance_array(image)
+        out, relit, crops = enhancer.enhance_array(image, faces=faces, paste=paste)
     except TrainingError as exc:
         raise TrainingError(exc.message, path=input_path, hint=exc.hint) from exc
     if output_path.suffix.lower() in (".jpg", ".jpeg") and out.dtype != np.uint8:
         out = (out >> 8).astype(np.uint8)
     write_image(output_path, out)
-    return EnhanceResult(input_path, output_path, face, crop, image.shape[:2], time.perf_counter() - started)
+    log.info("%s: %d face%s relit -> %s", input_path, len(relit), "" if len(relit) == 1 else "s", output_path)
+    return EnhanceResult(input_path, output_path, relit, crops, image.shape[:2], time.perf_counter() - started)
 
 
 def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
@@ -237,21 +423,25 @@ def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
 
 
 def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path, *, device: str = "cpu",
-                 force: bool = False, progress: Callable[[int], None] | None = None) -> EnhanceTreeResult:
+                 force: bool = False, faces: FaceChoice = "all", paste: Paste = "subject",
+                 progress: Callable[[int], None] | None = None) -> EnhanceTreeResult:
     """Enhance every photo under ``in_dir`` into the same relative path under ``out_dir``.
 
     Unreadable files, photos without a face and symbolic links that leave ``in_dir`` are reported in ``failed``
     (with a message naming the file) and the others go on; outputs that already exist are skipped (a re-run
-    resumes) unless ``force``. Hidden files and folders are ignored.
+    resumes) unless ``force``. Hidden files and folders are ignored. ``faces`` and ``paste`` as for
+    :func:`enhance`.
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     files = list_photos(in_dir, out_dir)
     with claim_folder(out_dir, error=TrainingError):
-        return _enhance_claimed(checkpoint, in_dir, out_dir, files, device=device, force=force, progress=progress)
+        return _enhance_claimed(checkpoint, in_dir, out_dir, files, device=device, force=force, faces=faces,
+                                paste=paste, progress=progress)
 
 
 def _enhance_claimed(checkpoint: str | Path, in_dir: Path, out_dir: Path, files: list[Path], *, device: str,
-                     force: bool, progress: Callable[[int], None] | None) -> EnhanceTreeResult:
+                     force: bool, faces: FaceChoice, paste: Paste,
+                     progress: Callable[[int], None] | None) -> EnhanceTreeResult:
     """:func:`enhance_tree` with the output folder claimed (one run per folder)."""
     enhancer = Enhancer(checkpoint, device=device)
     done: list[EnhanceResult] = []
@@ -265,7 +455,7 @@ def _enhance_claimed(checkpoint: str | Path, in_dir: Path, out_dir: Path, files:
             skipped.append(path)
         else:
             try:
-                done.append(enhance(enhancer, path, target))
+                done.append(enhance(enhancer, path, target, faces=faces, paste=paste))
             except PrepError as exc:
                 log.debug("enhance failed: %s", exc)
                 failed.append((path, str(exc)))

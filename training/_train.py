@@ -65,6 +65,7 @@ from ._data import (
 from ._device import memory_errors, resolve_device
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, psnr, ssim
 from ._model import UPSAMPLINGS, load_encoder_weights
+from ._sheets import labelled_grid
 from ._syncbn import convert_global_batchnorm
 from .errors import TrainingError
 
@@ -72,6 +73,8 @@ __all__ = ["TrainConfig", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
+#: The columns of samples/epoch-NNN.png.
+SAMPLE_COLUMNS = ("input (flash)", "prediction", "target x-2t+1", "studio")
 METRIC_FIELDS = ("epoch", "steps", "train_loss", "val_loss", "val_accuracy", "val_ssim", "val_psnr",
                  "val_ssim_flash", "val_psnr_flash", "seconds", "samples_per_s")
 
@@ -384,7 +387,7 @@ def _write_loss_plot(run_dir: Path, history: list[dict[str, Any]]) -> None:
 @torch.no_grad()
 def _write_samples(run_dir: Path, epoch: int, model: nn.Module, dataset: ShardDataset, config: TrainConfig,
                    size: int, device: torch.device) -> None:
-    """One row per sample: flash | prediction | preconditioned ground truth (eq. 8) | studio."""
+    """One row per sample, labelled: input (flash) | prediction | target (x - 2t + 1, eq. 8) | studio."""
     from torch.utils.data import default_collate
 
     from acquisition.imageio import write_image
@@ -400,9 +403,9 @@ def _write_samples(run_dir: Path, epoch: int, model: nn.Module, dataset: ShardDa
     model.train()
     pred = decode_prediction(config.encoding, y, batch.x)
     truth = batch.x - 2 * batch.t + 1
-    rows = [torch.cat([batch.x[i], pred[i], truth[i], batch.o[i]], dim=2) for i in range(count)]
-    grid = torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    write_image(run_dir / "samples" / f"epoch-{epoch:03d}.png", (grid * 255 + 0.5).astype(np.uint8))
+    panels = [[(t[i].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+               for t in (batch.x, pred, truth, batch.o)] for i in range(count)]
+    write_image(run_dir / "samples" / f"epoch-{epoch:03d}.png", labelled_grid(panels, SAMPLE_COLUMNS))
 
 
 # -------------------------------------------------------------------------------------------------- resume
