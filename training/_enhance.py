@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 FEATHER_FRACTION = 0.125
 #: How far past the crop's edge the change fades out on the subject (``subject`` paste), as a fraction of its side.
 REACH_FRACTION = 0.25
+_COARSE = 16  # cells per side of the blurred change that continues past the square
+#: Longest side of the copy the subject matte is computed on (then resized to the photo's resolution).
+MATTE_SIDE = 768
 #: dlib HOG score a face beyond the largest needs to be relit (real faces score ~1-2, look-alikes ~0 or below).
 MIN_EXTRA_FACE_SCORE = 0.5
 #: Where the predicted change is applied.
@@ -154,6 +157,28 @@ def _distinct_faces(faces: Sequence[FaceBox]) -> list[FaceBox]:
         if not any(face.iou(k) > 0.3 or (k.left <= cx <= k.right and k.top <= cy <= k.bottom) for k in kept):
             kept.append(face)
     return kept
+
+
+def _region_matte(image: np.ndarray, region: tuple[int, int, int, int], face: FaceBox, others: Sequence[FaceBox],
+                  *, top_is_background: bool) -> np.ndarray:
+    """The subject matte of ``face`` over ``region`` (x0, y0, x1, y1) of the photo, at the region's full size.
+
+    Computed on a copy of at most ``MATTE_SIDE`` px and resized (bilinear): the matte is smooth at that scale,
+    and its soft edge then costs nothing on a 12 MP photo.
+    """
+    x0, y0, x1, y1 = region
+    rgb = to_uint8(image[y0:y1, x0:x1])
+    f = min(1.0, MATTE_SIDE / max(rgb.shape[:2]))
+    if f < 1.0:
+        rgb = cv2.resize(rgb, (max(8, round(rgb.shape[1] * f)), max(8, round(rgb.shape[0] * f))),
+                         interpolation=cv2.INTER_AREA)
+    fx, fy = rgb.shape[1] / (x1 - x0), rgb.shape[0] / (y1 - y0)
+
+    def local(box: FaceBox) -> FaceBox:
+        return FaceBox((box.left - x0) * fx, (box.top - y0) * fy, (box.right - x0) * fx, (box.bottom - y0) * fy)
+
+    matte = subject_matte(rgb, local(face), others=[local(o) for o in others], top_is_background=top_is_background)
+    return cv2.resize(matte, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) if f < 1.0 else matte
 
 
 def border_step(original: np.ndarray, enhanced: np.ndarray, crop: tuple[int, int, int],
@@ -266,15 +291,18 @@ class Enhancer:
         """
         x0, y0, x1, y1 = region
         left, top, side = square
-        k = self.size / side
-        # Photo index -> network pixel centre, for a warp with WARP_INVERSE_MAP.
-        to_small = np.array([[k, 0.0, (x0 - left + 0.5) * k - 0.5], [0.0, k, (y0 - top + 0.5) * k - 0.5]])
         size, flags = (x1 - x0, y1 - y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        change = cv2.warpAffine(small, to_small, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+        def onto_region(grid: np.ndarray) -> np.ndarray:
+            k = grid.shape[0] / side  # photo index -> grid pixel centre (a warp with WARP_INVERSE_MAP)
+            to_grid = np.array([[k, 0.0, (x0 - left + 0.5) * k - 0.5], [0.0, k, (y0 - top + 0.5) * k - 0.5]])
+            return cv2.warpAffine(grid, to_grid, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+        change = onto_region(small)
         if x0 >= left and y0 >= top and x1 <= left + side and y1 <= top + side:
             return change
-        blurred = cv2.GaussianBlur(small, (0, 0), self.size / 8, borderType=cv2.BORDER_REPLICATE)
-        beyond = cv2.warpAffine(blurred, to_small, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        # The blurred copy: the change averaged over cells of 1/16 of the square, interpolated.
+        beyond = onto_region(cv2.resize(small, (_COARSE, _COARSE), interpolation=cv2.INTER_AREA))
         ramp = max(1.0, FEATHER_FRACTION * side)
         inner = np.outer(_reach(y0, y1, top + ramp, side - 2 * ramp, ramp),
                          _reach(x0, x1, left + ramp, side - 2 * ramp, ramp))[..., None]
@@ -327,11 +355,8 @@ class Enhancer:
             if paste == "crop":
                 weight = feather_mask(side)[y0 - top:y1 - top, x0 - left:x1 - left]
             else:
-                others = [FaceBox(o.left - x0, o.top - y0, o.right - x0, o.bottom - y0)
-                          for j, o in enumerate(chosen) if j != index]
-                region_face = FaceBox(face.left - x0, face.top - y0, face.right - x0, face.bottom - y0)
-                matte = subject_matte(to_uint8(image[y0:y1, x0:x1]), region_face, others=others,
-                                      top_is_background=top - m >= 0)
+                others = [o for j, o in enumerate(chosen) if j != index]
+                matte = _region_matte(image, (x0, y0, x1, y1), face, others, top_is_background=top - m >= 0)
                 weight = matte * np.outer(_reach(y0, y1, top, side, margin), _reach(x0, x1, left, side, margin))
             parts.append(((x0, y0, x1, y1), change, weight.astype(np.float32)))
         out = image.copy()
