@@ -286,7 +286,7 @@ class Enhancer:
         """The S x S change resized (bilinear) onto ``region`` (x0, y0, x1, y1) of the photo.
 
         Inside the square it is the network's; past its edge (where the person continues) it carries on as a
-        blurred copy of the edge, so the edge's own detail is not smeared into stripes; the two meet over the
+        coarse copy (16 x 16 cells), so the edge's own detail is not smeared into stripes; the two meet over the
         square's outer ``FEATHER_FRACTION``.
         """
         x0, y0, x1, y1 = region
