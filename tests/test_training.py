@@ -458,6 +458,62 @@ def test_enhance_keeps_16_bit_png(trained, astronaut, tmp_path):
     out = read_image(tmp_path / "out.png")
     assert out.dtype == np.uint16 and out.shape == photo.shape
     assert out[0, 0, 0] == photo[0, 0, 0]
+    assert (out != photo).any()  # relit, in 16 bits
+
+
+def _changed_near_the_face(result, before: np.ndarray, after: np.ndarray) -> bool:
+    x0, y0, x1, y1 = (round(v) for v in (result.face.left, result.face.top, result.face.right, result.face.bottom))
+    return bool((before[y0:y1, x0:x1] != after[y0:y1, x0:x1]).any())
+
+
+def test_enhanced_jpeg_keeps_profile_exif_quality_and_subsampling(trained, astronaut, tmp_path):
+    """A phone JPEG (Display P3, camera EXIF, stored sideways, quality 85 4:2:0) comes out as such, upright."""
+    from PIL import Image, JpegImagePlugin
+
+    from acquisition.imageio import read_photo
+    from tests.fakes.image_files import display_p3_profile
+
+    icc = display_p3_profile()
+    photo = _portrait(astronaut)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0110] = 6, "Google", "Pixel 8"
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:29 10:00:00"  # DateTimeOriginal
+    Image.fromarray(np.ascontiguousarray(np.rot90(photo, 1))).save(
+        tmp_path / "in.jpg", quality=85, subsampling="4:2:0", exif=exif.tobytes(), icc_profile=icc)
+    result = enhance(trained, tmp_path / "in.jpg", tmp_path / "out.jpg")
+    with Image.open(tmp_path / "in.jpg") as before, Image.open(tmp_path / "out.jpg") as after:
+        assert after.info.get("icc_profile") == icc
+        got = after.getexif()
+        assert got[0x0112] == 1 and got[0x010F] == "Google" and got[0x0110] == "Pixel 8"
+        assert "deepflash" in got[0x0131] and got.get_ifd(0x8769)[0x9003] == "2026:11:29 10:00:00"
+        assert after.quantization == before.quantization  # the input's quality, table for table
+        assert JpegImagePlugin.get_sampling(after) == JpegImagePlugin.get_sampling(before) == 2  # 4:2:0
+        assert after.size == (photo.shape[1], photo.shape[0])  # upright
+    out = read_photo(tmp_path / "out.jpg")
+    assert out.orientation == 1 and _changed_near_the_face(result, read_photo(tmp_path / "in.jpg").rgb, out.rgb)
+    enhance(trained, tmp_path / "in.jpg", tmp_path / "out.png")  # another format keeps the profile too
+    assert read_photo(tmp_path / "out.png").icc_profile == icc
+
+
+def test_enhance_leaves_alpha_untouched_and_writes_grey_as_grey(trained, astronaut, tmp_path):
+    from PIL import Image
+
+    from acquisition.imageio import read_photo
+
+    photo = _portrait(astronaut)
+    alpha = np.random.default_rng(0).integers(0, 256, photo.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([photo, alpha])).save(tmp_path / "rgba.png")
+    result = enhance(trained, tmp_path / "rgba.png", tmp_path / "rgba-out.png")
+    out = read_photo(tmp_path / "rgba-out.png")
+    np.testing.assert_array_equal(out.alpha, alpha)
+    assert _changed_near_the_face(result, photo, out.rgb)
+
+    Image.fromarray(photo[..., 1]).save(tmp_path / "grey.jpg", quality=90)
+    result = enhance(trained, tmp_path / "grey.jpg", tmp_path / "grey-out.jpg")
+    with Image.open(tmp_path / "grey-out.jpg") as written:
+        assert written.mode == "L"  # not a slightly tinted RGB
+    grey_in, grey_out = read_photo(tmp_path / "grey.jpg"), read_photo(tmp_path / "grey-out.jpg")
+    assert grey_out.grey and _changed_near_the_face(result, grey_in.rgb, grey_out.rgb)
 
 
 def test_cli_evaluate_and_enhance(trained, shards, astronaut, tmp_path):

@@ -4,7 +4,8 @@ The network sees what it was trained on: the wide square around each face (``wid
 the checkpoint's dataset parameters) at the training size, bilaterally filtered. What it predicts for the
 bilateral encoding is a *smooth* lighting difference ``2y - 1``; smooth means it survives upsampling, so it is
 resized to the crop's full resolution and taken off the full-resolution photo (``pred = x - 2y + 1``, eq. 2):
-every hair and pore of the 12 MP original stays.
+every hair and pore of the 12 MP original stays. The output keeps what the input carries (colour profile, EXIF,
+alpha, grey, bit depth, JPEG tables: :func:`acquisition.imageio.write_photo`).
 
 Where the change is applied (``paste``):
 
@@ -37,7 +38,7 @@ import torch
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox, detect_faces, face_scores, to_uint8
 from acquisition.folders import check_apart
-from acquisition.imageio import IMAGE_EXTENSIONS, read_image, write_image
+from acquisition.imageio import IMAGE_EXTENSIONS, read_photo, write_photo
 from acquisition.layout import is_inside
 from acquisition.runlock import claim_folder
 from acquisition.silhouette import subject_matte
@@ -390,9 +391,13 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
     checkpoint : path or Enhancer
         A ``.pt`` file or run folder of ``prep train`` (or an already loaded :class:`Enhancer`).
     input_path : path
-        JPEG, PNG or TIFF; EXIF orientation is applied, the output is written upright.
+        Any photo :func:`acquisition.imageio.read_photo` reads (JPEG, PNG, TIFF, HEIC...); EXIF orientation is
+        applied, the output is written upright.
     output_path : path
-        Written atomically, in the format its extension names (8-bit JPEG, or PNG/TIFF keeping 16 bits).
+        Written atomically, in the format its extension names, faithful to the input
+        (:func:`acquisition.imageio.write_photo`): its ICC profile, all its EXIF (orientation 1, ``Software``
+        noting deepflash), its alpha channel untouched, grey as grey, 16 bits kept in PNG/TIFF (JPEG takes the
+        top 8), a JPEG from a JPEG with its quantization tables and chroma subsampling.
     device : str
         Where the network runs.
     faces : {"all", "largest"}
@@ -419,16 +424,14 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
         raise TrainingError("the output is the input photo: it would be overwritten", path=output_path,
                             hint="give another output file name")
     enhancer = checkpoint if isinstance(checkpoint, Enhancer) else Enhancer(checkpoint, device=device)
-    image = read_image(input_path)
+    photo = read_photo(input_path)
     try:
-        out, relit, crops = enhancer.enhance_array(image, faces=faces, paste=paste)
+        out, relit, crops = enhancer.enhance_array(photo.rgb, faces=faces, paste=paste)
     except TrainingError as exc:
         raise TrainingError(exc.message, path=input_path, hint=exc.hint) from exc
-    if output_path.suffix.lower() in (".jpg", ".jpeg") and out.dtype != np.uint8:
-        out = (out >> 8).astype(np.uint8)
-    write_image(output_path, out)
+    write_photo(output_path, out, like=photo)
     log.info("%s: %d face%s relit -> %s", input_path, len(relit), "" if len(relit) == 1 else "s", output_path)
-    return EnhanceResult(input_path, output_path, relit, crops, image.shape[:2], time.perf_counter() - started)
+    return EnhanceResult(input_path, output_path, relit, crops, photo.shape, time.perf_counter() - started)
 
 
 def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
