@@ -183,7 +183,8 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
     without a face, are reported and the others go on; existing outputs are skipped). Each face is found,
     framed as in training and relit by the network at the training size; the predicted smooth lighting
     difference is applied at full resolution through the person's silhouette (face, hair, shoulders), so the
-    background keeps its pixels and no edge of the square shows.
+    background keeps its pixels and no edge of the square shows. The output keeps the photo's colour profile,
+    EXIF (orientation 1, Software noting deepflash), alpha, grey, bit depth and, JPEG to JPEG, its quality.
 
     \b
     Examples:
