@@ -38,13 +38,6 @@ def _face_core(mask: np.ndarray, face: FaceBox) -> None:
     cv2.ellipse(mask, (round(cx), round(cy)), axes, 0, 0, 360, int(cv2.GC_FGD), -1)
 
 
-def _face_core(mask: np.ndarray, face: FaceBox) -> None:
-    """Mark the core of the face (an ellipse inside its box) as surely subject."""
-    cx, cy = face.center
-    axes = (round(0.3 * face.width), round(0.35 * face.height))
-    cv2.ellipse(mask, (round(cx), round(cy)), axes, 0, 0, 360, int(cv2.GC_FGD), -1)
-
-
 def _prior_mask(shape: tuple[int, int], face: FaceBox, *, top_is_background: bool = True) -> np.ndarray:
     """GrabCut seeds: the head and a torso widening below it are probably subject, the face core surely."""
     h, w = shape
