@@ -83,7 +83,8 @@ def _whole_subject(fg: np.ndarray, face: FaceBox) -> np.ndarray:
 
 
 def subject_matte(rgb: np.ndarray, face: FaceBox, *, others: Sequence[FaceBox] = (),
-                  top_is_background: bool = True) -> np.ndarray:
+                  top_is_background: bool = True, work_side: int = WORK_SIDE,
+                  min_face_work_px: int = MIN_FACE_WORK_PX, max_work_side: int = MAX_WORK_SIDE) -> np.ndarray:
     """A matte of the subject whose face is ``face``: 1 on face, hair and shoulders, 0 on the background.
 
     Parameters
@@ -98,16 +99,20 @@ def subject_matte(rgb: np.ndarray, face: FaceBox, *, others: Sequence[FaceBox] =
     top_is_background : bool
         Whether the top rows of ``rgb`` are surely background (a portrait with room above the head); False when
         the head may touch the top edge (a crop of a larger photo).
+    work_side, min_face_work_px, max_work_side : int
+        GrabCut's copy: longer side ``work_side``, larger (up to ``max_work_side``) while the face spans fewer
+        than ``min_face_work_px`` of its pixels. A larger copy follows dark hair or a hat against a dark
+        background better and costs time in proportion to its pixels.
 
     Returns
     -------
     ndarray, shape (H, W), float32
         In [0, 1]: one solid piece holding the face (holes filled), with a soft edge about one pixel of GrabCut's
-        copy wide (:data:`WORK_SIDE` px, more when the face is small). Where GrabCut cannot run (a flat image)
+        copy wide. Where GrabCut cannot run (a flat image)
         the prior silhouette itself.
     """
     h, w = rgb.shape[:2]
-    f = min(1.0, max(WORK_SIDE / max(h, w), min(MIN_FACE_WORK_PX / max(face.height, 1.0), MAX_WORK_SIDE / max(h, w))))
+    f = min(1.0, max(work_side / max(h, w), min(min_face_work_px / max(face.height, 1.0), max_work_side / max(h, w))))
     small_size = (max(8, round(w * f)), max(8, round(h * f)))
     small = cv2.resize(rgb, small_size, interpolation=cv2.INTER_AREA)
     fx, fy = small_size[0] / w, small_size[1] / h

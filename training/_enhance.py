@@ -58,8 +58,11 @@ FEATHER_FRACTION = 0.125
 #: How far past the crop's edge the change fades out on the subject (``subject`` paste), as a fraction of its side.
 REACH_FRACTION = 0.25
 _COARSE = 16  # cells per side of the blurred change that continues past the square
-#: Longest side of the copy the subject matte is computed on (then resized to the photo's resolution).
+#: Longest side of the copy the subject matte is computed on (then resized to the photo's resolution) ...
 MATTE_SIDE = 768
+#: ... and GrabCut's own resolution in it: finer than the virtual studio's (a portrait of known framing), since a
+#: dark hat or hair against a dark background is otherwise cut off, and the cut shows as a step of the change.
+MATTE_WORK_SIDE, MATTE_FACE_WORK_PX, MATTE_MAX_WORK_SIDE = 384, 96, 512
 #: dlib HOG score a face beyond the largest needs to be relit (real faces score ~1-2, look-alikes ~0 or below).
 MIN_EXTRA_FACE_SCORE = 0.5
 #: Where the predicted change is applied.
@@ -178,7 +181,9 @@ def _region_matte(image: np.ndarray, region: tuple[int, int, int, int], face: Fa
     def local(box: FaceBox) -> FaceBox:
         return FaceBox((box.left - x0) * fx, (box.top - y0) * fy, (box.right - x0) * fx, (box.bottom - y0) * fy)
 
-    matte = subject_matte(rgb, local(face), others=[local(o) for o in others], top_is_background=top_is_background)
+    matte = subject_matte(rgb, local(face), others=[local(o) for o in others], top_is_background=top_is_background,
+                          work_side=MATTE_WORK_SIDE, min_face_work_px=MATTE_FACE_WORK_PX,
+                          max_work_side=MATTE_MAX_WORK_SIDE)
     return cv2.resize(matte, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) if f < 1.0 else matte
 
 
