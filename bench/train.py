@@ -188,7 +188,7 @@ def selfie_12mp(path: Path) -> np.ndarray:
 
     h, w, k = 4000, 3000, 6
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    paint = np.stack([110 + 40 * xx / w, 120 + 30 * np.sin(yy / 220.0), 150 - 30 * yy / h], axis=-1)
+    paint = np.stack([110 + 40 * xx / w, 120 + 15 * np.sin(yy / 220.0), 140 + 0 * yy], axis=-1)  # even in y
     canvas = np.clip(paint + np.random.default_rng(0).normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
     x0, y0, x1, y1 = (v * k for v in _ASTRONAUT_SUBJECT)
     big = cv2.resize(data.astronaut(), (512 * k, 512 * k), interpolation=cv2.INTER_CUBIC)

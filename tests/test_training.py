@@ -93,10 +93,22 @@ def test_resize_upsampling_trains_evaluates_enhances_and_cannot_change_on_resume
     assert np.isfinite(evaluate(run, shards, split="val").summary["model"]["ssim_gt"])
     write_image(tmp_path / "in.png", _portrait(astronaut))
     assert enhance(run, tmp_path / "in.png", tmp_path / "out.png").faces
-    with pytest.raises(TrainingError, match=r"upsample 'resize'.*cannot change it to 'deconv'"):
-        train(shards, run, config=config(epochs=2, upsample="deconv"), resume=True)
-    resumed = train(shards, run, config=config(epochs=2), resume=True)  # not given: the run's own
+    with pytest.raises(TrainingError, match=r"another network: --upsample deconv \(the run has resize\)"):
+        train(shards, run, config=config(epochs=2, upsample="deconv"), resume=True, given={"epochs", "upsample"})
+    resumed = train(shards, run, config=config(epochs=2), resume=True, given={"epochs"})  # the run's own
     assert resumed.epochs == 2 and load_checkpoint(run / "last.pt")["model_config"]["upsample"] == "resize"
+
+
+def test_checkpoints_from_before_the_option_resume_as_deconv_and_refuse_resize(shards, tmp_path):
+    run = tmp_path / "run"
+    train(shards, run, config=config(steps_per_epoch=1))
+    old = torch.load(run / "last.pt", weights_only=True)
+    del old["model_config"]["upsample"], old["config"]["upsample"]  # as written before the option existed
+    torch.save(old, run / "last.pt")
+    assert load_checkpoint(run / "last.pt")["model_config"]["upsample"] == "deconv"
+    with pytest.raises(TrainingError, match=r"--upsample resize \(the run has deconv\)"):
+        train(shards, run, config=config(epochs=2, upsample="resize"), resume=True, given={"epochs", "upsample"})
+    assert train(shards, run, config=config(epochs=2), resume=True, given={"epochs"}).epochs == 2
 
 
 def test_resume_reproduces_the_next_steps_loss(shards, tmp_path):
@@ -209,7 +221,7 @@ def _on_backdrop(portrait: np.ndarray, rect: tuple[int, int, int, int], offset: 
     """
     (x0, y0, x1, y1), (dx, dy), (w, h) = rect, offset, size
     yy, xx = np.mgrid[0:h, 0:w]
-    paint = np.stack([110 + 40 * xx / w, 120 + 30 * np.sin(yy / 37.0), 150 - 30 * yy / h], axis=-1)
+    paint = np.stack([110 + 40 * xx / w, 120 + 15 * np.sin(yy / 37.0), 140 + 0 * yy], axis=-1)  # even in y
     photo = np.clip(paint + np.random.default_rng(0).normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
     photo[y0 + dy:y1 + dy, x0 + dx:x1 + dx] = portrait[y0:y1, x0:x1]
     background = np.ones((h, w), bool)
