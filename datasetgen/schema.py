@@ -111,8 +111,11 @@ def create_shard_datasets(h5: h5py.File, count: int, size: int, *, compression: 
 
 
 #: Keyword arguments of ``h5py.File`` for writing shards: a fixed format version, so that the same samples
-#: give the same bytes (with ``track_times=False`` on every dataset, a shard holds no timestamp).
-FILE_KWARGS: Final = {"libver": ("earliest", "v110"), "track_order": False}
+#: give the same bytes (with ``track_times=False`` on every dataset, a shard holds no timestamp). No HDF5 file
+#: lock: a shard is written under a temporary name by the one run that holds the folder's run lock
+#: (:mod:`acquisition.runlock`) and read only once renamed, so HDF5's lock would add nothing, and it fails on
+#: file systems without locks (NFS: ENOLCK), where build-h5 must work like train does.
+FILE_KWARGS: Final = {"libver": ("earliest", "v110"), "track_order": False, "locking": False}
 
 
 def write_shard_attrs(h5: h5py.File, *, split: str, size: int, sigma_s: float, sigma_r: float,

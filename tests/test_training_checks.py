@@ -370,6 +370,18 @@ def test_training_works_on_a_file_system_without_locks(no_locks, shards, tmp_pat
     assert "this file system has no file locks (NFS?)" in line and "HDF5_USE_FILE_LOCKING" in line
 
 
+def test_build_h5_writes_shards_on_a_file_system_without_locks(no_locks, tmp_path):
+    """build-h5's run lock guards the folder, so its shard writer asks HDF5 for no lock (which NFS refuses)."""
+    writer = ("import h5py\n"
+              "from datasetgen.schema import FILE_KWARGS\n"
+              f"with h5py.File({str(tmp_path / 'train-00000.h5')!r}, 'w', **FILE_KWARGS) as h5:\n"
+              "    h5['flash'] = [1, 2, 3]\n"
+              "print('written')\n")
+    done = subprocess.run([sys.executable, "-c", writer], env=_env(LD_PRELOAD=str(no_locks)), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "written" in done.stdout, done.stderr
+
+
 # ----------------------------------------------------------------------------------- 6. numpy into checkpoints
 def test_numpy_values_make_a_checkpoint_enhance_loads(shards, astronaut, tmp_path):
     from acquisition.imageio import write_image
