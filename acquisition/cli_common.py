@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +22,8 @@ import click
 from .errors import PrepError
 from .interrupts import handle_stop_signals
 
-__all__ = ["environment", "force_option", "input_dir", "min_face_option", "output_dir", "reports_errors", "seed_option",
-           "workers_option"]
+__all__ = ["FiniteFloatRange", "environment", "force_option", "input_dir", "min_face_option", "output_dir",
+           "reports_errors", "seed_option", "workers_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("prep")
@@ -77,6 +78,22 @@ def _toolkit_packages() -> set[str]:
     return {module.split(".")[0] for module in STAGE_CLIS}
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses ``nan`` and ``inf``: every float option of every command uses it.
+
+    ``float("nan")`` passes click's range check (each comparison with NaN is false), and a NaN wait never ends.
+    Without bounds it is a plain finite float (``FiniteFloatRange()``).
+    """
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        if not math.isfinite(converted):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return converted
+
+
 def workers_option(command: F) -> F:
     """``--workers N``: processes in the pool; outputs are identical for any N."""
     return click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True,
@@ -90,7 +107,7 @@ def force_option(command: F) -> F:
 
 def min_face_option(command: F) -> F:
     """``--min-face-px PX``: the smallest face searched for (:func:`acquisition.faces.detect_faces`)."""
-    return click.option("--min-face-px", type=click.FloatRange(min=1), default=None, metavar="PX",
+    return click.option("--min-face-px", type=FiniteFloatRange(min=1), default=None, metavar="PX",
                         help="Smallest face width to search for, in pixels of the full photo (default: 2% of "
                              "its longer side). Lower finds smaller faces; a photo without a face then takes "
                              "longer.")(command)

@@ -37,6 +37,7 @@ from acquisition.atomic import (
     write_error,
     write_json_atomic,
 )
+from acquisition.checks import check_finite_fields
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
 from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
@@ -128,6 +129,7 @@ class BuildConfig:
     include_flagged: bool = False
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if not 16 <= self.size <= 8192:
             raise ValueError(f"size must be between 16 and 8192, got {self.size}")
         if not (self.sigma_s > 0 and self.sigma_r > 0):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from acquisition.cli_common import (
+    FiniteFloatRange,
     force_option,
     input_dir,
     min_face_option,
@@ -26,6 +28,8 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
         raise click.BadParameter(f"{what} must be comma-separated numbers, not {text!r}") from None
     if not values:
         raise click.BadParameter(f"{what} is empty")
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{what} must be finite numbers, not {text!r}")
     return values
 
 
@@ -34,11 +38,11 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 @output_dir("shards")
 @click.option("--size", type=click.IntRange(16, 8192), default=512, show_default=True,
               help="Side of the square samples in pixels.")
-@click.option("--sigma-s", type=float, default=16.0, show_default=True,
+@click.option("--sigma-s", type=FiniteFloatRange(min=0, min_open=True), default=16.0, show_default=True,
               help="Bilateral filter: spatial sigma in pixels of the sample.")
-@click.option("--sigma-r", type=float, default=0.1, show_default=True,
+@click.option("--sigma-r", type=FiniteFloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Bilateral filter: range sigma (RGB in [0, 1], Euclidean distance).")
-@click.option("--wide-factor", type=float, default=2.0, show_default=True,
+@click.option("--wide-factor", type=FiniteFloatRange(min=1), default=2.0, show_default=True,
               help="The wide framing: the face box's larger side times this.")
 @click.option("--rotations", default="-20,-10,0,10,20", show_default=True,
               help="Rotations in degrees about the face-box centre, comma-separated.")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
+from acquisition.checks import check_finite_fields
+
 if TYPE_CHECKING:  # annotations only: `prep register --help` reads the defaults without loading SimpleITK
     import SimpleITK as sitk
 
@@ -119,6 +121,7 @@ class RegistrationConfig:
     png_compression: int = 1
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if self.max_side_px < 32:
             raise ValueError(f"max_side_px must be >= 32, got {self.max_side_px}")
         if self.histogram_bins < 4:

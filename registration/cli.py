@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from acquisition.cli_common import (
+    FiniteFloatRange,
     force_option,
     input_dir,
     min_face_option,
@@ -31,21 +32,21 @@ _DEFAULTS = {f.name: f.default for f in fields(RegistrationConfig)}
 @workers_option
 @force_option
 @seed_option
-@click.option("--max-rotation", "max_rotation_deg", type=click.FloatRange(min=0), show_default=True,
+@click.option("--max-rotation", "max_rotation_deg", type=FiniteFloatRange(min=0), show_default=True,
               default=_DEFAULTS["max_rotation_deg"], metavar="DEG",
               help="Flag a pair whose rotation exceeds this many degrees.")
-@click.option("--max-scale-change", type=click.FloatRange(min=0), default=_DEFAULTS["max_scale_change"],
+@click.option("--max-scale-change", type=FiniteFloatRange(min=0), default=_DEFAULTS["max_scale_change"],
               show_default=True, metavar="FRACTION", help="Flag a pair whose scale differs from 1 by more.")
-@click.option("--max-shear", type=click.FloatRange(min=0), default=_DEFAULTS["max_shear"], show_default=True,
+@click.option("--max-shear", type=FiniteFloatRange(min=0), default=_DEFAULTS["max_shear"], show_default=True,
               help="Flag a pair whose shear exceeds this.")
-@click.option("--max-shift", "max_shift_fraction", type=click.FloatRange(min=0), metavar="FRACTION",
+@click.option("--max-shift", "max_shift_fraction", type=FiniteFloatRange(min=0), metavar="FRACTION",
               default=_DEFAULTS["max_shift_fraction"], show_default=True,
               help="Flag a pair whose shift exceeds this fraction of the width.")
-@click.option("--ear-threshold", type=click.FloatRange(min=0), default=_DEFAULTS["ear_threshold"],
+@click.option("--ear-threshold", type=FiniteFloatRange(min=0), default=_DEFAULTS["ear_threshold"],
               show_default=True, help="Eye aspect ratio under which an eye counts as closed (blink check).")
-@click.option("--min-overlap", type=click.FloatRange(0, 1), default=_DEFAULTS["min_overlap"], show_default=True,
+@click.option("--min-overlap", type=FiniteFloatRange(0, 1), default=_DEFAULTS["min_overlap"], show_default=True,
               metavar="FRACTION", help="Fail a pair whose studio shot covers less of the flash frame.")
-@click.option("--min-mi", "min_mutual_information", type=click.FloatRange(min=0), show_default=True,
+@click.option("--min-mi", "min_mutual_information", type=FiniteFloatRange(min=0), show_default=True,
               default=_DEFAULTS["min_mutual_information"], metavar="NATS",
               help="Flag a pair whose mutual information after registration stays under this (weak match).")
 @click.option("--mask", type=click.Choice(["none", "face"]), default="none", show_default=True,

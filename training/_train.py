@@ -36,6 +36,7 @@ from torch import nn
 
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
+from acquisition.checks import check_finite_fields
 from acquisition.errors import PrepError
 from acquisition.folders import check_apart
 from acquisition.progress import announce_total
@@ -157,6 +158,7 @@ class TrainConfig:
     samples: int = 4
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if self.epochs < 1 or self.batch_size < 1 or self.workers < 0 or self.samples < 0:
             raise ValueError("epochs and batch_size must be >= 1, workers and samples >= 0")
         if self.batch_size < 2 and self.norm == "batch":

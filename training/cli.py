@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from acquisition.cli_common import environment, input_dir, min_face_option, output_dir, reports_errors, seed_option
+from acquisition.cli_common import (
+    FiniteFloatRange,
+    environment,
+    input_dir,
+    min_face_option,
+    output_dir,
+    reports_errors,
+    seed_option,
+)
 
 log = logging.getLogger("prep")
 
@@ -19,7 +27,7 @@ log = logging.getLogger("prep")
               help="Passes over the training split (the paper: 62).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Global batch, split across torchrun processes (may change on --resume).")
-@click.option("--lr", type=float, default=1e-5, show_default=True,
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=1e-5, show_default=True,
               help="Adam learning rate (the paper's; may change on --resume).")
 @click.option("--size", type=click.IntRange(min=32), default=None,
               help="Training side in pixels, a multiple of 32 (default: the shards' side; smaller is resized).")
@@ -28,7 +36,7 @@ log = logging.getLogger("prep")
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="DataLoader worker processes (single-threaded); 0 reads in the training process.")
 @seed_option
-@click.option("--width", type=float, default=1.0, show_default=True,
+@click.option("--width", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Channel multiplier: 1 = the paper's VGG-16 network, 0.125 = a thin one for CPU tries.")
 @click.option("--encoder-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Local VGG-16 state-dict file (torchvision keys features.N.*) to start the encoder from.")
@@ -40,7 +48,7 @@ log = logging.getLogger("prep")
               help="Split validated after each epoch (skipped with a warning when missing).")
 @click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
               help="Decoder normalisation (batch: the paper's BatchNorm, over the global batch under torchrun).")
-@click.option("--offset-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--offset-weight", type=FiniteFloatRange(0, 1), default=0.0, show_default=True,
               help="Weight of the per-channel mean error added to the paper's centred loss (0 = eq. 5 exactly; "
                    "0.1-1 also learns the global colour/brightness change).")
 @click.option("--head-init", type=click.Choice(["xavier", "identity"]), default="xavier", show_default=True,

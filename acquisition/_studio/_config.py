@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final, Literal
 
+from ..checks import check_finite_fields
+
 __all__ = ["BACKDROPS", "MOTIONS", "Backdrop", "Motion", "StudioConfig"]
 
 Motion = Literal["subject", "camera", "both"]
@@ -110,6 +112,7 @@ class StudioConfig:
     max_work_side: int = 1536
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         for name, allowed in _TEXT_FIELDS.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"StudioConfig.{name} must be one of {', '.join(allowed)}; "
