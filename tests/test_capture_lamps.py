@@ -108,12 +108,33 @@ def test_relay_commands_are_checksummed_and_spaced_so_the_board_takes_all():
         assert board.relays[:3] == [False, False, False]
 
 
-def test_relay_board_drops_commands_sent_too_fast():
-    # The emulator is strict like the board: without spacing, commands are lost (so the spacing matters).
-    with RelayEmulator(busy_s=0.08) as board, RelayBoard(board.port, channels=(1, 2, 3), gap_ms=0) as lamps:
-        lamps.on()
-        assert _wait_for(lambda: len(board.received) + len(board.dropped) == 3)
-        assert board.dropped and board.relays[:3] != [True, True, True]
+def test_relay_board_drops_commands_sent_too_fast_so_short_gaps_are_refused(tmp_path):
+    import serial
+
+    # The emulator is strict like the board: commands 20 ms apart are lost, and the board cannot say so.
+    with RelayEmulator(busy_s=0.08) as board, serial.serial_for_url(board.port, baudrate=9600) as port:
+        for relay in (1, 2, 3, 4):
+            port.write(relay_command(relay, True))
+            port.flush()
+            time.sleep(0.02)
+        assert _wait_for(lambda: len(board.received) + len(board.dropped) == 4)
+        assert board.dropped and board.relays[:4] != [True] * 4
+    # So prep refuses such a gap wherever it is given, naming where: the library, the option, the rig file.
+    with pytest.raises(ValueError, match="at least 100 ms, got 20"):
+        RelayBoard("loop://", channels=(1, 2, 3, 4), gap_ms=20)
+    from click.testing import CliRunner
+
+    from acquisition.prep import main
+
+    run = CliRunner().invoke(main, ["capture", "--subject", "S1", "--lamps", "relay:loop://", "--camera", "sim",
+                                    "--relay-gap-ms", "20", "--out", str(tmp_path)])
+    assert run.exit_code == 2 and "--relay-gap-ms" in run.output and "100" in run.output
+    rig = tmp_path / "rig.toml"
+    rig.write_text('lamps = "relay:loop://"\ncamera = "sim"\nrelay_gap_ms = 20\n')
+    run = CliRunner().invoke(main, ["capture", "--subject", "S1", "--rig", str(rig), "--out", str(tmp_path)])
+    assert run.exit_code == 1, run.output
+    assert f"{rig}: relay_gap_ms = 20 is out of range: a number >= 100" in run.output
+    assert "drops a command" in run.output and "Traceback" not in run.output
 
 
 def test_open_dmx_refreshes_continuously_and_commands_wait_for_a_packet():

@@ -3,13 +3,16 @@
 Each command is four bytes at 9600 baud: ``0xA0, relay (1-8), state (1 on, 0 off), checksum``, the checksum
 being the low byte of the sum of the first three (relay 1 on = ``A0 01 01 A2``). The board's controller
 handles one command at a time and drops one that arrives while it is still switching, so commands are spaced
-(100 ms by default, the gap that works in practice). Relays cannot dim: any level above 0 is "on". The boards
-do not answer, so a wrong port cannot be detected; ``prep capture check`` blinks the lamps to prove it.
+by at least :data:`RELAY_MIN_GAP_MS` (100 ms, the gap that works in practice; slower boards may need more).
+The boards do not answer, so neither a dropped command nor a wrong port can be detected: a shorter gap is
+refused rather than risking a lamp left on, and ``prep capture check`` blinks the lamps to prove the port.
+Relays cannot dim: any level above 0 is "on".
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -18,9 +21,11 @@ from ..devices import LampController
 from ._port import open_serial, port_errors
 from .enttec import check_channels
 
-__all__ = ["RelayBoard", "relay_command"]
+__all__ = ["RELAY_MIN_GAP_MS", "RelayBoard", "relay_command"]
 
 _DEVICE: Final = "USB relay board"
+#: The shortest spacing of two commands an LCUS board takes (~100 ms in practice); it drops what comes sooner.
+RELAY_MIN_GAP_MS: Final = 100.0
 
 
 def relay_command(relay: int, on: bool) -> bytes:
@@ -41,15 +46,23 @@ class RelayBoard(LampController):
     channels : sequence of int
         1-based relay numbers (1-8) that carry lamps.
     gap_ms : float
-        Minimum time between two commands; the board drops commands that come faster.
+        Minimum time between two commands, at least :data:`RELAY_MIN_GAP_MS`; the board drops commands that
+        come faster, and it has no read-back to tell.
+
+    Raises
+    ------
+    ValueError
+        For a gap below :data:`RELAY_MIN_GAP_MS` (or not a finite number), or relays outside 1-8.
     """
 
     name = "relay"
 
     def __init__(self, port: str, *, channels: Sequence[int] = (1,), gap_ms: float = 100.0) -> None:
         super().__init__()
-        if gap_ms < 0:
-            raise ValueError(f"gap_ms must be >= 0, got {gap_ms}")
+        if not (math.isfinite(gap_ms) and gap_ms >= RELAY_MIN_GAP_MS):
+            raise ValueError(f"the relay gap must be at least {RELAY_MIN_GAP_MS:g} ms, got {gap_ms:g}: an LCUS relay "
+                             "board drops a command that comes sooner, and cannot tell that it did (a lamp may stay "
+                             "on)")
         self.port = port
         self.channels = check_channels(channels, highest=8)
         self.gap_s = gap_ms / 1000.0
