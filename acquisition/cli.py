@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli_common import reports_errors, seed_option
+from .cli_common import FiniteFloatRange, reports_errors, seed_option
 
 _SIZE_HELP = "Size of the simulated camera's pictures, WIDTHxHEIGHT in pixels (portrait, like a phone)."
 
@@ -25,13 +25,48 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     return width, height
 
 
-def _from_rig(ctx: click.Context, rig: dict[str, Any], name: str, value: Any) -> Any:
-    """The option's value: the command line's if given there, else the rig file's, else the default."""
-    from click.core import ParameterSource
+class _Settings:
+    """The options' values: the command line's where given there, else the rig file's, else the defaults.
 
-    if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
-        return value
-    return rig.get(name, value)
+    Remembers which values came from the rig file, so that a value a device refuses (relay 9 on a relay
+    board) is blamed on the file and its key (exit 1), and one typed on the command line on the option (exit 2).
+    """
+
+    def __init__(self, ctx: click.Context, rig: Path | None) -> None:
+        from .rig import load_rig
+
+        self.ctx = ctx
+        self.rig = rig
+        self.file = load_rig(rig) if rig is not None else {}
+        self.from_rig: set[str] = set()
+
+    def __call__(self, name: str, value: Any) -> Any:
+        from click.core import ParameterSource
+
+        source = self.ctx.get_parameter_source(name)
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) or name not in self.file:
+            return value
+        self.from_rig.add(name)
+        return self.file[name]
+
+    def refused(self, exc: ValueError, name: str) -> Exception:
+        """The error for a value a library refused (``exc``): naming the rig key when ``name`` came from the
+        rig file (exit 1), else the option (a usage error, exit 2)."""
+        from .rig import option_name, rig_value_error
+
+        if name in self.from_rig and self.rig is not None:
+            return rig_value_error(self.rig, name, self.file[name], f"is not valid: {exc}")
+        return click.BadParameter(str(exc), param_hint=option_name(name))
+
+
+def _ranged(key: str) -> click.ParamType:
+    """The click type of a rig key's option, with the range :data:`acquisition.rig.RIG_KEYS` gives it."""
+    from .rig import RIG_KEYS
+
+    spec = RIG_KEYS[key]
+    if spec.types == (int,):
+        return click.IntRange(*(None if bound is None else int(bound) for bound in (spec.low, spec.high)))
+    return FiniteFloatRange(spec.low, spec.high)
 
 
 def _interactive() -> bool:
@@ -103,13 +138,18 @@ def _device_options(command: Any) -> Any:
         click.option("--camera", metavar="SPEC", help=_camera_help),
         click.option("--dmx-channels", metavar="LIST", default="1,2,3,4", show_default=True,
                      help="DMX addresses of the lamps (or relay numbers 1-8 for relay:)."),
-        click.option("--dmx-level", type=click.IntRange(0, 255), default=255, show_default=True,
+        click.option("--dmx-level", type=_ranged("dmx_level"), default=255, show_default=True,
                      help="Lamp level 0-255 when on (relays: any level > 0 is on)."),
-        click.option("--lamp-settle-ms", type=click.FloatRange(min=0), default=None,
+        click.option("--lamp-settle-ms", type=_ranged("lamp_settle_ms"), default=None,
                      help="Wait after lamps on before the studio shot. [default: 400; 0 with --simulate]"),
-        click.option("--relay-gap-ms", type=click.FloatRange(min=0), default=100.0, show_default=True,
-                     help="Minimum time between two relay-board commands."),
-        click.option("--camera-busy-timeout-ms", type=click.FloatRange(min=0), default=5000.0, show_default=True,
+        click.option("--dark-wait-ms", type=_ranged("dark_wait_ms"), default=None,
+                     help="Wait after lamps off before the flash shot (a phone on AUTO flash needs ~1000). "
+                          "[default: 100; 0 with --simulate]"),
+        click.option("--relay-gap-ms", type=_ranged("relay_gap_ms"), default=100.0, show_default=True,
+                     help="Time between two relay-board commands, at least 100 (an LCUS board drops a command "
+                          "that comes sooner, and cannot say so)."),
+        click.option("--camera-busy-timeout-ms", type=_ranged("camera_busy_timeout_ms"), default=5000.0,
+                     show_default=True,
                      help="gphoto2: how long to wait for a busy camera (still writing to a slow card)."),
         click.option("--delete-from-camera/--keep-on-camera", default=None,
                      help="Delete each shot from the camera or phone once it is downloaded and checked (keeps "
@@ -127,14 +167,11 @@ def _device_options(command: Any) -> Any:
 
 @click.group(name="capture", invoke_without_command=True)
 @click.option("--subject", metavar="NAME", help="Subject folder name, e.g. S012 (real capture).")
-@click.option("--poses", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--poses", type=_ranged("poses"), default=5, show_default=True,
               help="Poses per subject, named p01, p02, ...")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("raw"), show_default=True,
               help="The raw layout folder: OUT/<subject>/<pose>/{flash,studio}.jpg + meta.json, OUT/manifest.csv.")
 @_device_options
-@click.option("--dark-wait-ms", type=click.FloatRange(min=0), default=None,
-              help="Wait after lamps off before the flash shot (a phone on AUTO flash needs ~1000). "
-                   "[default: 100; 0 with --simulate]")
 @click.option("--lamps-after", type=click.Choice(["off", "on"]), default="off", show_default=True,
               help="Lamps' state when the session ends or is interrupted (on: lit for the next subject).")
 @click.option("--resume", is_flag=True, help="Continue existing subjects after their last complete pose.")
@@ -152,7 +189,7 @@ def _device_options(command: Any) -> Any:
 @click.option("--backdrop", type=click.Choice(["scene", "plain", "room"]), default="scene", show_default=True,
               help="Simulated camera: what stands behind the subject. scene: the portrait's own scenery, filled "
                    "in behind the subject; plain: a studio backdrop; room: a textured room with strong edges.")
-@click.option("--blink-probability", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+@click.option("--blink-probability", type=FiniteFloatRange(0.0, 1.0), default=0.05, show_default=True,
               help="Simulated camera: chance that a pose catches a blink (eyes closed in one of its two shots).")
 @seed_option
 @click.pass_context
@@ -183,31 +220,19 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     """
     if ctx.invoked_subcommand is not None:
         return
-    from .lamps import parse_channels
     from .progress import progress_bar
-    from .rig import load_rig
     from .session import SessionConfig, next_pose_number
 
-    settings = load_rig(rig) if rig is not None else {}
-    lamps = _from_rig(ctx, settings, "lamps", lamps)
-    camera = _from_rig(ctx, settings, "camera", camera)
-    dmx_channels = _from_rig(ctx, settings, "dmx_channels", dmx_channels)
-    dmx_level = _from_rig(ctx, settings, "dmx_level", dmx_level)
-    relay_gap_ms = _from_rig(ctx, settings, "relay_gap_ms", relay_gap_ms)
-    lamps_after = _from_rig(ctx, settings, "lamps_after", lamps_after)
-    out = Path(_from_rig(ctx, settings, "out", out))
-    poses = _from_rig(ctx, settings, "poses", poses)
+    given = _Settings(ctx, rig)
+    lamps, camera = given("lamps", lamps), given("camera", camera)
+    dmx_level, lamps_after = given("dmx_level", dmx_level), given("lamps_after", lamps_after)
+    out, poses = Path(given("out", out)), given("poses", poses)
     quick = 0.0 if simulate else None
-    settle = _from_rig(ctx, settings, "lamp_settle_ms", lamp_settle_ms)
+    settle = given("lamp_settle_ms", lamp_settle_ms)
     settle = settle if settle is not None else (quick if quick is not None else 400.0)
-    dark = _from_rig(ctx, settings, "dark_wait_ms", dark_wait_ms)
+    dark = given("dark_wait_ms", dark_wait_ms)
     dark = dark if dark is not None else (quick if quick is not None else 100.0)
-    try:
-        channels = parse_channels(dmx_channels)
-        if lamps_after not in ("off", "on"):
-            raise ValueError(f"lamps_after must be 'off' or 'on', got {lamps_after!r}")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    channels = _channels(given, dmx_channels)
     ask = _ask if _interactive() else None
     studio = _studio_config(motion, backdrop, blink_probability)
 
@@ -235,26 +260,16 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
         raise click.UsageError("give --subject NAME (or --simulate)")
     if not lamps or not camera:
         raise click.UsageError("give --lamps and --camera (or a --rig file with lamps = ... and camera = ...)")
-    from .cameras import open_camera
-    from .lamps import open_lamps
     from .session import capture_session
 
     config = SessionConfig(lamp_level=dmx_level, lamp_settle_ms=settle, dark_wait_ms=dark, lamps_after=lamps_after,
                            expected_size=size if camera.strip().lower() == "sim" and
                            ctx.get_parameter_source("size").name == "COMMANDLINE" else None)
     first = next_pose_number(out, subject) if resume else 1
-    try:
-        lamp_controller = open_lamps(lamps, channels=channels, prompt=_manual_prompt, relay_gap_ms=relay_gap_ms)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--lamps") from None
-    with lamp_controller:
-        try:
-            portrait = _first_portrait(portraits) if camera.strip().lower() == "sim" else None
-            device = open_camera(camera, lamps=lamp_controller, portrait=portrait, size=size, seed=seed,
-                                 sim_config=studio, **_camera_options(ctx, settings, camera_busy_timeout_ms,
-                                                                      delete_from_camera, adb_folder))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--camera") from None
+    with _open_lamps(given, lamps, channels, relay_gap_ms) as lamp_controller:
+        portrait = _first_portrait(portraits) if camera.strip().lower() == "sim" else None
+        device = _open_camera(given, camera, lamp_controller, camera_busy_timeout_ms, delete_from_camera, adb_folder,
+                              portrait=portrait, size=size, seed=seed, sim_config=studio)
         with device, progress_bar(max(0, poses - first + 1), subject, unit="pose") as advance:
             result = capture_session(out, subject, lamp_controller, device, poses=poses, config=config,
                                      resume=resume, ask=ask, on_event=_show_event, progress=advance)
@@ -263,12 +278,37 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
                f"manifest: {out / 'manifest.csv'}")
 
 
-def _camera_options(ctx: click.Context, settings: dict[str, Any], busy_timeout_ms: float,
-                    delete_from_camera: bool | None, adb_folder: str | None) -> dict[str, Any]:
-    """The camera settings of the command line or the rig file, as :func:`open_camera` takes them."""
-    return {"busy_timeout_ms": _from_rig(ctx, settings, "camera_busy_timeout_ms", busy_timeout_ms),
-            "delete_from_camera": _from_rig(ctx, settings, "delete_from_camera", delete_from_camera),
-            "folder": _from_rig(ctx, settings, "adb_folder", adb_folder)}
+def _channels(given: _Settings, dmx_channels: str) -> tuple[int, ...]:
+    from .lamps import parse_channels
+
+    try:
+        return parse_channels(given("dmx_channels", dmx_channels))
+    except ValueError as exc:
+        raise given.refused(exc, "dmx_channels") from None
+
+
+def _open_lamps(given: _Settings, spec: str, channels: tuple[int, ...], relay_gap_ms: float) -> Any:
+    """The lamp controller; a value it refuses is blamed on the rig key or the option it came from."""
+    from .lamps import open_lamps
+
+    try:
+        return open_lamps(spec, channels=channels, prompt=_manual_prompt,
+                          relay_gap_ms=given("relay_gap_ms", relay_gap_ms))
+    except ValueError as exc:
+        raise given.refused(exc, "dmx_channels" if "channel" in str(exc) else "lamps") from None
+
+
+def _open_camera(given: _Settings, spec: str, lamps: Any, busy_timeout_ms: float, delete_from_camera: bool | None,
+                 adb_folder: str | None, **sim: Any) -> Any:
+    """The camera, with the settings of the command line or the rig file."""
+    from .cameras import open_camera
+
+    try:
+        return open_camera(spec, lamps=lamps, busy_timeout_ms=given("camera_busy_timeout_ms", busy_timeout_ms),
+                           delete_from_camera=given("delete_from_camera", delete_from_camera),
+                           folder=given("adb_folder", adb_folder), **sim)
+    except ValueError as exc:
+        raise given.refused(exc, "camera") from None
 
 
 def _studio_config(motion: str, backdrop: str, blink_probability: float) -> Any:
@@ -291,14 +331,18 @@ def _first_portrait(folder: Path | None) -> Any:
 @click.pass_context
 @reports_errors
 def check(ctx: click.Context, lamps: str | None, camera: str | None, dmx_channels: str, dmx_level: int,
-          lamp_settle_ms: float | None, relay_gap_ms: float, camera_busy_timeout_ms: float,
+          lamp_settle_ms: float | None, dark_wait_ms: float | None, relay_gap_ms: float,
+          camera_busy_timeout_ms: float,
           delete_from_camera: bool | None, adb_folder: str | None, rig: Path | None, blinks: int,
           keep: Path | None) -> None:
-    """Self-test the rig: blink the lamps, take one lit test shot, report the latencies and the camera's settings.
+    """Self-test the rig: blink the lamps, shoot one test pose as a session does, report latencies and settings.
 
-    The report names the camera's image format, capture target and free card space (gphoto2), or the phone's
-    picture folder (adb). It fails, with the fix, when the camera gives no usable JPEG (RAW only, or RAW+JPEG
-    whose JPEG never comes), a preview instead of the picture, or no picture at all.
+    The test pose is a lit shot (lamps on, flash off) and a dark shot (lamps off after --dark-wait-ms, flash
+    on), checked as a session checks a pose. The report names the camera's image format, focus mode, capture
+    target and free card space (gphoto2), or the phone's picture folder (adb), and every file each test shot
+    produced. It fails, with the fix, where the first pose would: no usable JPEG (RAW only, or RAW+JPEG whose
+    JPEG never comes), a preview instead of the picture, autofocus that cannot lock in the dark, a camera
+    busy past --camera-busy-timeout-ms, a card without room for a pose, or no picture at all.
 
     \b
     Examples:
@@ -307,35 +351,23 @@ def check(ctx: click.Context, lamps: str | None, camera: str | None, dmx_channel
     """
     import tempfile
 
-    from .cameras import open_camera
-    from .lamps import open_lamps, parse_channels
-    from .rig import load_rig
     from .session import check_rig
 
-    settings = load_rig(rig) if rig is not None else {}
-    lamps = _from_rig(ctx, settings, "lamps", lamps)
-    camera = _from_rig(ctx, settings, "camera", camera)
-    dmx_level = _from_rig(ctx, settings, "dmx_level", dmx_level)
-    settle = _from_rig(ctx, settings, "lamp_settle_ms", lamp_settle_ms)
+    given = _Settings(ctx, rig)
+    lamps, camera, dmx_level = given("lamps", lamps), given("camera", camera), given("dmx_level", dmx_level)
+    settle = given("lamp_settle_ms", lamp_settle_ms)
     settle = 400.0 if settle is None else settle
+    dark = given("dark_wait_ms", dark_wait_ms)
+    dark = 100.0 if dark is None else dark
     if not lamps or not camera:
         raise click.UsageError("give --lamps and --camera (or a --rig file with lamps = ... and camera = ...)")
-    try:
-        channels = parse_channels(_from_rig(ctx, settings, "dmx_channels", dmx_channels))
-        lamp_controller = open_lamps(lamps, channels=channels, prompt=_manual_prompt,
-                                     relay_gap_ms=_from_rig(ctx, settings, "relay_gap_ms", relay_gap_ms))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--lamps") from None
-    with lamp_controller, tempfile.TemporaryDirectory(prefix="prep-check-") as temp:
-        try:
-            device = open_camera(camera, lamps=lamp_controller,
-                                 **_camera_options(ctx, settings, camera_busy_timeout_ms, delete_from_camera,
-                                                   adb_folder))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--camera") from None
+    channels = _channels(given, dmx_channels)
+    with _open_lamps(given, lamps, channels, relay_gap_ms) as lamp_controller, \
+            tempfile.TemporaryDirectory(prefix="prep-check-") as temp:
+        device = _open_camera(given, camera, lamp_controller, camera_busy_timeout_ms, delete_from_camera, adb_folder)
         with device:
             report = check_rig(lamp_controller, device, keep or Path(temp), blinks=blinks, level=dmx_level,
-                               settle_ms=settle)
+                               settle_ms=settle, dark_wait_ms=dark)
     on = ", ".join(f"{v:.1f}" for v in report.lamp_on_ms)
     off = ", ".join(f"{v:.1f}" for v in report.lamp_off_ms)
     cam = report.camera
@@ -345,11 +377,17 @@ def check(ctx: click.Context, lamps: str | None, camera: str | None, dmx_channel
         click.echo(f"  {line}")
     click.echo(f"lamps-on command:  {on} ms")
     click.echo(f"lamps-off command: {off} ms")
-    kind = report.shot.suffix.lstrip(".").upper().replace("JPG", "JPEG")
-    click.echo(f"test shot: {report.shot_latency_ms:.0f} ms, {report.shot_size[0]}x{report.shot_size[1]} {kind}, "
-               f"flash fired: {report.flash_fired}")
+    for shot in report.shots:
+        label = "lit shot (lamps on, flash off)" if shot.role == "studio" else "dark shot (lamps off, flash on)"
+        kind = shot.path.suffix.lstrip(".").upper().replace("JPG", "JPEG")
+        wait = f" after {shot.camera_wait_ms:.0f} ms waiting for the busy camera" if shot.camera_wait_ms > 100 else ""
+        also = f" + {', '.join(shot.files[1:])}" if len(shot.files) > 1 else ""
+        click.echo(f"{label}: {shot.latency_ms:.0f} ms{wait}, {shot.size[0]}x{shot.size[1]} {kind}{also}, "
+                   f"flash fired: {shot.flash_fired}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if keep is not None:
-        click.echo(f"kept: {report.shot}")
+        click.echo(f"kept: {', '.join(str(shot.path) for shot in report.shots)}")
     click.echo("rig OK: did the lamps blink?")
 
 
@@ -366,12 +404,15 @@ def _camera_report(settings: dict[str, Any]) -> list[str]:
         lines.append(f"image format: {image_format}{note.get(kind, '')}")
     elif settings.get("port"):
         lines.append("image format: not reported by the camera (the test shot shows whether a JPEG comes)")
+    focus = settings.get("focusmode") or settings.get("autofocus")
+    if focus:
+        lines.append(f"focus mode: {focus}")
     if settings.get("imagesize"):
         lines.append(f"image size: {settings['imagesize']}")
     if settings.get("capturetarget"):
         lines.append(f"capture target: {settings['capturetarget']}")
     if settings.get("card_free"):
-        room = [int(n) for n in re.findall(r"room for about (\d+) pictures", settings["card_free"])]
+        room = [int(n) for n in re.findall(r"room for about (\d+) pictures?", settings["card_free"])]
         low = " (nearly full: empty it, or use --delete-from-camera)" if room and max(room) < 50 else ""
         lines.append(f"card: {settings['card_free']}{low}")
     for key, label in (("picture_folder", "picture folder"), ("picture_folders", "picture folders")):

@@ -9,7 +9,7 @@ from it, which is how staff rehearse with real lamps and no camera.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +95,9 @@ class Shot:
     saved_at: float
     #: Metadata the camera wants recorded in ``meta.json`` (e.g. the simulator's ``ground_truth_transform``).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The shot's other files, stored beside it (the RAW of a RAW + JPEG camera: ``studio.DSC_0042.NEF``);
+    #: ``meta.json`` lists them. Files that arrive later go to :attr:`Camera.on_extra_file`.
+    companions: tuple[Path, ...] = ()
 
     @property
     def latency_s(self) -> float:
@@ -104,6 +107,19 @@ class Shot:
 
 class Camera(abc.ABC):
     """Takes a picture and saves it to a path. Use as a context manager."""
+
+    #: Called with (the shot's path, the file's path) when a file of a shot is stored beside it after
+    #: :meth:`capture` returned (a RAW announced late; a phone's companion pulled once the pose is stored),
+    #: wherever the shot now is: the session adds it to the pose's ``meta.json``.
+    on_extra_file: Callable[[Path, Path], None] | None = None
+
+    def begin_pose(self) -> None:
+        """A pose is about to start (before the lamps switch, not between its two shots): a camera may
+        reconnect, or read again settings the operator may have changed since the last pose. Default: nothing."""
+
+    def check_room(self, shots: int) -> None:
+        """Raise AcquisitionError when the camera knows it cannot store ``shots`` more shots (a full card).
+        Default: the camera does not say."""
 
     @abc.abstractmethod
     def info(self) -> CameraInfo:

@@ -33,7 +33,7 @@ from .errors import AcquisitionError
 from .files import open_regular
 from .lamps.relay import RELAY_MIN_GAP_MS
 
-__all__ = ["RIG_KEYS", "RigKey", "load_rig", "option_name"]
+__all__ = ["RIG_KEYS", "RigKey", "load_rig", "option_name", "rig_value_error"]
 
 
 @dataclass(frozen=True)
@@ -108,17 +108,20 @@ def load_rig(path: str | Path) -> dict[str, Any]:
         raise AcquisitionError(f"not valid TOML: {exc}", path=path,
                                hint='write it as key = value lines, e.g. lamps = "enttec:/dev/ttyUSB0"') from exc
     settings: dict[str, Any] = {}
+    written: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = raw_key.replace("-", "_")
         if key not in RIG_KEYS:
             raise AcquisitionError(f"unknown key {raw_key!r} in the rig file", path=path,
                                    hint="allowed keys: " + ", ".join(RIG_KEYS))
         settings[key] = _checked(path, raw_key, key, value)
-    _check_together(path, settings)
+        written[key] = value
+    _check_together(path, settings, written)
     return settings
 
 
-def _refuse(path: Path, raw_key: str, value: Any, why: str) -> AcquisitionError:
+def rig_value_error(path: Path, raw_key: str, value: Any, why: str) -> AcquisitionError:
+    """One line naming the rig file, the key, its value, what is wrong and how to fix it."""
     return AcquisitionError(f"{raw_key} = {_toml(value)} {why}", path=path,
                             hint=f"correct it in the rig file (or give {option_name(raw_key.replace('-', '_'))} on "
                                  "the command line, which wins)")
@@ -138,14 +141,15 @@ def _checked(path: Path, raw_key: str, key: str, value: Any) -> Any:
     if (isinstance(value, bool) and bool not in spec.types) or not isinstance(value, spec.types):
         wanted = " or ".join({list: "list of numbers", bool: "true or false", str: "text in quotes",
                               int: "whole number", float: "number"}.get(t, t.__name__) for t in spec.types)
-        raise _refuse(path, raw_key, value, f"should be a {wanted.replace('whole number or number', 'number')}")
+        raise rig_value_error(path, raw_key, value, f"should be a {wanted.replace('whole number or number', 'number')}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise _refuse(path, raw_key, value, f"must be a finite number: {spec.allowed()}")
+        raise rig_value_error(path, raw_key, value, f"must be a finite number: {spec.allowed()}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (
             (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high)):
-        raise _refuse(path, raw_key, value, f"is out of range: {spec.allowed()}")
+        raise rig_value_error(path, raw_key, value, f"is out of range: {spec.allowed()}")
     if spec.choices and value not in spec.choices:
-        raise _refuse(path, raw_key, value, f"must be {spec.allowed()}")
+        raise rig_value_error(path, raw_key, value, f"must be {spec.allowed()}")
+    original = value
     try:
         if key == "dmx_channels":
             from .lamps import parse_channels
@@ -166,15 +170,16 @@ def _checked(path: Path, raw_key: str, key: str, value: Any) -> Any:
         elif key == "adb_folder" and not value.startswith("/"):
             raise ValueError("it should be a folder on the phone from its root, like /sdcard/DCIM/Camera")
     except ValueError as exc:
-        raise _refuse(path, raw_key, value, f"is not valid: {exc}") from None
+        raise rig_value_error(path, raw_key, original, f"is not valid: {exc}") from None
     return value
 
 
-def _check_together(path: Path, settings: dict[str, Any]) -> None:
+def _check_together(path: Path, settings: dict[str, Any], written: dict[str, Any]) -> None:
     """What depends on two keys: relay boards have relays 1-8."""
     lamps, channels = settings.get("lamps"), settings.get("dmx_channels")
     if isinstance(lamps, str) and lamps.strip().lower().startswith("relay") and channels is not None:
         from .lamps import parse_channels
 
         if max(parse_channels(channels)) > 8:
-            raise _refuse(path, "dmx_channels", channels, "is not valid: a relay board has relays 1-8")
+            raise rig_value_error(path, "dmx_channels", written["dmx_channels"],
+                                  "is not valid: a relay board has relays 1-8")

@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -42,15 +43,17 @@ from typing import Any, Final, Literal
 
 from . import tool_version
 from .atomic import file_sha256, fsync_directory, write_error, write_json_atomic, write_text_atomic
+from .checks import check_finite_fields
 from .devices import Camera, CameraInfo, FlashMode, LampController, Shot
 from .errors import AcquisitionError, PrepError
 from .files import open_regular, read_text, require_regular
 from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_dir
 from .runlock import claim_folder
 
-__all__ = ["MANIFEST_FIELDS", "SESSION_NAME", "Action", "PoseRecord", "Prompt", "RigCheck", "SessionConfig",
-           "SessionEvent", "SessionResult", "VerificationError", "append_manifest_row", "capture_session",
-           "check_rig", "complete_poses", "next_pose_number", "pose_name", "simulate_sessions", "subject_seed"]
+__all__ = ["MANIFEST_FIELDS", "SESSION_NAME", "Action", "CheckShot", "PoseRecord", "Prompt", "RigCheck",
+           "SessionConfig", "SessionEvent", "SessionResult", "VerificationError", "append_manifest_row",
+           "capture_session", "check_rig", "complete_poses", "next_pose_number", "pose_name", "simulate_sessions",
+           "subject_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,7 @@ class SessionConfig:
     extension: str = ".jpg"
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if not 0 <= self.lamp_level <= 255:
             raise ValueError(f"lamp_level must be 0-255, got {self.lamp_level}")
         if self.lamp_settle_ms < 0 or self.dark_wait_ms < 0:
@@ -321,6 +325,8 @@ def _reconcile_manifest(root: Path, subject: str) -> None:
 
 
 def _sleep_until(deadline: float) -> None:
+    if not math.isfinite(deadline):  # a NaN deadline would never pass: the lamps would stay lit forever
+        raise ValueError(f"cannot wait until {deadline}")
     while True:
         left = deadline - time.perf_counter()
         if left <= 0:
@@ -337,9 +343,11 @@ def _verify(studio: Path, flash: Path, config: SessionConfig, warn: Callable[[st
         try:
             shapes[role] = read_image(path).shape[:2]
         except AcquisitionError as exc:
+            hint = ("the copy is incomplete: the camera or phone was still writing it, or the transfer was cut; "
+                    "retake the pose, and if it repeats check the cable" if "truncated" in exc.message else
+                    "retake the pose; if it repeats, check the camera's image format (JPEG) and the cable")
             raise VerificationError(f"the {role} shot does not decode ({exc.message})", path=path,
-                                    hint="retake the pose; if it repeats, check the camera's image format "
-                                         "(JPEG) and the cable") from exc
+                                    hint=hint) from exc
     (h, w), (fh, fw) = shapes["studio"], shapes["flash"]
     if (h, w) != (fh, fw):
         raise VerificationError(f"the flash shot is {fw}x{fh} but the studio shot is {w}x{h}", path=flash,
@@ -398,6 +406,24 @@ class _Session:
         self.camera_info: CameraInfo = camera.info()
         describe = getattr(lamps, "describe", None)
         self.lamps_info: dict[str, Any] = describe() if callable(describe) else {"backend": lamps.name}
+        self._late: dict[Path, list[str]] = {}  # files of a shot stored beside it before its meta.json is written
+        # Files that arrive later (a late RAW, even while the camera closes) go into the pose's meta.json.
+        camera.on_extra_file = self.extra_file_arrived
+
+    def extra_file_arrived(self, shot: Path, extra: Path) -> None:
+        """A file of ``shot`` was stored beside it after the capture: list it in the pose's ``meta.json``."""
+        meta_path = shot.parent / META_NAME
+        if not meta_path.is_file():  # the pose is still being shot: meta.json will list it
+            self._late.setdefault(shot, []).append(extra.name)
+            return
+        try:
+            meta = json.loads(read_text(meta_path, error=AcquisitionError))
+            for record in meta.get("shots", {}).values():
+                if record.get("file") == shot.name and extra.name not in record.setdefault("extra_files", []):
+                    record["extra_files"].append(extra.name)
+            write_json_atomic(meta_path, meta)
+        except (PrepError, OSError, ValueError) as exc:
+            log.warning("%s is stored beside %s, but its meta.json could not list it (%s)", extra.name, shot, exc)
 
     def emit(self, kind: str, pose: str | None = None, message: str = "", **data: Any) -> None:
         if kind == "warning":
@@ -445,7 +471,9 @@ class _Session:
             raise
         shutil.rmtree(old, ignore_errors=True)
         try:  # the camera may now free its copies (delete them from its card, if asked to)
-            self.camera.shots_stored([with_fields(shot, path=final / shot.path.name) for shot in shots])
+            self.camera.shots_stored([with_fields(shot, path=final / shot.path.name,
+                                                  companions=tuple(final / Path(c).name for c in shot.companions))
+                                      for shot in shots])
         except AcquisitionError as exc:
             self.emit("warning", pose, f"{self.subject}/{pose} is stored, but the camera said: {exc}")
         return PoseRecord(record.subject, pose, final, final / record.flash.name, final / record.studio.name,
@@ -454,6 +482,14 @@ class _Session:
     def _shoot_staged(self, pose: str, staging: Path, final: Path) -> tuple[PoseRecord, tuple[Shot, Shot]]:
         config = self.config
         marks: list[tuple[str, float, float]] = []
+        self._late.clear()
+        try:  # before the lamps: a camera may reconnect, or read a setting the operator changed
+            self.camera.begin_pose()
+        except AcquisitionError as exc:
+            exc.message = f"before the pose: {exc.message}"
+            exc.args = (str(exc),)
+            exc.recoverable = True  # type: ignore[attr-defined]
+            raise
 
         def mark(name: str) -> float:
             t = time.perf_counter()
@@ -461,14 +497,25 @@ class _Session:
             return t
 
         def shoot(role: str, flash: FlashMode) -> tuple[Shot, float, float, float]:
-            """Capture; return the shot, when it was asked for, really triggered (after any busy wait) and saved."""
+            """Capture; return the shot, when it was asked for, really triggered (after any busy wait) and saved.
+
+            The camera's own clock says when it triggered and when the shot was on disk: what it does after
+            that (download the shot's RAW, wait for a file) counts towards the gap to the next shot, not
+            hidden in the capture.
+            """
             t_request = mark(f"{role}_request")
             wall_request = marks[-1][1]
             shot = self._capture(staging / f"{role}{config.extension}", flash, role)
-            t_saved = time.perf_counter()
-            t_trigger = min(t_saved, t_request + max(0.0, shot.triggered_at - wall_request))
+            t_returned = time.perf_counter()
+
+            def at(wall: float) -> float:
+                return min(t_returned, t_request + max(0.0, wall - wall_request))
+
+            t_trigger = at(shot.triggered_at)
+            t_saved = max(t_trigger, at(shot.saved_at))
             marks.append((f"{role}_trigger", wall_request + (t_trigger - t_request), t_trigger))
-            marks.append((f"{role}_saved", time.time(), t_saved))
+            marks.append((f"{role}_saved", wall_request + (t_saved - t_request), t_saved))
+            marks.append((f"{role}_returned", time.time(), t_returned))
             return shot, t_request, t_trigger, t_saved
 
         self.emit("step", pose, "lamps on")
@@ -478,6 +525,7 @@ class _Session:
         _sleep_until(t_on + config.lamp_settle_ms / 1000.0)
         self.emit("step", pose, "studio shot")
         studio, t_studio_req, t_studio, t_studio_saved = shoot("studio", "off")
+        t_studio_done = marks[-1][2]
         self.emit("step", pose, "lamps off")
         t_off_cmd = mark("lamps_off_command")
         self.lamps.off()
@@ -499,6 +547,7 @@ class _Session:
             "settle": (t_studio - t_on) * ms,
             "studio_camera_wait": (t_studio - t_studio_req) * ms,
             "studio_capture": (t_studio_saved - t_studio) * ms,
+            "studio_after_saved": (t_studio_done - t_studio_saved) * ms,
             "lamps_off_command": (t_off - t_off_cmd) * ms,
             "dark_wait": (t_flash - t_off) * ms,
             "flash_camera_wait": (t_flash - t_flash_req) * ms,
@@ -532,8 +581,12 @@ class _Session:
         return PoseRecord(self.subject, pose, final, flash.path, studio.path, delays, meta), (studio, flash)
 
     def _capture(self, path: Path, flash: FlashMode, role: str) -> Shot:
+        return self._capture_named(self.camera, path, flash, role)
+
+    @staticmethod
+    def _capture_named(camera: Camera, path: Path, flash: FlashMode, role: str) -> Shot:
         try:
-            return self.camera.capture(path, flash=flash)
+            return camera.capture(path, flash=flash)
         except AcquisitionError as exc:
             # Name the shot: a failure in the dark flash shot (autofocus) is not one in the lit studio shot.
             exc.message = f"{role} shot (lamps {'on' if role == 'studio' else 'off'}): {exc.message}"
@@ -541,15 +594,16 @@ class _Session:
             exc.recoverable = True  # type: ignore[attr-defined]  # the operator may retry a camera error
             raise
 
-    @staticmethod
-    def _shot_meta(shot: Shot, width: int, height: int) -> dict[str, Any]:
+    def _shot_meta(self, shot: Shot, width: int, height: int) -> dict[str, Any]:
         from .exif import read_flash_fired
 
+        late = self._late.get(shot.path, [])
         return {"file": shot.path.name, "flash_requested": shot.flash_requested,
                 "flash_fired": read_flash_fired(shot.path) if shot.flash_fired is None else shot.flash_fired,
                 "triggered_at": _iso(shot.triggered_at), "saved_at": _iso(shot.saved_at),
                 "camera_latency_ms": round(shot.latency_s * 1000.0, 3), "width": width, "height": height,
                 "bytes": shot.path.stat().st_size, "sha256": file_sha256(shot.path),
+                "extra_files": list(dict.fromkeys([*(Path(c).name for c in shot.companions), *late])),
                 "extra": dict(getattr(shot, "extra", None) or {})}
 
     def safe_state(self) -> str | None:
@@ -711,6 +765,10 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
                 record = session.shoot(target, replace=replace)
             except AcquisitionError as exc:
                 recoverable = isinstance(exc, VerificationError) or getattr(exc, "recoverable", False)
+                if ask is None and recoverable:  # no one to press Enter: say how to go on
+                    exc.hint = (f"{exc.hint}; then " if exc.hint else "") + \
+                        f"run the same command with --resume ({target} was discarded)"
+                    exc.args = (str(exc),)
                 if ask is None or not recoverable:
                     raise
                 error = exc
@@ -755,62 +813,130 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
 
 
 @dataclass(frozen=True)
+class CheckShot:
+    """One shot of ``prep capture check``'s test pose, as the session would take it."""
+
+    role: Literal["studio", "flash"]
+    path: Path
+    size: tuple[int, int]  #: (width, height), upright
+    latency_ms: float  #: from the camera accepting the trigger to the file on disk
+    camera_wait_ms: float  #: how long the camera kept the trigger waiting (busy writing the last shot)
+    flash_fired: bool | None
+    files: tuple[str, ...]  #: every file the shot produced: the shot's own, then the others (a RAW)
+
+
+@dataclass(frozen=True)
 class RigCheck:
-    """What ``prep capture check`` measured: command and shot latencies, and the test shot."""
+    """What ``prep capture check`` measured: command latencies, and a test pose shot as the session shoots one.
+
+    ``notes`` are what staff should know (the focus mode, a RAW that came along, a camera slow to be ready
+    again); anything the session would fail on raises instead.
+    """
 
     lamps: dict[str, Any]
     camera: CameraInfo
     lamp_on_ms: tuple[float, ...]
     lamp_off_ms: tuple[float, ...]
-    shot: Path
-    shot_latency_ms: float
-    shot_size: tuple[int, int]
-    flash_fired: bool | None
+    shots: tuple[CheckShot, CheckShot]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def shot(self) -> Path:
+        """The lit test shot."""
+        return self.shots[0].path
+
+
+_AUTOFOCUS_WORDS: Final = ("af", "auto")
 
 
 def check_rig(lamps: LampController, camera: Camera, workdir: str | Path, *, blinks: int = 2, level: int = 255,
-              settle_ms: float = 400.0, on_event: Callable[[SessionEvent], None] | None = None) -> RigCheck:
-    """Blink the lamps ``blinks`` times, take one lit test shot (flash off) into ``workdir``, time everything.
+              settle_ms: float = 400.0, dark_wait_ms: float = 100.0, flash: FlashMode = "on",
+              blink_s: float = 0.3, on_event: Callable[[SessionEvent], None] | None = None) -> RigCheck:
+    """Blink the lamps ``blinks`` times, then shoot one test pose into ``workdir`` exactly as a session does
+    (lamps on, settle, lit shot with the flash off; lamps off, dark wait, dark shot with the flash), and check it
+    as a session does, so that what would fail the first pose fails here: autofocus that cannot lock in the
+    dark, a camera still busy from the lit shot past its budget, no room on the card for a pose, no usable JPEG.
 
-    The lamps end off. Raises AcquisitionError when a device fails (with the device's own clear message).
+    The lamps end off; the camera is told the test shots are stored (it may delete them, as asked).
+    ``blink_s`` is how long the lamps stay on, and off, in each blink.
+
+    Raises
+    ------
+    AcquisitionError
+        When a device fails or the test pose fails a check, with the device's own message and the fix.
     """
     from .imageio import read_image
 
     if blinks < 1:
         raise ValueError(f"blinks must be >= 1, got {blinks}")
+    for name, value in (("settle_ms", settle_ms), ("dark_wait_ms", dark_wait_ms), ("blink_s", blink_s)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     on_ms: list[float] = []
     off_ms: list[float] = []
+    notes: list[str] = []
 
     def emit(message: str) -> None:
         if on_event is not None:
             on_event(SessionEvent("step", "check", None, message))
 
+    def shoot(role: Literal["studio", "flash"], flash_mode: FlashMode) -> tuple[Shot, float]:
+        requested = time.time()
+        shot = _Session._capture_named(camera, workdir / f"check-{role}.jpg", flash_mode, role)
+        return shot, max(0.0, shot.triggered_at - requested) * 1000.0
+
+    camera.begin_pose()
+    camera.check_room(2)  # a pose is two shots: a card without room for them fails the first pose
     try:
         for i in range(blinks):
             emit(f"blink {i + 1}/{blinks}: lamps on")
             t = time.perf_counter()
             lamps.on(level)
             on_ms.append((time.perf_counter() - t) * 1000.0)
-            time.sleep(0.3)
+            time.sleep(blink_s)
             emit(f"blink {i + 1}/{blinks}: lamps off")
             t = time.perf_counter()
             lamps.off()
             off_ms.append((time.perf_counter() - t) * 1000.0)
-            time.sleep(0.3)
+            time.sleep(blink_s)
         lamps.on(level)
         _sleep_until(time.perf_counter() + settle_ms / 1000.0)
-        emit("test shot")
-        shot = camera.capture(workdir / "check-studio.jpg", flash="off")
+        emit("lit test shot")
+        studio, studio_wait = shoot("studio", "off")
+        lamps.off()
+        _sleep_until(time.perf_counter() + dark_wait_ms / 1000.0)
+        emit("dark test shot")
+        dark, dark_wait = shoot("flash", flash)
     finally:
         with contextlib.suppress(PrepError, OSError):
             lamps.off()
-    h, w = read_image(shot.path).shape[:2]
-    camera.shots_stored([shot])
+    _verify(studio.path, dark.path, SessionConfig(lamp_settle_ms=settle_ms, dark_wait_ms=dark_wait_ms, flash=flash
+                                                  if flash != "off" else "on"), notes.append)
+    camera.shots_stored([studio, dark])
+    info = camera.info()
+    budget = getattr(camera, "busy_timeout_ms", None)
+    if dark_wait > 100.0:
+        share = f", {dark_wait / budget:.0%} of the {budget:.0f} ms budget (camera_busy_timeout_ms)" if budget else ""
+        notes.append(f"the camera was busy for {dark_wait:.0f} ms after the lit shot{share}: it delays every flash "
+                     "shot (a faster card helps)")
+    focus = info.settings.get("focusmode") or info.settings.get("autofocus")
+    if focus and any(word in str(focus).lower() for word in _AUTOFOCUS_WORDS) and "manual" not in str(focus).lower():
+        notes.append(f"focus mode {focus}: autofocus locked in the dark this time, but may not for every subject; "
+                     "focus with the lamps on, then switch the lens to MF")
+    shots = []
+    for role, shot, wait in (("studio", studio, studio_wait), ("flash", dark, dark_wait)):
+        h, w = read_image(shot.path).shape[:2]
+        files = (shot.path.name, *(Path(c).name for c in shot.companions))
+        shots.append(CheckShot(role, shot.path, (w, h), shot.latency_s * 1000.0, wait, shot.flash_fired, files))
+    extra = sorted({name for s in shots for name in s.files[1:]})
+    if extra:
+        notes.append(f"each shot also brought {', '.join(extra)}: the camera writes more than a JPEG (RAW + JPEG), "
+                     "which lengthens the gap between the two shots; JPEG alone is faster")
     describe = getattr(lamps, "describe", None)
-    return RigCheck(describe() if callable(describe) else {"backend": lamps.name}, camera.info(), tuple(on_ms),
-                    tuple(off_ms), shot.path, shot.latency_s * 1000.0, (w, h), shot.flash_fired)
+    return RigCheck(describe() if callable(describe) else {"backend": lamps.name}, info, tuple(on_ms),
+                    tuple(off_ms), (shots[0], shots[1]), tuple(notes))
 
 
 # -- the virtual studio ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_gphoto2_wrong_port_and_a_camera_that_stays_busy(gp, monkeypatch, tmp_pa
         with pytest.raises(AcquisitionError, match="stayed busy for 300 ms") as info:
             camera.capture(tmp_path / "x.jpg", flash="off")
         assert 0.25 < time.monotonic() - start < 2.0
-    assert "camera_busy_timeout_ms" in str(info.value) and "switch the camera off and on" in str(info.value)
+    assert "camera_busy_timeout_ms" in str(info.value) and "switch it off and on" in str(info.value)
     assert body.calls.count("capture") >= 4  # retried while the budget lasted
     assert not (tmp_path / "x.jpg").exists()
 
@@ -145,7 +146,7 @@ def test_raw_plus_jpeg_body_stores_the_jpeg_announced_later(gp, monkeypatch, tmp
             assert (meta["shots"][role]["width"], meta["shots"][role]["height"]) == SIZE  # not the 160x120 preview
             camera_file = meta["shots"][role]["extra"]["gphoto2"]["camera_file"]
             raw_name = f"{role}.{Path(camera_file).stem}.NEF"
-            assert meta["shots"][role]["extra"]["gphoto2"]["extra_files"] == [raw_name]
+            assert meta["shots"][role]["extra_files"] == [raw_name]
             assert (tmp_path / "raw" / pose / raw_name).read_bytes()[:4] == b"II*\x00"  # the TIFF-structured RAW
     assert not body.undownloaded and not body.pending  # everything the body announced came down
 
@@ -206,6 +207,7 @@ def test_late_second_file_lands_beside_its_own_shot(gp, monkeypatch, tmp_path):
         for role in ("studio", "flash"):
             stem = Path(meta["shots"][role]["extra"]["gphoto2"]["camera_file"]).stem
             assert f"{role}.{stem}.NEF" in files[pose], (pose, files)  # its own RAW, in its own pose
+            assert meta["shots"][role]["extra_files"] == [f"{role}.{stem}.NEF"], (pose, role)  # and listed
     assert all(not f.startswith(".") for names in files.values() for f in names)
     assert discover_pairs(tmp_path / "raw").problems == []
 
@@ -287,8 +289,9 @@ def test_a_camera_that_slept_is_reconnected_when_the_operator_retries(gp, monkey
                                  on_event=on_event)
     assert result.complete == ("p01", "p02")
     failure = next(e for e in errors if e is not None)
-    assert "studio shot (lamps on): the camera's USB device was not found (gphoto2 error -52" in str(failure)
-    assert "switch it on" in str(failure) and "reconnects" in str(failure)
+    # found before the lamps switch on, not in the middle of the pose
+    assert "before the pose: the camera's USB device was not found (gphoto2 error -52" in str(failure)
+    assert "switch it on" in str(failure) and "reconnects" in str(failure) and "Enter" not in str(failure)
     assert body.calls.count("init") == 2 and "exit" in body.calls  # the dead handle was closed, a new one opened
 
 
@@ -362,3 +365,146 @@ def test_check_reports_format_target_and_card_and_refuses_raw(gp, monkeypatch, t
     run = CliRunner().invoke(main, args)
     assert run.exit_code == 1 and "image format is 'RAW'" in run.output
     assert "set the camera's image format to JPEG" in run.output and "Traceback" not in run.output
+
+
+# -- what a shot is made of: the format in force, files announced twice, pictures taken by hand -------------
+
+
+def _pose_meta(root: Path, pose: str) -> dict:
+    return json.loads((root / "S001" / pose / "meta.json").read_text())
+
+
+def test_a_file_announced_twice_or_shot_by_hand_joins_no_pose_and_slows_nothing(gp, monkeypatch, tmp_path, caplog):
+    # A JPEG-only body that announces its first capture again 0.3 s later; between p02 and p03 the operator
+    # presses the body's own shutter button.
+    body = _body(gp, monkeypatch, image_format="Large Fine JPEG", announce_again_s=0.3)
+
+    def on_event(event):
+        if event.kind == "captured" and event.pose == "p02":
+            body.press_shutter()
+
+    with caplog.at_level("WARNING"), Gphoto2Camera() as camera:
+        result = capture_session(tmp_path / "raw", "S001", Lamps(), camera, poses=3, config=FAST,
+                                 on_event=on_event)
+    assert result.complete == ("p01", "p02", "p03")
+    for pose, files in _visible_pose_files(tmp_path / "raw").items():
+        assert files == ["flash.jpg", "meta.json", "studio.jpg"], pose  # no studio.GPH_0099.JPG
+        meta = json.loads((tmp_path / "raw" / pose / "meta.json").read_text())
+        assert meta["shots"]["studio"]["extra_files"] == [] and meta["shots"]["flash"]["extra_files"] == []
+        assert meta["delays_ms"]["pair_span"] < 2000, (pose, meta["delays_ms"])  # never a 3 s wait per shot
+    assert any("no shot of prep asked for" in r.getMessage() and "not stored in any pose" in r.getMessage()
+               for r in caplog.records)
+    assert not body.undownloaded  # the hand-taken picture was downloaded (a body may stay busy until it is)
+
+
+def test_switching_raw_plus_jpeg_to_jpeg_between_poses_is_followed(gp, monkeypatch, tmp_path):
+    body = _body(gp, monkeypatch, image_format="RAW + Large Fine JPEG", second_file_delay_s=0.05)
+
+    def on_event(event):
+        if event.kind == "captured" and event.pose == "p01":
+            body.image_format = "Large Fine JPEG"  # as `prep capture check` advises, between two poses
+
+    with Gphoto2Camera() as camera:
+        capture_session(tmp_path / "raw", "S001", Lamps(), camera, poses=2, config=FAST, on_event=on_event)
+    first, second = _pose_meta(tmp_path / "raw", "p01"), _pose_meta(tmp_path / "raw", "p02")
+    assert first["camera"]["settings"]["image_format"] == "RAW + Large Fine JPEG (raw+jpeg)"
+    assert second["camera"]["settings"]["image_format"] == "Large Fine JPEG (jpeg)"  # the format of that pose
+    assert second["shots"]["flash"]["extra"]["gphoto2"]["image_format"] == "Large Fine JPEG"
+    assert [len(first["shots"][r]["extra_files"]) for r in ("studio", "flash")] == [1, 1]
+    assert [second["shots"][r]["extra_files"] for r in ("studio", "flash")] == [[], []]
+    assert second["delays_ms"]["pair_span"] < 2000  # waits for one file, not for a RAW that never comes
+
+
+def test_the_wait_for_a_raw_after_the_jpeg_shows_between_the_shots(gp, monkeypatch, tmp_path):
+    _body(gp, monkeypatch, image_format="RAW + Large Fine JPEG", raw_first=False, second_file_delay_s=0.4)
+    with Gphoto2Camera() as camera:
+        capture_session(tmp_path / "raw", "S001", Lamps(), camera, poses=1, config=FAST)
+    delays = _pose_meta(tmp_path / "raw", "p01")["delays_ms"]
+    assert delays["studio_after_saved"] > 300 and delays["between_shots"] > 300, delays  # not hidden
+    assert delays["pair_span"] >= delays["between_shots"] + delays["flash_capture"] - 1
+
+
+# -- another program holds the camera; hints that fit where they are read -----------------------------------
+
+
+def test_a_second_program_on_the_camera_is_named_and_hints_offer_no_enter_without_a_prompt(gp, monkeypatch):
+    _body(gp, monkeypatch)
+    with Gphoto2Camera(), pytest.raises(AcquisitionError, match="another program holds the camera") as info:
+        Gphoto2Camera()  # a second prep run on the same camera: gphoto2 error -60 "Could not lock the device"
+    assert "gphoto2 error -60" in str(info.value) and "another prep run" in str(info.value)
+
+    class Fake(Exception):
+        def __init__(self, code):
+            self.code = code
+
+    for code in (-7, -52, -53, -60, -110, -1, -3):  # the camera's own hints: a prompt may or may not follow
+        assert "Enter" not in str(gphoto2_error(Fake(code), "connecting to the camera"))
+
+
+def test_a_body_left_owing_a_jpeg_is_reconnected_when_the_operator_retries(gp, monkeypatch, tmp_path):
+    # RAW + JPEG whose JPEG never comes; the body stays busy for it. The operator switches to JPEG and
+    # presses Enter: prep reconnects (a new session drops what the body owed), and the pose is shot.
+    body = _body(gp, monkeypatch, image_format="RAW + Large Fine JPEG", second_file_delay_s=60.0)
+    errors = []
+
+    def ask(prompt):
+        errors.append(prompt.error)
+        body.image_format = "Large Fine JPEG"
+        return "next" if len(errors) < 3 else "quit"
+
+    with Gphoto2Camera(second_file_timeout_ms=300, busy_timeout_ms=500) as camera:
+        result = capture_session(tmp_path / "raw", "S001", Lamps(), camera, poses=1, config=FAST, ask=ask)
+    assert result.complete == ("p01",)
+    assert len(errors) == 1 and "no JPEG within 0.3 s" in str(errors[0]) and "Enter" not in str(errors[0])
+    assert body.calls.count("init") == 2
+
+
+def test_check_takes_a_dark_shot_and_fails_where_the_first_pose_would(gp, monkeypatch, tmp_path):
+    from acquisition.cli import _camera_report
+    from acquisition.session import check_rig
+
+    def check(camera, lamps=None):
+        return check_rig(lamps or Lamps(), camera, tmp_path / "check", blinks=1, settle_ms=0, dark_wait_ms=0,
+                         blink_s=0.01)
+
+    lamps = Lamps()
+    body = _body(gp, monkeypatch, light=lambda: lamps.state.on)  # AF-S: autofocus cannot lock in the dark
+    with Gphoto2Camera() as camera, pytest.raises(AcquisitionError, match=r"flash shot \(lamps off\): the camera "
+                                                                          r"could not take the picture; most often its "
+                                                                          r"autofocus could not lock"):
+        check(camera, lamps)
+    assert lamps.state.on is False
+    body.focus_mode = "Manual"  # focused with the lamps on, then switched to MF
+    with Gphoto2Camera() as camera:
+        report = check(camera, lamps)
+    assert "focus mode: Manual" in _camera_report(report.camera.settings)
+    assert [s.role for s in report.shots] == ["studio", "flash"] and report.shots[1].size == SIZE
+
+    _body(gp, monkeypatch, busy_after_shot_s=0.8)  # busy longer after each shot than the budget allows
+    with Gphoto2Camera(busy_timeout_ms=300) as camera, \
+            pytest.raises(AcquisitionError, match=r"flash shot \(lamps off\): the camera stayed busy for 300 ms"):
+        check(camera)
+    _body(gp, monkeypatch, busy_after_shot_s=0.3)  # within the budget: measured and said
+    with Gphoto2Camera() as camera:
+        report = check(camera)
+    assert report.shots[1].camera_wait_ms > 200
+    assert any("busy for" in note and "of the 5000 ms budget" in note for note in report.notes), report.notes
+
+    body = _body(gp, monkeypatch, card_free_files=1)  # room for one picture: a pose needs two
+    with Gphoto2Camera() as camera, pytest.raises(AcquisitionError, match=r"room for about 1 more picture, and 2 "
+                                                                          r"shots need 2") as info:
+        check(camera)
+    assert "--delete-from-camera" in str(info.value) and "capture" not in body.calls
+
+
+def test_check_reports_the_raw_a_camera_that_does_not_report_its_format_sends(gp, monkeypatch, tmp_path):
+    _body(gp, monkeypatch, image_format="RAW + Large Fine JPEG", reports_format=False, second_file_delay_s=0.05,
+          card_free_files=1000)
+    run = CliRunner().invoke(main, ["capture", "check", "--lamps", "sim", "--camera", "gphoto2", "--blinks", "1",
+                                    "--lamp-settle-ms", "0", "--dark-wait-ms", "0"])
+    assert run.exit_code == 0, run.output
+    assert "image format: not reported by the camera" in run.output
+    assert re.search(r"lit shot \(lamps on, flash off\): \d+ ms, 480x640 JPEG \+ check-studio\.GPH_\d+\.NEF",
+                     run.output), run.output
+    assert "note: each shot also brought" in run.output and "JPEG alone is faster" in run.output
+    assert "room for about 1000 pictures" in run.output and "nearly full" not in run.output

@@ -299,7 +299,8 @@ def test_cli_real_session_with_emulated_widget_and_rig_file(tmp_path):
         assert widget.levels([1, 2]) == [0, 0]
         check = _run(["capture", "check", "--rig", str(rig_file), "--lamp-settle-ms", "0", "--blinks", "1"])
         assert check.exit_code == 0, check.output
-        assert "lamps-on command" in check.output and "test shot" in check.output
+        assert "lamps-on command" in check.output and "lit shot (lamps on, flash off)" in check.output
+        assert "dark shot (lamps off, flash on)" in check.output and "flash fired: True" in check.output
     result = _run(["capture", "--subject", "S011", "--lamps", "enttec:/dev/nonexistent", "--camera", "sim",
                    "--out", str(tmp_path / "raw")])
     assert result.exit_code == 1 and "cannot open the Enttec DMX USB Pro port" in result.output
@@ -333,7 +334,7 @@ def test_rig_file_errors(tmp_path):
         load_rig(bad)
     assert "lamp_settle_ms" in str(info.value)
     bad.write_text("dmx_level = 'high'\n")
-    with pytest.raises(AcquisitionError, match="should be a int"):
+    with pytest.raises(AcquisitionError, match="should be a whole number"):
         load_rig(bad)
     bad.write_text("lamps = \n")
     with pytest.raises(AcquisitionError, match="not valid TOML"):
@@ -482,3 +483,75 @@ def test_kill_while_manual_lamps_wait_for_the_operator_is_an_interruption(tmp_pa
     assert "Switch the studio lamps OFF" in result.output  # the safe state is still asked for
     run = json.loads((tmp_path / "M01" / "session.json").read_text())["runs"][-1]
     assert run["status"] == "interrupted (SIGTERM)"
+
+
+# -- values no run can use: NaN, infinity, out of range, in options and in the rig file --------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["capture", "--subject", "S1", "--lamps", "sim", "--camera", "sim", "--lamp-settle-ms", "nan"],
+    ["capture", "--subject", "S1", "--lamps", "sim", "--camera", "sim", "--dark-wait-ms", "inf"],
+    ["capture", "check", "--lamps", "sim", "--camera", "sim", "--camera-busy-timeout-ms", "nan"],
+    ["capture", "--simulate", "--blink-probability", "nan"],
+    ["register", "RAW", "OUT", "--max-rotation", "nan"],
+    ["build-h5", "RAW", "OUT", "--sigma-s", "inf"],
+    ["build-h5", "RAW", "OUT", "--rotations", "0,nan"],
+    ["train", "RAW", "OUT", "--lr", "nan"],
+])
+def test_nan_and_infinity_are_refused_by_every_float_option(tmp_path, args):
+    (tmp_path / "RAW").mkdir()
+    args = [str(tmp_path / a) if a in ("RAW", "OUT") else a for a in args]
+    result = _run([*args, "--out", str(tmp_path / "o")] if args[0] == "capture" and "check" not in args else args)
+    assert result.exit_code == 2, result.output
+    assert "finite" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_never_reaches_a_wait():
+    from acquisition.session import _sleep_until
+
+    with pytest.raises(ValueError, match="dark_wait_ms must be a finite number"):
+        SessionConfig(dark_wait_ms=float("nan"))
+    with pytest.raises(ValueError, match="lamp_settle_ms must be a finite number"):
+        SessionConfig(lamp_settle_ms=float("inf"))
+    with pytest.raises(ValueError, match="cannot wait until nan"):
+        _sleep_until(float("nan"))
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("camera_busy_timeout_ms = -1", "camera_busy_timeout_ms = -1 is out of range: a number >= 0 (milliseconds)"),
+    ("camera_busy_timeout_ms = nan", "camera_busy_timeout_ms = nan must be a finite number"),
+    ("dark_wait_ms = inf", "dark_wait_ms = inf must be a finite number"),
+    ("dmx_level = 300", "dmx_level = 300 is out of range: a whole number 0-255"),
+    ("lamp_settle_ms = -5", "lamp_settle_ms = -5 is out of range: a number >= 0"),
+    ("poses = 0", "poses = 0 is out of range: a whole number >= 1"),
+    ('lamps_after = "dim"', "lamps_after = \"dim\" must be 'off' or 'on'"),
+    ("dmx_channels = [1, 1]", "dmx_channels = [1, 1] is not valid: channel list [1, 1] repeats a channel"),
+    ('lamps = "dali:x"', 'lamps = "dali:x" is not valid: unknown lamp backend'),
+    ('adb_folder = "DCIM/Camera"', "adb_folder = \"DCIM/Camera\" is not valid: it should be a folder on the phone"),
+    ('lamps = "relay:loop://"\ndmx_channels = [1, 9]', "dmx_channels = [1, 9] is not valid: a relay board has relays"),
+])
+def test_a_wrong_value_in_the_rig_file_names_the_file_and_the_key(tmp_path, line, says):
+    rig = tmp_path / "rig.toml"
+    rig.write_text(f'camera = "sim"\n{line}\n')
+    for command in (["capture", "--subject", "S1", "--lamps", "sim", "--out", str(tmp_path / "raw")],
+                    ["capture", "check", "--lamps", "sim"]):
+        if "lamps" in line:
+            command = [a for a in command if a not in ("--lamps", "sim")]
+        result = _run([*command, "--rig", str(rig)])
+        assert result.exit_code == 1, result.output  # a file's content, not a command-line usage error
+        assert f"{rig}: {says}" in result.output, result.output
+        assert "Traceback" not in result.output and "--camera" not in result.output.split("(")[0]
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_value_a_device_refuses_is_blamed_where_it_was_given(tmp_path):
+    rig = tmp_path / "rig.toml"
+    rig.write_text('lamps = "relay:loop://"\ncamera = "sim"\n')
+    result = _run(["capture", "--subject", "S1", "--rig", str(rig), "--dmx-channels", "1,9",
+                   "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 2 and "--dmx-channels" in result.output and "outside 1-8" in result.output
+    rig.write_text('lamps = "relay:loop://"\ncamera = "sim"\ndmx_channels = [1, 9]\n')
+    result = _run(["capture", "--subject", "S1", "--rig", str(rig), "--lamps", "relay:loop://",
+                   "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 1 and f"{rig}: dmx_channels" in result.output

@@ -7,12 +7,20 @@ does). Every announced file is downloaded: a body stays busy (-110) until it is.
 file, or the small preview inside one, is never stored as a shot: RAW files go beside it under the camera's
 name (``studio.DSC_0042.NEF``, which the pair layout ignores), and a shot far smaller than the camera's image
 size setting is refused. Files announced after their shot returned are downloaded before the next trigger and
-go beside the shot they belong to, never into another pose.
+go beside the shot they belong to, never into another pose (:attr:`Camera.on_extra_file` tells the session).
+
+What a shot is made of follows the camera's image format setting *now*: it is read again before each pose
+(:meth:`Gphoto2Camera.begin_pose`, one setting, outside the gap between the two shots), so a body switched
+from RAW + JPEG to JPEG between poses is waited for one file, not two. A shot holds one JPEG and at most one
+other file (its RAW): a file announced twice is ignored, and one that no shot asked for (the operator
+pressed the body's own shutter button between poses) is downloaded, named in the log, and stored nowhere.
 
 A busy camera (-110: still writing to a slow card) is waited for up to ``busy_timeout_ms``; the shot records
 when it was really taken. A camera that went to sleep or was switched off and on keeps failing on the old
-connection (-52/-7), so a lost connection is closed and the next capture reconnects. A full card (-3 "Out of
-memory") says so; ``delete_from_camera`` deletes each shot from the camera once the session has it stored.
+connection (-52/-7), so a lost connection is closed and the next capture reconnects; so is a body that stayed
+busy past the budget or never sent a shot's JPEG (it owes a file it will not send until a new connection).
+A full card (-3 "Out of memory") says so; ``delete_from_camera`` deletes each shot from the camera once the
+session has it stored.
 
 The flash is set through the ``flashmode`` setting where the body has one; the setting's name and choices vary,
 and a body without it answers -2, which we record and skip (the EXIF ``Flash`` tag of each shot is checked by
@@ -24,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -33,16 +42,14 @@ from typing import Any, Final, Literal
 from ..atomic import write_bytes_atomic
 from ..devices import Camera, CameraInfo, FlashMode, Shot
 from ..errors import AcquisitionError
-from ._common import flash_fired_of, now
+from ._common import flash_fired_of, is_whole, now
 
 __all__ = ["GPHOTO2_ERRORS", "Gphoto2Camera", "ImageFormat", "classify_image_format", "gphoto2_error"]
 
 log = logging.getLogger(__name__)
 
-_RECONNECT: Final = ("Enter retries (prep reconnects to the camera), or run the same command again with "
-                     "--resume")
 _CARD_FULL: Final = ("the camera's card is full",
-                     "delete pictures from the card or insert an empty one, then retry; --delete-from-camera "
+                     "delete pictures from the card or insert an empty one; --delete-from-camera "
                      "(rig file: delete_from_camera = true) deletes each shot from the camera once it is "
                      "downloaded and checked, or set the camera's capture target to its internal memory")
 #: libgphoto2 result codes a lab meets, with what to tell the operator.
@@ -52,13 +59,16 @@ GPHOTO2_ERRORS: Final = {
            "off and on"),
     -53: ("another program holds the camera's USB connection",
           "close the desktop photo importer (Shotwell, the file manager's camera mount, gvfs-gphoto2-volume-"
-          "monitor) and run the command again"),
+          "monitor), a `gphoto2` command or another prep run using this camera, then run the command again"),
+    -60: ("another program holds the camera (it could not be locked)",
+          "another prep run or `gphoto2` command is using this camera (or a desktop photo importer): let it "
+          "finish or close it, then run the command again"),
     -7: ("USB input/output error talking to the camera",
          "check the cable, plug the camera into a port on the computer itself (not a hub), switch it off and on; "
-         + _RECONNECT),
+         "prep reconnects to it on the next try"),
     -52: ("the camera's USB device was not found",
           "it was unplugged, switched off, or went to sleep (set its auto power off to the longest time): plug it "
-          "in and switch it on; " + _RECONNECT),
+          "in and switch it on; prep reconnects to it on the next try"),
     -105: ("no camera found by gphoto2",
            "plug it in over USB, switch it on, set its USB mode to PTP/remote; `gphoto2 --auto-detect` lists what "
            "is seen"),
@@ -159,6 +169,17 @@ def _is_jpeg_name(name: str) -> bool:
     return name.lower().endswith(_JPEG_SUFFIXES)
 
 
+def _kind(name: str) -> str:
+    """What a camera file is to a shot: its ``"jpeg"``, or the ``"other"`` file beside it (a RAW)."""
+    return "jpeg" if _is_jpeg_name(name) else "other"
+
+
+def _same_stem(name: str, files: Sequence[tuple[str, str]]) -> bool:
+    """Whether ``name`` is named like one of ``files`` (``DSC_0042.NEF`` beside ``DSC_0042.JPG``)."""
+    stem = name.rpartition(".")[0].lower()
+    return any(other.rpartition(".")[0].lower() == stem for _, other in files)
+
+
 def _megabytes(kilobytes: int) -> str:
     return f"{kilobytes / 1024:.0f} MB" if kilobytes < 10 * 1024 * 1024 else f"{kilobytes / 1024 ** 2:.1f} GB"
 
@@ -193,8 +214,12 @@ class Gphoto2Camera(Camera):
     def __init__(self, port: str | None = None, *, event_timeout_ms: int = 30, busy_timeout_ms: float = 5000.0,
                  busy_poll_ms: float = 100.0, second_file_timeout_ms: float = _SECOND_FILE_MS,
                  delete_from_camera: bool = False) -> None:
-        if busy_timeout_ms < 0 or busy_poll_ms <= 0 or second_file_timeout_ms < 0:
-            raise ValueError("busy_timeout_ms and second_file_timeout_ms must be >= 0, busy_poll_ms > 0")
+        for name, value, low in (("busy_timeout_ms", busy_timeout_ms, 0.0), ("busy_poll_ms", busy_poll_ms, None),
+                                 ("second_file_timeout_ms", second_file_timeout_ms, 0.0),
+                                 ("event_timeout_ms", event_timeout_ms, 0.0)):
+            if not (math.isfinite(value) and (value >= low if low is not None else value > 0)):
+                raise ValueError(f"{name} must be a finite number {'>= 0' if low is not None else '> 0'}, got "
+                                 f"{value}")
         gp = _gp()
         self._gp = gp
         self.event_timeout_ms = int(event_timeout_ms)
@@ -206,8 +231,10 @@ class Gphoto2Camera(Camera):
         self._flash_setting: str | None = None
         self._flash_mode: str | None = None
         self._settings: dict[str, Any] = {}
+        self._free_pictures: int | None = None  # the most pictures one of the camera's storages has room for
         self._format: tuple[str, str] | None = None  # (setting name, value)
-        self._files_per_shot = 1
+        self._learnt: frozenset[str] = frozenset({"jpeg"})  # what the last shot was made of (format not reported)
+        self._taken: set[tuple[str, str]] = set()  # every camera file handled: one announced again is ignored
         self._last: dict[str, Any] | None = None  # where the last shot went, for files announced late
         self._unstored: dict[str, list[tuple[str, str]]] = {}  # each shot's camera files, until stored
         cameras = self._detect()
@@ -311,10 +338,7 @@ class Gphoto2Camera(Camera):
                 if name in _FORMAT_SETTING_NAMES and self._format is None:
                     self._format = (name, value)
         if self._format is not None:
-            kind = classify_image_format(self._format[1])
-            self._settings["image_format"] = f"{self._format[1]} ({kind})"
-            if kind == "raw+jpeg":
-                self._files_per_shot = max(self._files_per_shot, 2)
+            self._settings["image_format"] = f"{self._format[1]} ({classify_image_format(self._format[1])})"
         card = self._card_space()
         if card is not None:
             self._settings["card_free"] = card
@@ -323,6 +347,7 @@ class Gphoto2Camera(Camera):
     def _card_space(self) -> str | None:
         """Free space on the camera's storage, as the camera reports it (None when it does not)."""
         gp = self._gp
+        self._free_pictures = None
         try:
             storages = list(self._camera.get_storageinfo())
         except gp.GPhoto2Error as exc:
@@ -334,11 +359,32 @@ class Gphoto2Camera(Camera):
             if info.fields & gp.GP_STORAGEINFO_FREESPACEKBYTES:
                 words.append(f"{_megabytes(int(info.freekbytes))} free")
             if info.fields & gp.GP_STORAGEINFO_FREESPACEIMAGES and int(info.freeimages) >= 0:
-                words.append(f"room for about {int(info.freeimages)} pictures")
+                room = int(info.freeimages)
+                self._free_pictures = max(room, self._free_pictures or 0)
+                words.append(f"room for about {room} picture{'' if room == 1 else 's'}")
             if words:
                 name = str(info.description or info.basedir or "card")
                 parts.append(f"{name}: {', '.join(words)}")
         return "; ".join(parts) or None
+
+    def check_room(self, shots: int) -> None:
+        """Refuse when the card (as the camera reports it now) cannot hold ``shots`` more shots of the current
+        image format (a RAW + JPEG shot takes two pictures)."""
+        if self._camera is None:
+            return
+        card = self._card_space()
+        if card is not None:
+            self._settings["card_free"] = card
+        if self._free_pictures is None:
+            return
+        per_shot = len(self._expected())
+        needed = shots * per_shot
+        if self._free_pictures < needed:
+            room = self._free_pictures
+            each = f" ({per_shot} files each: RAW + JPEG)" if per_shot > 1 else ""
+            raise AcquisitionError(f"the camera's card has room for about {room} more picture"
+                                   f"{'' if room == 1 else 's'}, and {shots} shots{each} need {needed}",
+                                   path=self.port, hint=_CARD_FULL[1])
 
     def image_format(self) -> tuple[str, ImageFormat] | None:
         """The camera's image format setting and what it means, or None when the camera has no such setting."""
@@ -346,23 +392,52 @@ class Gphoto2Camera(Camera):
             return None
         return self._format[1], classify_image_format(self._format[1])
 
+    def _expected(self) -> frozenset[str]:
+        """What a shot is made of now: ``{"jpeg"}`` or ``{"jpeg", "other"}`` (a RAW beside it), from the image
+        format setting, or from the last shot when the camera does not report its format."""
+        kind = classify_image_format(self._format[1]) if self._format is not None else "unknown"
+        if kind == "jpeg":
+            return frozenset({"jpeg"})
+        if kind == "raw+jpeg":
+            return frozenset({"jpeg", "other"})
+        return self._learnt
+
+    def _read_format(self) -> None:
+        """Read the image format setting afresh (one setting, not the whole configuration)."""
+        if self._format is None:
+            return
+        name, before = self._format
+        widget = self._call(f"reading the {name} setting", self._camera.get_single_config, name)
+        value = str(widget.get_value())
+        self._format = (name, value)
+        self._settings[name] = value
+        self._settings["image_format"] = f"{value} ({classify_image_format(value)})"
+        if value != before:
+            log.info("the camera's image format is now %r (was %r)", value, before)
+
     def _refuse_unusable_format(self) -> None:
         """A RAW-only (or HEIF) body gives no JPEG: refuse before shooting, after reading the setting afresh."""
         if self._format is None or classify_image_format(self._format[1]) not in ("raw", "heif"):
             return
-        name = self._format[0]
-        widget = self._call(f"reading the {name} setting", self._camera.get_single_config, name)
-        value = str(widget.get_value())
-        self._format = (name, value)
-        kind = classify_image_format(value)
-        self._settings[name] = value
-        self._settings["image_format"] = f"{value} ({kind})"
-        if kind in ("raw", "heif"):
+        self._read_format()
+        name, value = self._format
+        if classify_image_format(value) in ("raw", "heif"):
             raise AcquisitionError(f"the camera's image format is {value!r} ({name}): it writes no JPEG",
                                    path=self.port,
                                    hint=f"{_SET_JPEG} (e.g. Large Fine JPEG) on the camera, or with `gphoto2 "
                                         f"--set-config {name}=...`; RAW + JPEG works too, but each shot then also "
                                         "downloads the RAW")
+
+    def begin_pose(self) -> None:
+        """Before a pose, outside the gap between its two shots: reconnect a camera that was lost (asleep, or
+        left owing a file), fetch what it still announces for the last pose, and read its image format afresh
+        (the operator may have switched RAW + JPEG to JPEG), which decides what each shot waits for."""
+        if self._camera is None:
+            self._reconnect()  # reads every setting again
+        else:
+            self._drain(self._late_file, timeout_ms=0)
+            self._read_format()
+        self._refuse_unusable_format()
 
     def _set_flash(self, flash: FlashMode) -> None:
         if self._flash_mode == flash or self._flash_setting == "":
@@ -425,46 +500,88 @@ class Gphoto2Camera(Camera):
             timeout = min(timeout, self.event_timeout_ms)
 
     def _late_file(self, folder: str, name: str) -> None:
-        """A file announced after its shot returned: it belongs beside that shot, wherever the shot now is."""
-        data = self._fetch(folder, name)  # the camera stays busy until it is downloaded
+        """A file announced after its shot returned: it goes beside that shot, wherever the shot now is, if the
+        shot still lacks a file of its kind; otherwise it is no shot's (see :meth:`_stray`)."""
+        key = (folder, name)
+        if key in self._taken:
+            log.debug("the camera announced %s/%s again; ignored", folder, name)
+            return
         last = self._last
-        if last is None or not last["path"].is_file():
+        kind = _kind(name)
+        if last is None or kind in last["kinds"] or not (kind in last["expect"] or _same_stem(name, last["files"])):
+            self._stray(folder, name)
+            return
+        self._taken.add(key)
+        data = self._fetch(folder, name)  # the camera stays busy until it is downloaded
+        if not last["path"].is_file():
             log.warning("the camera announced %s/%s after a shot that was discarded; it was downloaded but not "
                         "kept (the camera keeps its copy)", folder, name)
             return
         target = last["path"].parent / f"{last['path'].stem}.{name}"
         write_bytes_atomic(target, data)
-        last["files"].append((folder, name))
-        self._files_per_shot = max(self._files_per_shot, len(last["files"]))
+        last["files"].append(key)
+        last["kinds"].add(kind)
+        self._learnt = frozenset(last["kinds"])
         log.info("%s/%s arrived after its shot; saved beside it as %s", folder, name, target)
+        if self.on_extra_file is not None:
+            self.on_extra_file(last["path"], target)
         if last["stored"] and self.delete_from_camera:
-            self._delete([(folder, name)])
+            self._delete([key])
 
-    def _shot_files(self, first: tuple[str, str]) -> list[tuple[str, str]]:
-        """The files of the shot just taken: ``first`` and those announced until the shot is complete."""
+    def _stray(self, folder: str, name: str) -> None:
+        """A file no shot of ours is waiting for: a picture taken with the body's own shutter button between
+        poses. Downloaded (a body may stay busy until it is) and stored in no pose; the log says so."""
+        self._taken.add((folder, name))
+        self._fetch(folder, name)
+        target = str(self._settings.get("capturetarget", "")).lower()
+        kept = ("it was not kept (the camera's capture target is its internal memory)" if "ram" in target
+                or "internal" in target else "the camera's card keeps it")
+        log.warning("the camera announced %s/%s, which no shot of prep asked for (a picture taken with the "
+                    "camera's own shutter button?): it is not stored in any pose; %s", folder, name, kept)
+
+    def _collect(self, files: list[tuple[str, str]], kinds: set[str], want: frozenset[str],
+                 deadline: float) -> None:
+        """Add the files the camera announces for the shot just taken to ``files`` (and their kinds to
+        ``kinds``) until it holds what ``want`` says (a JPEG; and a RAW with RAW + JPEG) or ``deadline``
+        (time.monotonic) passes. A shot holds one file of each kind: another is no shot's (:meth:`_stray`), one
+        announced twice is ignored."""
         gp = self._gp
-        files = [first]
-        deadline = time.monotonic() + self.second_file_timeout_ms / 1000.0
 
         def add(folder: str, name: str) -> None:
-            if (folder, name) not in files:
-                files.append((folder, name))
+            key = (folder, name)
+            if key in self._taken:
+                log.debug("the camera announced %s/%s again; ignored", folder, name)
+            elif _kind(name) in kinds:
+                self._stray(folder, name)
+            else:
+                self._taken.add(key)
+                files.append(key)
+                kinds.add(_kind(name))
 
-        while True:
-            if any(_is_jpeg_name(n) for _, n in files) and len(files) >= self._files_per_shot:
-                self._drain(add)  # complete: take what else is queued
-                break
+        while not want <= kinds:
             left = deadline - time.monotonic()
             if left <= 0:
-                break
+                return
             event, data = self._call("waiting for the camera's files", self._camera.wait_for_event,
                                      max(1, int(left * 1000)))
             if event == gp.GP_EVENT_FILE_ADDED:
                 add(str(data.folder), str(data.name))
             elif event == gp.GP_EVENT_TIMEOUT:  # a body that does not block in wait_for_event must not spin
                 time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
-        self._files_per_shot = max(self._files_per_shot, len(files))
-        return files
+        self._drain(add)  # complete: take what else is queued
+
+    def _fetch_whole(self, folder: str, name: str) -> bytes:
+        """Download a JPEG; a copy cut short (a USB hiccup) is downloaded once more before it is refused."""
+        data = self._fetch(folder, name)
+        if is_whole(data) is False:
+            log.info("the copy of %s/%s was cut short (%d bytes); downloading it again", folder, name, len(data))
+            data = self._fetch(folder, name)
+            if is_whole(data) is False:
+                raise AcquisitionError(f"the camera's {name} came incomplete twice ({len(data)} bytes, cut before "
+                                       "the end of the picture)", path=self.port,
+                                       hint="check the USB cable and plug the camera into the computer itself (not "
+                                            "a hub); if it repeats, the card may be failing")
+        return data
 
     def _check_shot(self, data: bytes, name: str) -> None:
         """Refuse what is not the full-size JPEG: a RAW, a HEIF, a preview or thumbnail."""
@@ -477,7 +594,7 @@ class Gphoto2Camera(Camera):
                 width, height = im.size
         except Exception as exc:
             raise AcquisitionError(f"the camera's JPEG {name} cannot be read ({exc})", path=self.port,
-                                   hint="retry; if it repeats, check the card and the cable") from exc
+                                   hint="check the card and the cable") from exc
         setting = _size_of(self._settings.get("imagesize"))
         if setting is None or 4 * width * height >= setting[0] * setting[1]:
             return
@@ -487,7 +604,7 @@ class Gphoto2Camera(Camera):
         if setting is not None and 4 * width * height < setting[0] * setting[1]:
             raise AcquisitionError(f"the camera sent {name} at {width}x{height}, far smaller than its image size "
                                    f"setting {setting[0]}x{setting[1]}: a preview, not the shot", path=self.port,
-                                   hint=f"{_SET_JPEG} at full size (not RAW, not a small JPEG), then retry")
+                                   hint=f"{_SET_JPEG} at full size (not RAW, not a small JPEG)")
 
     def _delete(self, files: Sequence[tuple[str, str]]) -> None:
         for folder, name in files:
@@ -500,7 +617,12 @@ class Gphoto2Camera(Camera):
 
     # -- shooting ---------------------------------------------------------------------------------------------
     def _trigger(self) -> tuple[float, Any]:
-        """Capture, waiting out a busy camera (draining its events meanwhile) for up to ``busy_timeout_ms``."""
+        """Capture, waiting out a busy camera (draining its events meanwhile) for up to ``busy_timeout_ms``.
+
+        A camera still busy after that is let go: it may be waiting for a file it will never send (a RAW +
+        JPEG body switched to JPEG before its JPEG came), which only a new connection clears; the next capture
+        reconnects.
+        """
         gp = self._gp
         deadline = time.monotonic() + self.busy_timeout_ms / 1000.0
         while True:
@@ -516,12 +638,13 @@ class Gphoto2Camera(Camera):
                     time.sleep(max(0.0, pause - (time.monotonic() - start)))
                     continue
                 if exc.code == gp.GP_ERROR_CAMERA_BUSY:
+                    self._disconnect()
                     raise AcquisitionError(
                         f"the camera stayed busy for {self.busy_timeout_ms:.0f} ms (gphoto2 error -110 while taking "
                         "a picture)", path=self.port,
                         hint="it is still writing the last shot to its card: raise camera_busy_timeout_ms in the "
-                             "rig file (or --camera-busy-timeout-ms); a faster card helps; if it never ends, switch "
-                             "the camera off and on") from exc
+                             "rig file (or --camera-busy-timeout-ms); a faster card helps; prep reconnects to the "
+                             "camera on the next try, and if it stays busy, switch it off and on") from exc
                 if exc.code in _LOST_CODES:
                     self._disconnect()
                 raise gphoto2_error(exc, "taking a picture", port=self.port,
@@ -531,49 +654,64 @@ class Gphoto2Camera(Camera):
         """Set the flash, trigger, download the shot's JPEG to ``path`` (atomically) and its other files beside it.
 
         ``Shot.triggered_at`` is when the camera accepted the trigger (after any busy wait); ``saved_at`` when
-        the JPEG was on disk. Other files of the shot (a RAW) are saved as ``<stem>.<camera's name>``.
+        the JPEG was on disk. Other files of the shot (a RAW) are saved as ``<stem>.<camera's name>`` and listed
+        in ``Shot.companions``; one that comes after ``capture`` returned is handed to :attr:`on_extra_file`.
         """
         path = Path(path)
-        if self._camera is None:  # lost (asleep, switched off and on, unplugged): open it afresh
+        if self._camera is None:  # lost (asleep, switched off and on, unplugged, left busy): open it afresh
             self._reconnect()
         self._refuse_unusable_format()
         self._set_flash(flash)
         self._drain(self._late_file, timeout_ms=0)
         requested = now()
-        triggered, remote = self._trigger()
-        files = self._shot_files((str(remote.folder), str(remote.name)))
-        jpegs = [f for f in files if _is_jpeg_name(f[1])]
-        key = f"{jpegs[0][0]}/{jpegs[0][1]}" if jpegs else None
-        self._last = {"path": path, "files": list(files), "stored": False, "key": key}
+        triggered, remote = self._trigger()  # a busy body is drained meanwhile: the last shot's files come in
+        if self._last is not None and self._last["path"].is_file():
+            self._learnt = frozenset(self._last["kinds"])  # what the last shot turned out to be made of
+        expect = self._expected()
+        first = (str(remote.folder), str(remote.name))
+        files, kinds = [first], {_kind(first[1])}
+        self._taken.add(first)
+        deadline = time.monotonic() + self.second_file_timeout_ms / 1000.0
+        self._last = {"path": path, "files": files, "stored": False, "key": None, "expect": expect, "kinds": kinds}
         try:
+            self._collect(files, kinds, frozenset({"jpeg"}), deadline)  # a RAW + JPEG body may name the RAW first
+            jpegs = [f for f in files if _is_jpeg_name(f[1])]
             if not jpegs:
                 names = ", ".join(name for _, name in files)
                 setting = f" (image format {self._format[1]!r})" if self._format else ""
+                self._disconnect()  # it may send the JPEG later, or stay busy until a new connection
                 raise AcquisitionError(
                     f"the camera saved only {names}{setting} and no JPEG within "
                     f"{self.second_file_timeout_ms / 1000:g} s", path=self.port,
-                    hint=f"{_SET_JPEG}: a RAW file (or the small preview inside it) is no usable shot")
+                    hint=f"{_SET_JPEG}: a RAW file (or the small preview inside it) is no usable shot; prep "
+                         "reconnects to the camera on the next try")
             folder, name = jpegs[0]
-            data = self._fetch(folder, name)
+            key = f"{folder}/{name}"
+            self._last["key"] = key
+            data = self._fetch_whole(folder, name)
             self._check_shot(data, name)
             write_bytes_atomic(path, data)
+            saved = now()  # the shot is on disk: what follows (its RAW) counts towards the gap to the next shot
+            self._collect(files, kinds, expect | {"jpeg"}, deadline)
+            companions = tuple(self._save_beside(path, *other) for other in list(files) if other != jpegs[0])
         except BaseException:
             with contextlib.suppress(AcquisitionError):  # the camera stays busy until every file is down
-                for other in files[1:] if jpegs else files:
-                    self._fetch(*other)
+                if self._camera is not None:
+                    for other in files:
+                        if not (path.is_file() and f"{other[0]}/{other[1]}" == self._last["key"]):
+                            self._fetch(*other)
             raise
-        saved = now()
-        companions = [self._save_beside(path, *other) for other in files if other != jpegs[0]]
         extras: dict[str, Any] = {"camera_file": key, "camera_wait_ms": round((triggered - requested) * 1000.0, 1)}
-        if companions:
-            extras["extra_files"] = companions
-        self._unstored[key] = self._last["files"]  # files announced late join this list
-        return Shot(path, flash, flash_fired_of(path), triggered, saved, extra={"gphoto2": extras})
+        if self._format is not None:
+            extras["image_format"] = self._format[1]
+        self._unstored[key] = files  # files announced late join this list
+        return Shot(path, flash, flash_fired_of(path), triggered, saved, extra={"gphoto2": extras},
+                    companions=companions)
 
-    def _save_beside(self, path: Path, folder: str, name: str) -> str:
+    def _save_beside(self, path: Path, folder: str, name: str) -> Path:
         target = path.parent / f"{path.stem}.{name}"
         write_bytes_atomic(target, self._fetch(folder, name))
-        return target.name
+        return target
 
     def shots_stored(self, shots: Sequence[Shot]) -> None:
         """Follow the shots to their final folder (for late files); delete them on the camera when asked to."""
@@ -587,11 +725,15 @@ class Gphoto2Camera(Camera):
             if self.delete_from_camera and files and self._camera is not None:
                 self._delete(files)
 
+    def _owed(self) -> bool:
+        """Whether the last shot still lacks a file its image format makes (a RAW that comes late)."""
+        last = self._last
+        return last is not None and not last["expect"] <= last["kinds"] and last["path"].is_file()
+
     def close(self) -> None:
         """Fetch what the camera still announces for the last shot (a RAW that came late), then let it go."""
         if self._camera is not None and self._last is not None:
-            missing = len(self._last["files"]) < self._files_per_shot and self._last["path"].is_file()
-            wait_ms = max(int(self.second_file_timeout_ms), _SECOND_FILE_MS) if missing else 0
+            wait_ms = max(int(self.second_file_timeout_ms), _SECOND_FILE_MS) if self._owed() else 0
             try:
                 self._drain(self._late_file, timeout_ms=wait_ms)
             except (AcquisitionError, OSError) as exc:  # closing must not hide the error that ended the session

@@ -10,11 +10,18 @@ phone lives in ``$FAKE_ADB_HOME``:
   format (``jpg``, ``heic``, ``dng``);
 - ``light``: ``on`` while the studio lamps are on (the AUTO flash fires only when it is not ``on``);
 - ``config.json``: ``latency_s`` (trigger to complete file; the first half of that time the file exists
-  half-written), ``disconnect_after`` (commands answered before the phone vanishes), ``save_to`` (the camera
-  app's folder, default ``/sdcard/DCIM/Camera``; an SD card is ``/storage/XXXX-XXXX/DCIM/Camera``),
-  ``formats`` (the files one shot writes, default ``["jpg"]``; ``["heic"]`` for "high efficiency",
-  ``["dng", "jpg"]`` for RAW + JPEG);
+  half-written, as a slow phone pauses between writes; ``visible_after_s`` sets when the half appears),
+  ``disconnect_after`` (commands answered before the
+  phone vanishes), ``save_to`` (the camera app's folder, default ``/sdcard/DCIM/Camera``; an SD card is
+  ``/storage/XXXX-XXXX/DCIM/Camera``; the app creates it with its first picture), ``formats`` (the files one
+  shot writes, default ``["jpg"]``; ``["heic"]`` for "high efficiency", ``["dng", "jpg"]`` for RAW + JPEG),
+  ``companion_delay_s`` (the files after the first format come this much later, as a phone writes the DNG
+  of RAW + JPEG last);
 - ``state.json``: screen awake, camera app open, pictures being written; ``log.txt``: every command.
+
+Files carry the phone's times (``stat -c %Y``): a picture's modification time is when the phone wrote it,
+however late the fake notices (it writes pending pictures when the next command comes). ``adb shell`` runs
+``;``-separated commands as the phone's ``sh`` does; ``date +%s`` prints the phone's clock.
 
 Only the standard library is used (it runs under ``python -S``).
 """
@@ -64,9 +71,13 @@ def _materialise(state: dict) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if now >= pending["ready_at"]:
             target.write_bytes(data)
+            written = pending.get("mtime", pending["ready_at"])  # a file copied in keeps its own time
+            os.utime(target, (written, written))
         else:
-            if now >= pending["visible_at"]:
+            if now >= pending["visible_at"] and not (target.is_file() and
+                                                    target.stat().st_size == len(data) // 2):
                 target.write_bytes(data[: len(data) // 2])
+                os.utime(target, (pending["visible_at"], pending["visible_at"]))
             keep.append(pending)
     state["pending"] = keep
 
@@ -95,11 +106,13 @@ def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
             latency = float(config.get("latency_s", 0.2))
             folder = config.get("save_to", "/sdcard/DCIM/Camera").rstrip("/")
             now = time.time()
-            for ext in config.get("formats", ["jpg"]):
+            for i, ext in enumerate(config.get("formats", ["jpg"])):
+                later = float(config.get("companion_delay_s", 0.0)) if i else 0.0
                 state.setdefault("pending", []).append({
                     "remote": f"{folder}/IMG_20261125_{counter:06d}.{ext}",
                     "source": str(HOME / "lens" / (f"flash.{ext}" if fired else f"noflash.{ext}")),
-                    "visible_at": now + latency / 2, "ready_at": now + latency})
+                    "visible_at": now + later + float(config.get("visible_after_s", latency / 2)),
+                    "ready_at": now + later + latency})
         return 0
     if command == "am" and args[:1] == ["start"]:
         action = args[args.index("-a") + 1] if "-a" in args else ""
@@ -123,12 +136,22 @@ def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
             for entry in sorted(folder.iterdir()):
                 print(entry.name + ("/" if "p" in flags and entry.is_dir() else ""))
         return status
-    if command == "stat":
-        target = args[-1]
-        path = _local(target)
-        if not path.exists():
-            return _fail(f"stat: '{target}': No such file or directory")
-        print(path.stat().st_size)
+    if command == "stat":  # toybox stat: -c FORMAT with %s (size), %Y (modification time), %n (name)
+        form = args[args.index("-c") + 1] if "-c" in args else "%n"
+        targets = [a for i, a in enumerate(args) if not a.startswith("-") and not (i and args[i - 1] == "-c")]
+        status = 0
+        for target in targets:
+            path = _local(target)
+            if not path.exists():
+                sys.stderr.write(f"stat: '{target}': No such file or directory\n")
+                status = 1
+                continue
+            info = path.stat()
+            print(form.replace("%s", str(info.st_size)).replace("%Y", str(int(info.st_mtime)))
+                  .replace("%n", target))
+        return status
+    if command == "date":
+        print(int(time.time()) if "+%s" in args else time.ctime())
         return 0
     if command == "rm":
         for target in (a for a in args if not a.startswith("-")):
@@ -184,7 +207,12 @@ def main(argv: list[str]) -> int:
     try:
         if argv[0] == "shell":
             words = shlex.split(" ".join(argv[1:]))  # adb joins the words; the phone's sh splits them again
-            return _shell(serial, words, state, config)
+            status = 0
+            while words:  # `a ; b` runs a, then b
+                command = words[:words.index(";")] if ";" in words else words
+                words = words[len(command) + 1:]
+                status = _shell(serial, command, state, config)
+            return status
         if argv[0] == "pull":
             remote, local = argv[1], Path(argv[2])
             source = _local(remote)

@@ -21,7 +21,16 @@ photo-booth bug reports; every call still goes to the real library, and the faul
 - :meth:`Body.sleep` / :meth:`Body.wake`: the body powers off (every call -52, autodetect empty); once woken,
   connections opened before keep failing with -52 until the camera is exited and initialised again;
 - ``card_free_files``: the card holds that many more files; then ``capture()`` fails with -3 "Out of memory",
-  and ``file_delete`` frees room.
+  and ``file_delete`` frees room;
+- ``announce_again_s``: the first capture's JPEG is announced a second time, that much later (a duplicate
+  ``GP_EVENT_FILE_ADDED``, as some bodies send);
+- :meth:`Body.press_shutter`: the operator takes a picture with the body's own shutter button; it is announced
+  like any other file;
+- the operator may change the image format on the body (:attr:`Body.image_format`) between two calls: the
+  ``imageformat`` setting reads what the body is set to now;
+- one connection at a time: opening a second one while another is open fails with -60 "Could not lock the
+  device" (what a second prep run or ``gphoto2`` command meets), and a new connection starts a new session:
+  announcements still owed to the old one are dropped (a body stuck busy on a file it never sent recovers).
 
 :meth:`Body.install` replaces ``gphoto2.Camera`` (pytest's ``monkeypatch``) with a class whose instances are
 connections to this body, so the code under test opens it exactly as it opens a real one.
@@ -117,6 +126,7 @@ class Body:
     busy_after_shot_s: float = 0.0
     light: Callable[[], bool] | None = None
     card_free_files: int | None = None
+    announce_again_s: float | None = None
     calls: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -129,6 +139,8 @@ class Body:
         self.on_card = 0
         self.lock = threading.Lock()
         self.focus_mode = "AF-S"
+        self.open: list[_Connection] = []  # connections initialised and not exited
+        self.captures = 0
 
     # -- the operator's hands -------------------------------------------------------------------------------
     def sleep(self) -> None:
@@ -139,6 +151,14 @@ class Body:
         """Switched on again: a new USB device; connections opened before stay dead."""
         self.asleep = False
         self.generation += 1
+
+    def press_shutter(self) -> None:
+        """The operator presses the body's own shutter button: a new JPEG on the card, announced at once."""
+        connection = self.open[-1]
+        made = connection._real.capture(self.gp.GP_CAPTURE_IMAGE)
+        with self.lock:
+            self.pending.append((time.monotonic(), str(made.folder), str(made.name)))
+            self.undownloaded.add((str(made.folder), str(made.name)))
 
     def install(self, monkeypatch: Any) -> type:
         """Make ``gphoto2.Camera()`` open connections to this body."""
@@ -191,8 +211,14 @@ class _Connection:
         body.calls.append("init")
         if body.asleep:
             raise self._error(-52)
+        if body.open:
+            raise self._error(-60)  # "Could not lock the device": another program has it open
         self._real.init(*args)
         self._generation = body.generation
+        body.open.append(self)
+        with body.lock:  # a new session: what the body owed the old one is dropped
+            body.pending.clear()
+            body.undownloaded.clear()
         if body.image_format is not None and body.reports_format:
             self._extra["imageformat"] = _Setting("imageformat", body.image_format, list(FORMAT_CHOICES))
         if body.image_size is not None:
@@ -202,6 +228,8 @@ class _Connection:
 
     def exit(self, *args: Any) -> None:
         self._body.calls.append("exit")
+        if self in self._body.open:
+            self._body.open.remove(self)
         self._real.exit(*args)
 
     def set_port_info(self, info: Any) -> None:
@@ -211,12 +239,19 @@ class _Connection:
         self._real.set_abilities(abilities)
 
     # -- settings -------------------------------------------------------------------------------------------
+    def _current(self) -> None:
+        """The image format is what the body is set to now (the operator may have turned its dial)."""
+        if "imageformat" in self._extra:
+            self._extra["imageformat"] = _Setting("imageformat", self._body.image_format, list(FORMAT_CHOICES))
+
     def get_config(self, *args: Any) -> Any:
         self._alive("get_config")
+        self._current()
         return _Config(self._real.get_config(*args), self._extra)
 
     def get_single_config(self, name: str, *args: Any) -> Any:
         self._alive(f"get_single_config {name}")
+        self._current()
         if name in self._extra:
             return self._extra[name]
         return self._real.get_single_config(name, *args)
@@ -276,6 +311,10 @@ class _Connection:
                 body.undownloaded.add(later)
             body.undownloaded.add(named)
             body.busy_until = time.monotonic() + body.busy_after_shot_s
+            body.captures += 1
+            if body.captures == 1 and body.announce_again_s is not None:
+                jpeg_file = (folder, jpeg_name)
+                body.pending.append((time.monotonic() + body.announce_again_s, *jpeg_file))
         return SimpleNamespace(folder=named[0], name=named[1])
 
     def wait_for_event(self, timeout_ms: int, *args: Any) -> list[Any]:
