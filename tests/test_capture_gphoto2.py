@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fakes.virtual_body import Body, use_virtual_camera
+from fakes.virtual_body import Body, empty_virtual_camera, use_virtual_camera
 
 from acquisition.cameras import Gphoto2Camera, classify_image_format, gphoto2_error, open_camera
 from acquisition.devices import LampController
@@ -42,7 +42,9 @@ def gp(tmp_path, monkeypatch, astronaut):
     folder.mkdir()
     picture = np.ascontiguousarray(np.concatenate([astronaut, astronaut[:128]], axis=0)[:, 16:496])
     write_image(folder / "one.jpg", picture)
-    return use_virtual_camera(monkeypatch, folder)
+    module = use_virtual_camera(monkeypatch, folder)
+    yield module
+    empty_virtual_camera(module, keep={"one.jpg"})
 
 
 @pytest.fixture()

@@ -66,6 +66,32 @@ def use_virtual_camera(monkeypatch: Any, folder: Path) -> Any:
     return gphoto2
 
 
+def empty_virtual_camera(gp: Any, keep: set[str]) -> None:
+    """Start the next test with a fresh virtual camera: free the camera objects the last one left for the
+    garbage collector, and delete what its captures left (all but the names in ``keep``, the pictures it
+    serves). libgphoto2's virtual camera takes only a few dozen captures until no camera object is alive."""
+    import gc
+
+    gc.collect()
+    camera = getattr(gp.Camera, "_real_class", gp.Camera)()
+    camera.init()
+    try:
+        def names(listing: Any) -> list[str]:
+            return [listing.get_name(i) for i in range(listing.count())]
+
+        def walk(folder: str) -> list[tuple[str, str]]:
+            files = [(folder, name) for name in names(camera.folder_list_files(folder))]
+            for name in names(camera.folder_list_folders(folder)):
+                files += walk(folder.rstrip("/") + "/" + name)
+            return files
+
+        for folder, name in walk("/"):
+            if name not in keep:
+                camera.file_delete(folder, name)
+    finally:
+        camera.exit()
+
+
 def raw_file_bytes(size: tuple[int, int] = (160, 120)) -> bytes:
     """A TIFF-structured RAW stand-in: what OpenCV or Pillow decode from it is its small embedded preview."""
     from PIL import Image
