@@ -253,7 +253,7 @@ def _phone_files(phone: Path, folder: str = "sdcard/DCIM/Camera") -> list[str]:
 
 
 def test_a_retry_after_the_phone_was_unplugged_takes_its_own_pictures(phone, tmp_path):
-    _configure(phone, latency_s=0.3)
+    _configure(phone, latency_s=0.2)
     lamps = FileLamps(phone)
     errors, unplugged = [], []
 
@@ -262,16 +262,16 @@ def test_a_retry_after_the_phone_was_unplugged_takes_its_own_pictures(phone, tmp
             unplugged.append(True)
             # the phone is unplugged just after the studio shot's trigger: the wake key and the trigger are
             # answered, the listing that waits for the picture is not
-            _configure(phone, latency_s=0.3, disconnect_after=_commands(phone) + 2)
+            _configure(phone, latency_s=0.2, disconnect_after=_commands(phone) + 2)
 
     def ask(prompt):
         errors.append(prompt.error)
-        _configure(phone, latency_s=0.3)  # plugged back in; Enter retries at once
+        _configure(phone, latency_s=0.2)  # plugged back in; Enter retries at once
         return "next" if len([e for e in errors if e is not None]) < 3 else "quit"
 
     with AdbCamera(poll_s=0.02, settle_s=0.3) as camera:
         result = capture_session(tmp_path / "raw", "S001", lamps, camera, poses=3, ask=ask, on_event=on_event,
-                                 config=SessionConfig(lamp_settle_ms=0, dark_wait_ms=300))
+                                 config=SessionConfig(lamp_settle_ms=0, dark_wait_ms=0))
     assert result.complete == ("p01", "p02", "p03")
     failures = [e for e in errors if e is not None]
     assert len(failures) == 1 and "studio shot (lamps on): lost the phone" in str(failures[0])
@@ -308,8 +308,8 @@ def test_a_slow_phone_is_pulled_again_until_the_copy_is_whole(phone, tmp_path, c
     assert read_image(shot.path).shape == (320, 240, 3)
     assert any("still being written" in r.getMessage() for r in caplog.records)
     _configure(phone, latency_s=60.0, visible_after_s=0.1)  # it never finishes writing within the shot's time
-    with AdbCamera(poll_s=0.05, shot_timeout_s=1.2) as camera, \
-            pytest.raises(AcquisitionError, match=r"the phone was still writing IMG_\d+_\d+\.jpg after 1.2 s: the "
+    with AdbCamera(poll_s=0.05, shot_timeout_s=0.8) as camera, \
+            pytest.raises(AcquisitionError, match=r"the phone was still writing IMG_\d+_\d+\.jpg after 0.8 s: the "
                                                   r"copy is incomplete") as info:
         camera.capture(tmp_path / "flash.jpg", flash="on")
     assert "stays on the phone" in str(info.value) and "image format" not in str(info.value)
