@@ -865,8 +865,6 @@ def check_rig(lamps: LampController, camera: Camera, workdir: str | Path, *, bli
     AcquisitionError
         When a device fails or the test pose fails a check, with the device's own message and the fix.
     """
-    from .imageio import read_image
-
     if blinks < 1:
         raise ValueError(f"blinks must be >= 1, got {blinks}")
     for name, value in (("settle_ms", settle_ms), ("dark_wait_ms", dark_wait_ms), ("blink_s", blink_s)):
@@ -874,13 +872,30 @@ def check_rig(lamps: LampController, camera: Camera, workdir: str | Path, *, bli
             raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    on_ms: list[float] = []
-    off_ms: list[float] = []
-    notes: list[str] = []
 
     def emit(message: str) -> None:
         if on_event is not None:
             on_event(SessionEvent("step", "check", None, message))
+
+    arrived: dict[Path, list[str]] = {}  # files of a test shot stored beside it later (a late RAW, a phone's DNG)
+    before, camera.on_extra_file = camera.on_extra_file, lambda shot, extra: arrived.setdefault(
+        Path(shot), []).append(Path(extra).name)
+    try:
+        return _check_pose(lamps, camera, workdir, arrived, blinks=blinks, level=level, settle_ms=settle_ms,
+                           dark_wait_ms=dark_wait_ms, flash=flash, blink_s=blink_s, emit=emit)
+    finally:
+        camera.on_extra_file = before
+
+
+def _check_pose(lamps: LampController, camera: Camera, workdir: Path, arrived: dict[Path, list[str]], *,
+                blinks: int, level: int, settle_ms: float, dark_wait_ms: float, flash: FlashMode, blink_s: float,
+                emit: Callable[[str], None]) -> RigCheck:
+    """:func:`check_rig` once its arguments are checked (``arrived`` collects files stored beside a shot)."""
+    from .imageio import read_image
+
+    on_ms: list[float] = []
+    off_ms: list[float] = []
+    notes: list[str] = []
 
     def shoot(role: Literal["studio", "flash"], flash_mode: FlashMode) -> tuple[Shot, float]:
         requested = time.time()
@@ -928,7 +943,8 @@ def check_rig(lamps: LampController, camera: Camera, workdir: str | Path, *, bli
     shots = []
     for role, shot, wait in (("studio", studio, studio_wait), ("flash", dark, dark_wait)):
         h, w = read_image(shot.path).shape[:2]
-        files = (shot.path.name, *(Path(c).name for c in shot.companions))
+        files = tuple(dict.fromkeys((shot.path.name, *(Path(c).name for c in shot.companions),
+                                     *arrived.get(shot.path, []))))
         shots.append(CheckShot(role, shot.path, (w, h), shot.latency_s * 1000.0, wait, shot.flash_fired, files))
     extra = sorted({name for s in shots for name in s.files[1:]})
     if extra:

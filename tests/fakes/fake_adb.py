@@ -82,6 +82,20 @@ def _materialise(state: dict) -> None:
     state["pending"] = keep
 
 
+def _existing(command: str, remotes: list[str], test) -> tuple[list[tuple[str, Path]], int]:
+    """The (remote, local) paths that pass ``test``, and the exit status: 1, with toybox's error on stderr for
+    each other one, as ``ls`` and ``stat`` do."""
+    found, status = [], 0
+    for remote in remotes:
+        local = _local(remote)
+        if test(local):
+            found.append((remote, local))
+        else:
+            sys.stderr.write(f"{command}: '{remote}': No such file or directory\n")
+            status = 1
+    return found, status
+
+
 def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
     if not words:
         return _fail("interactive shell not supported by the fake")
@@ -123,13 +137,9 @@ def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
     if command == "ls":  # toybox ls: -1 one per line, -p marks folders with "/", a header per folder when several
         flags = "".join(a[1:] for a in args if a.startswith("-"))
         paths = [a for a in args if not a.startswith("-")] or ["/"]
-        status, first = 0, True
-        for remote in paths:
-            folder = _local(remote)
-            if not folder.is_dir():
-                sys.stderr.write(f"ls: {remote}: No such file or directory\n")
-                status = 1
-                continue
+        found, status = _existing("ls", paths, Path.is_dir)
+        first = True
+        for remote, folder in found:
             if len(paths) > 1:
                 print(("" if first else "\n") + f"{remote}:")
             first = False
@@ -139,13 +149,8 @@ def _shell(serial: str, words: list[str], state: dict, config: dict) -> int:
     if command == "stat":  # toybox stat: -c FORMAT with %s (size), %Y (modification time), %n (name)
         form = args[args.index("-c") + 1] if "-c" in args else "%n"
         targets = [a for i, a in enumerate(args) if not a.startswith("-") and not (i and args[i - 1] == "-c")]
-        status = 0
-        for target in targets:
-            path = _local(target)
-            if not path.exists():
-                sys.stderr.write(f"stat: '{target}': No such file or directory\n")
-                status = 1
-                continue
+        found, status = _existing("stat", targets, Path.exists)
+        for target, path in found:
             info = path.stat()
             print(form.replace("%s", str(info.st_size)).replace("%Y", str(int(info.st_mtime)))
                   .replace("%n", target))
