@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,9 @@ from PIL import JpegImagePlugin, features
 
 from ._formats import UNSUPPORTED_HINTS, sniff_format
 from ._jpeg import estimate_quality, jpeg_layout
-from ._pillow import HEIF_SUPPORTED, Image
+from ._pillow import HEIF_SUPPORTED, Image, pillow_warnings_logged
+from ._profiles import cmyk_to_rgb
+from ._tiff import raw_signature
 from .errors import AcquisitionError
 from .files import read_bytes
 
@@ -54,11 +55,13 @@ _CV2_MAX_PIXELS: Final = 1 << 30
 # Zero bytes in place of the EOI marker of a single-scan JPEG: enough for libjpeg's bit-buffer look-ahead to
 # finish a whole scan, far too few to stand in for the rows of a cut one (see acquisition._jpeg).
 _JPEG_PAD: Final = b"\x00" * 16
+_JPEG_ONES_PAD: Final = b"\xff\x00" * 8  # as many one bits (0xFF is stuffed with 0x00 in entropy-coded data)
 _TRUNCATED_HINT: Final = "the file is truncated: copy it again from the camera"
 _CORRUPT_HINT: Final = "the file is truncated or corrupt: copy it again from the camera"
 _TRUNCATION_WORDS: Final = ("truncated", "premature", "incomplete", "not enough image data", "unexpected end")
 # IFD0 tags of a TIFF that describe the picture (not its storage), carried over as its EXIF.
 _DESCRIPTIVE_TIFF_TAGS: Final = (0x010E, 0x010F, 0x0110, 0x0112, 0x0131, 0x0132, 0x013B, 0x8298, 0x8769, 0x8825)
+_HEIF_MONOCHROME: Final = 2  # libheif's heif_colorspace_monochrome
 _DECODER_FEATURES: Final = {"WEBP": "webp", "AVIF": "avif", "JPEG2000": "jpg_2000"}
 _PILLOW_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, TypeError, IndexError)
 
@@ -231,10 +234,11 @@ def _decode_error(kind: str, path: Path, exc: BaseException) -> AcquisitionError
     return AcquisitionError(f"cannot decode this {kind} ({detail})", path=path, hint=_CORRUPT_HINT)
 
 
-def _check_decodable(kind: str, path: Path) -> None:
+def _check_decodable(kind: str, path: Path, data: bytes) -> None:
     if kind in UNSUPPORTED_HINTS:
-        raise AcquisitionError(f"this is a {kind}, not a photo the toolkit can read", path=path,
-                               hint=UNSUPPORTED_HINTS[kind])
+        why = raw_signature(data) if kind == "camera RAW file" else None
+        raise AcquisitionError(f"this is a {kind}{f' ({why})' if why else ''}, not a photo the toolkit can read",
+                               path=path, hint=UNSUPPORTED_HINTS[kind])
     if kind == "HEIF" and not HEIF_SUPPORTED:
         raise AcquisitionError("this is a HEIF/HEIC photo and pillow-heif is not installed", path=path,
                                hint="pip install pillow-heif, or export the photo as JPEG")
@@ -245,7 +249,10 @@ def _check_decodable(kind: str, path: Path) -> None:
 
 
 def _jpeg_feed(data: bytes, path: Path) -> bytes:
-    """The bytes to hand Pillow: a single-scan JPEG without its EOI, so a cut scan fails instead of going grey."""
+    """The bytes to hand Pillow: a single-scan JPEG without its EOI, so a cut scan fails instead of going grey
+    and a whole scan decodes whether its EOI is there or not (a copy that lost only its last 2 bytes holds every
+    pixel: :func:`_scan_is_whole`); a multi-scan JPEG as it is (without its EOI it fails as truncated: whether
+    its last scan is whole cannot be told)."""
     layout = jpeg_layout(data)
     if len(layout.scans) > 1:
         if layout.end is not None and not layout.complete_coverage():
@@ -254,7 +261,27 @@ def _jpeg_feed(data: bytes, path: Path) -> bytes:
         return data
     if len(layout.scans) == 1 and layout.end is not None:
         return data[:layout.end] + _JPEG_PAD
-    return data
+    if len(layout.scans) == 1 and _scan_is_whole(data):  # without its EOI: a copy that lost its last 2 bytes
+        return data + _JPEG_PAD
+    return data  # a cut scan: Pillow runs out of data and says "truncated"
+
+
+def _scan_is_whole(body: bytes) -> bool:
+    """Whether a single-scan JPEG that ends without EOI still holds its whole scan.
+
+    The missing end cannot be seen in the bytes, so the scan is decoded twice, followed by zero bits and by
+    one bits: only when neither was read as image data (every block decoded from the file's own bytes) do the
+    two pictures agree. A cut scan runs out of data or decodes the two differently. Costs two decodes, paid
+    only by such files.
+    """
+    pictures = []
+    for pad in (_JPEG_PAD, _JPEG_ONES_PAD):
+        try:
+            with Image.open(io.BytesIO(body + pad)) as im:
+                pictures.append(np.asarray(im))
+        except (*_PILLOW_ERRORS, MemoryError):
+            return False
+    return np.array_equal(*pictures)
 
 
 def _open(feed: bytes, path: Path, kind: str) -> Image.Image:
@@ -370,16 +397,6 @@ def _pillow_pixels(im: Image.Image, path: Path) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-@contextlib.contextmanager
-def _pillow_warnings_logged() -> Iterator[None]:
-    """Pillow warns about damaged metadata ("Corrupt EXIF data"): log it (-v) instead of printing it under -q."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for warning in caught:
-        log.debug("Pillow: %s", warning.message)
-
-
 @dataclass
 class _Decoded:
     pixels: np.ndarray  # (H, W, C) upright; C = 1, 2, 3 or 4
@@ -407,15 +424,15 @@ def _decode(path: Path, *, metadata: bool) -> _Decoded:
     """The one decoder behind :func:`read_image` and :func:`read_photo`."""
     data = _read_bytes(path)
     kind = sniff_format(data, path.suffix)
-    _check_decodable(kind, path)
+    _check_decodable(kind, path, data)
     feed = _jpeg_feed(data, path) if kind == "JPEG" else data
-    with _pillow_warnings_logged(), _open(feed, path, kind) as im:
+    with pillow_warnings_logged(), _open(feed, path, kind) as im:
         kind = "JPEG" if im.format == "MPO" else (im.format or kind)
         width, height = im.size
         _check_size(width, height, path, len(data), kind)
         # libheif has already turned a HEIF upright and reset its EXIF orientation: report the one it applied
         stored_orientation = im.info.get("original_orientation") if kind == "HEIF" else None
-        grey = im.mode in ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N")
+        grey = im.mode in ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N") or _heif_monochrome(im)
         try:
             if kind == "PNG":
                 orientation = exif_orientation(data)
@@ -432,7 +449,11 @@ def _decode(path: Path, *, metadata: bool) -> _Decoded:
             tiff_alpha = bool(tags.get(338))
             bits = tags.get(258, (8,))
             upright_already = False
-            if tiff_alpha and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            if im.mode == "CMYK":  # through its own profile to sRGB (acquisition._profiles)
+                pixels, icc = cmyk_to_rgb(im, im.info.get("icc_profile"))
+                if metadata:
+                    info["icc_profile"] = icc
+            elif tiff_alpha and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
                 pixels = _tifffile_pixels(data)
             elif kind in ("PNG", "TIFF") and width * height <= _CV2_MAX_PIXELS and not tiff_alpha:
                 pixels = _opencv_pixels(data, path, kind)
@@ -448,6 +469,16 @@ def _decode(path: Path, *, metadata: bool) -> _Decoded:
     if isinstance(stored_orientation, int) and 1 <= stored_orientation <= 8:
         orientation = stored_orientation
     return _Decoded(pixels, kind, orientation, grey, info)
+
+
+def _heif_monochrome(im: Image.Image) -> bool:
+    """Whether a HEIF stores one grey channel: libheif hands grey with alpha over as RGBA (pillow-heif's file
+    object, read before the pixels are)."""
+    try:
+        heif = getattr(im, "_heif_file", None)
+        return heif is not None and heif[im.tell()]._c_image.colorspace == _HEIF_MONOCHROME
+    except Exception:  # pillow-heif's internals moved: the photo is simply taken as colour
+        return False
 
 
 def _to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -506,8 +537,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     data = _read_bytes(path)
     kind = sniff_format(data, path.suffix)
-    _check_decodable(kind, path)
-    with _pillow_warnings_logged(), _open(data, path, kind) as im:
+    _check_decodable(kind, path, data)
+    with pillow_warnings_logged(), _open(data, path, kind) as im:
         width, height = im.size
         orientation = exif_orientation(data) if kind == "PNG" else _orientation_of(im.getexif())
     return (width, height) if orientation >= 5 else (height, width)

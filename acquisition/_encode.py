@@ -8,12 +8,15 @@ written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
+import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import cv2
 import numpy as np
@@ -29,8 +32,11 @@ from ._decode import (
     IMAGE_EXTENSIONS,
     Photo,
 )
-from ._pillow import Image
+from ._pillow import Image, pillow_warnings_logged
+from ._profiles import fit_profile
+from ._tiff import encode_tiff
 from .atomic import write_bytes_atomic
+from .errors import AcquisitionError, PrepError
 
 __all__ = ["encode_image", "encode_photo", "upright_exif", "write_image", "write_photo"]
 
@@ -87,10 +93,19 @@ def _upright_xmp(xmp: bytes) -> bytes:
 
 
 def _grey_of(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma, as Pillow's ``convert("L")``: a grey input relit through RGB comes back grey."""
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    top = 65535 if rgb.dtype == np.uint16 else 255
-    return np.clip(np.rint(rgb.astype(np.float32) @ weights), 0, top).astype(rgb.dtype)
+    """ITU-R BT.601 luma (OpenCV's, in the image's own dtype: no float copy of a large photo), as Pillow's
+    ``convert("L")``: a grey input relit through RGB comes back grey."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+#: Output formats that store one grey channel, and those that store grey with alpha (WebP stores neither; AVIF
+#: has no grey with alpha in Pillow's writer).
+_GREY_FORMATS: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif"})
+_GREY_ALPHA_FORMATS: Final = frozenset({".png", ".tif", ".tiff", ".heic", ".heif", ".hif"})
+#: Formats whose encoder here compresses alpha with loss at a lossy colour quality (x265 has no lossless alpha).
+_LOSSY_ALPHA_FORMATS: Final = frozenset({".heic", ".heif", ".hif"})
+_FORMAT_NAMES: Final = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF",
+                        ".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".webp": "WebP", ".avif": "AVIF"}
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -125,33 +140,6 @@ def _pillow_image(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0] if mode == "L" else pixels), mode=mode)
 
 
-def _encode_tiff16(pixels: np.ndarray, *, icc: bytes | None, exif: bytes | None,
-                   dpi: tuple[float, float] | None) -> bytes:
-    """16-bit TIFF with its colour profile and descriptive tags (Pillow writes 16-bit RGB as 8-bit)."""
-    import tifffile
-
-    extratags = []
-    if exif:
-        block = Image.Exif()
-        block.load(exif)
-        for tag, dtype in ((0x010E, "s"), (0x010F, "s"), (0x0110, "s"), (0x0132, "s"), (0x013B, "s"),
-                           (0x8298, "s")):
-            value = block.get(tag)
-            if isinstance(value, str) and value:
-                extratags.append((tag, dtype, 0, value, True))
-        software = block.get(_EXIF_SOFTWARE)
-    else:
-        software = None
-    photometric = "minisblack" if pixels.shape[2] <= 2 else "rgb"
-    buffer = io.BytesIO()
-    tifffile.imwrite(buffer, pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, photometric=photometric,
-                     extrasamples=("unassalpha",) if pixels.shape[2] in (2, 4) else None, iccprofile=icc,
-                     software=software or None, resolution=(dpi[0], dpi[1]) if dpi else None,
-                     resolutionunit="INCH" if dpi else None, extratags=extratags, compression="zlib",
-                     metadata=None)
-    return buffer.getvalue()
-
-
 def _encode(pixels: np.ndarray, suffix: str, *, icc: bytes | None = None, exif: bytes | None = None,
             xmp: bytes | None = None, dpi: tuple[float, float] | None = None, quality: int = 95,
             qtables: tuple[tuple[int, ...], ...] | None = None, subsampling: str | None = None,
@@ -176,13 +164,7 @@ def _encode(pixels: np.ndarray, suffix: str, *, icc: bytes | None = None, exif: 
             png = _encode(pixels, ".png", png_compression=png_compression)
         return _png_with_metadata(png, icc=icc, exif=exif, xmp=xmp, dpi=dpi)
     if suffix in (".tif", ".tiff"):
-        if pixels.dtype == np.uint16:
-            return _encode_tiff16(pixels, icc=icc, exif=exif, dpi=dpi)
-        extra: dict[str, Any] = {"tiffinfo": {700: xmp}} if xmp else {}
-        if exif:
-            extra["exif"] = exif
-        _pillow_image(pixels).save(out, format="TIFF", compression="tiff_lzw", icc_profile=icc, dpi=dpi, **extra)
-        return out.getvalue()
+        return encode_tiff(pixels, icc=icc, exif=exif, xmp=xmp, dpi=dpi)
     options: dict[str, Any] = {key: value for key, value in (("exif", exif), ("icc_profile", icc), ("xmp", xmp))
                                if value}  # pillow-heif refuses an empty EXIF block
     if suffix in (".jpg", ".jpeg"):
@@ -200,9 +182,17 @@ def _encode(pixels: np.ndarray, suffix: str, *, icc: bytes | None = None, exif: 
     formats = {".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF", ".webp": "WEBP", ".avif": "AVIF"}
     if suffix not in formats:
         raise ValueError(f"unsupported image format {suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    if pixels.shape[2] <= 2 and suffix not in (_GREY_ALPHA_FORMATS if pixels.shape[2] == 2 else _GREY_FORMATS):
+        pixels = pixels[:, :, [0, 0, 0, 1][:pixels.shape[2] + 2]]  # the format stores no such grey
     image = _pillow_image(pixels)
-    if formats[suffix] == "WEBP" and image.mode in ("L", "LA"):
-        image = image.convert("RGBA" if image.mode == "LA" else "RGB")
+    if formats[suffix] == "AVIF" and image.mode == "RGBA":
+        try:  # libaom codes the alpha plane losslessly beside lossy colour ("a:" is its alpha-plane prefix)
+            image.save(out, format="AVIF", quality=quality, advanced={"a:lossless": "1"}, **options)
+            return out.getvalue()
+        except (ValueError, RuntimeError, OSError) as exc:  # another AV1 encoder: its default alpha
+            log.warning("this AVIF encoder has no lossless alpha (%s): the alpha channel may change by a level "
+                        "or two; write .png, .tif or .webp to keep it exactly", exc)
+            out = io.BytesIO()
     image.save(out, format=formats[suffix], quality=quality, **options)
     return out.getvalue()
 
@@ -228,14 +218,35 @@ def encode_image(image: np.ndarray, suffix: str, *, quality: int = 95, exif: byt
         raise ValueError(f"unsupported image format {suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
     if suffix not in (".png", ".tif", ".tiff") and image.dtype != np.uint8:
         raise ValueError(f"{suffix} holds 8-bit images only, got {image.dtype}")
-    return _encode(image, suffix, exif=exif, quality=quality, png_compression=png_compression)
+    with pillow_warnings_logged():
+        return _encode(image, suffix, exif=exif, quality=quality, png_compression=png_compression)
+
+
+@contextlib.contextmanager
+def _encoder_errors(path: Path) -> Iterator[None]:
+    """An encoder's failure (libtiff, libheif, libwebp and Pillow raise RuntimeError, OSError, KeyError...) as one
+    line naming the output; a bad argument stays a ValueError, and a failed write says why (:mod:`.atomic`)."""
+    try:
+        yield
+    except PrepError:
+        raise
+    except MemoryError as exc:
+        raise AcquisitionError("not enough memory to encode this output", path=path,
+                               hint="close other programs, or write a format that needs less (e.g. .jpg)") from exc
+    except (RuntimeError, OSError, TypeError, KeyError, IndexError, AttributeError, EOFError, SyntaxError,
+            struct.error, cv2.error) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AcquisitionError(f"could not encode the result as {path.suffix.lstrip('.').upper()} ({detail})",
+                               path=path, hint="write another format (.png keeps every pixel, the profile and "
+                                               "the EXIF)") from exc
 
 
 def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95, exif: bytes | None = None,
                 png_compression: int = 1) -> None:
     """Encode ``image`` by the extension of ``path`` and write it atomically (see :func:`encode_image`)."""
     path = Path(path)
-    data = encode_image(image, path.suffix, quality=quality, exif=exif, png_compression=png_compression)
+    with _encoder_errors(path):
+        data = encode_image(image, path.suffix, quality=quality, exif=exif, png_compression=png_compression)
     write_bytes_atomic(path, data)
 
 
@@ -251,12 +262,15 @@ def encode_photo(rgb: np.ndarray, suffix: str, *, like: Photo | None = None, qua
         The output format: ``.jpg``, ``.png``, ``.tif``, ``.heic``, ``.webp``, ``.avif`` (any of
         :data:`IMAGE_EXTENSIONS`).
     like : Photo, optional
-        The source photo. Kept from it: the ICC profile, all EXIF (via :func:`upright_exif`: orientation 1,
-        ``Software`` noting deepflash, the new pixel size), XMP (orientation 1), the resolution, the alpha
-        channel (re-attached untouched, where the format has alpha), grey (written as one channel, BT.601
-        luma, where the format has grey) and, JPEG to JPEG, the quantization tables and chroma subsampling
-        (otherwise the estimated quality). 16-bit stays 16-bit in PNG and TIFF; JPEG, HEIF, WebP and AVIF
-        take the top 8 bits.
+        The source photo. Kept from it: the ICC profile where it describes the pixels written (a grey profile
+        beside grey written as RGB converts them to sRGB through it; any other mismatch leaves the profile out),
+        all EXIF (via :func:`upright_exif`: orientation 1, ``Software`` noting deepflash, the new pixel size;
+        in TIFF too, with its Exif and GPS sub-IFDs), XMP (orientation 1), the resolution, the alpha channel
+        (re-attached untouched where the format has alpha: PNG, TIFF, WebP and AVIF keep every level, HEIC's
+        encoder changes it by a level or two and a warning says so), grey (written as one channel, BT.601 luma,
+        in JPEG, PNG, TIFF, HEIC and AVIF, with alpha in PNG, TIFF and HEIC; elsewhere as neutral RGB, with a
+        warning) and, JPEG to JPEG, the quantization tables and chroma subsampling (otherwise the estimated
+        quality). 16-bit stays 16-bit in PNG and TIFF; JPEG, HEIF, WebP and AVIF take the top 8 bits.
     quality : int, optional
         Override the JPEG/HEIF/WebP/AVIF quality (default: the source's estimate, else 95).
     png_compression : int
@@ -275,23 +289,42 @@ def encode_photo(rgb: np.ndarray, suffix: str, *, like: Photo | None = None, qua
     suffix = suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         raise ValueError(f"unsupported image format {suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    if like is None:
-        return _encode(rgb, suffix, exif=upright_exif(None, size=rgb.shape[:2]),
-                       quality=quality or 95, png_compression=png_compression)
-    pixels = _grey_of(rgb)[:, :, None] if like.grey else rgb
-    if like.alpha is not None:
-        if like.alpha.shape != rgb.shape[:2]:
-            raise ValueError(f"the result is {rgb.shape[1]}x{rgb.shape[0]}, the source's alpha "
-                             f"{like.alpha.shape[1]}x{like.alpha.shape[0]}")
-        alpha = like.alpha
+    if like is not None and like.alpha is not None and like.alpha.shape != rgb.shape[:2]:
+        raise ValueError(f"the result is {rgb.shape[1]}x{rgb.shape[0]}, the source's alpha "
+                         f"{like.alpha.shape[1]}x{like.alpha.shape[0]}")
+    with pillow_warnings_logged():
+        if like is None:
+            return _encode(rgb, suffix, exif=upright_exif(None, size=rgb.shape[:2]),
+                           quality=quality or 95, png_compression=png_compression)
+        return _encode_like(rgb, suffix, like, quality=quality, png_compression=png_compression)
+
+
+def _encode_like(rgb: np.ndarray, suffix: str, like: Photo, *, quality: int | None, png_compression: int) -> bytes:
+    """:func:`encode_photo` with a source photo: what the format can keep of it, and a word for what it cannot."""
+    name = like.path.name if like.path else "the photo"
+    fmt = _FORMAT_NAMES[suffix]
+    alpha = like.alpha if suffix not in (".jpg", ".jpeg") else None
+    if like.alpha is not None and alpha is None:
+        log.info("JPEG has no alpha channel: the transparency of %s is not kept", name)
+    pixels = rgb
+    if like.grey:
+        grey = _grey_of(rgb)[:, :, None]
+        if suffix in (_GREY_ALPHA_FORMATS if alpha is not None else _GREY_FORMATS):
+            pixels = grey
+        else:
+            log.warning("%s stores no grey%s: %s is written as (neutral) RGB", fmt,
+                        " with alpha" if alpha is not None else "", name)
+            pixels = np.repeat(_to_8bit(grey), 3, axis=2)
+    if alpha is not None:
         if alpha.dtype != pixels.dtype:
             alpha = (alpha.astype(np.uint16) * 257) if pixels.dtype == np.uint16 else _to_8bit(alpha)
-        if suffix not in (".jpg", ".jpeg"):
-            pixels = np.concatenate([pixels, alpha[:, :, None]], axis=2)
-        else:
-            log.info("JPEG has no alpha channel: the transparency of %s is not kept", like.path or "the source")
+        pixels = np.concatenate([pixels, alpha[:, :, None]], axis=2)
+        if suffix in _LOSSY_ALPHA_FORMATS:
+            log.warning("%s: the HEIF encoder compresses the alpha channel with loss (a level or two); write .png, "
+                        ".tif, .webp or .avif to keep it exactly", name)
+    pixels, icc = fit_profile(pixels, like.icc_profile)
     same_jpeg = like.format == "JPEG" and suffix in (".jpg", ".jpeg") and quality is None
-    return _encode(pixels, suffix, icc=like.icc_profile, exif=upright_exif(like.exif, size=rgb.shape[:2]),
+    return _encode(pixels, suffix, icc=icc, exif=upright_exif(like.exif, size=rgb.shape[:2]),
                    xmp=_upright_xmp(like.xmp) if like.xmp else None, dpi=like.dpi,
                    quality=quality or like.jpeg_quality or 95, qtables=like.qtables if same_jpeg else None,
                    subsampling=like.subsampling, png_compression=png_compression)
@@ -307,5 +340,6 @@ def write_photo(path: str | Path, rgb: np.ndarray, *, like: Photo | None = None,
     >>> write_photo("studio.heic", relight(photo.rgb), like=photo)   # doctest: +SKIP
     """
     path = Path(path)
-    write_bytes_atomic(path, encode_photo(rgb, path.suffix, like=like, quality=quality,
-                                          png_compression=png_compression))
+    with _encoder_errors(path):
+        data = encode_photo(rgb, path.suffix, like=like, quality=quality, png_compression=png_compression)
+    write_bytes_atomic(path, data)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ._tiff import raw_signature
+
 __all__ = ["RAW_SUFFIXES", "UNSUPPORTED_HINTS", "sniff_format"]
 
 _HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
@@ -65,14 +67,16 @@ def sniff_format(data: bytes, suffix: str = "") -> str:
 
     Returns ``"JPEG"``, ``"PNG"``, ``"TIFF"``, ``"HEIF"``, ``"AVIF"``, ``"WEBP"``, ``"GIF"``, ``"BMP"``,
     ``"JPEG2000"``, a key of :data:`UNSUPPORTED_HINTS`, or ``"unknown"`` (which Pillow may still open).
-    ``suffix`` (the file's extension) only tells TIFF-structured RAW files (NEF, ARW, DNG...) from TIFF.
+    TIFF-structured RAW files (DNG, NEF, ARW, CR2...) are told from TIFF photos by their structure
+    (:func:`acquisition._tiff.raw_signature`), whatever their name; a RAW ``suffix`` (the file's extension)
+    marks one too.
     """
     if data.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        if data[8:10] == b"CR" or suffix.lower() in RAW_SUFFIXES:
+        if data[8:10] == b"CR" or suffix.lower() in RAW_SUFFIXES or raw_signature(data) is not None:
             return "camera RAW file"
         return "TIFF"
     if data[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\x00") or data.startswith(b"FUJIFILMCCD-RAW"):

@@ -19,7 +19,8 @@ import numpy as np
 
 from .faces import FaceBox
 
-__all__ = ["MAX_WORK_SIDE", "MIN_FACE_WORK_PX", "WORK_SIDE", "subject_matte"]
+__all__ = ["BACKGROUND_BAND", "MAX_WORK_SIDE", "MIN_FACE_WORK_PX", "SHOULDER_HALF_WIDTH", "SHOULDER_SLOPE", "WORK_SIDE",
+           "subject_matte"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,13 @@ WORK_SIDE = 256
 MIN_FACE_WORK_PX = 48
 #: ... as long as the copy stays within this side.
 MAX_WORK_SIDE = 384
+#: Shoulders of the strict prior: their half-width grows by this many face widths per face height below the chin
+#: (a portrait's shoulders are about 1.1 face widths out one third of a face height below it) ...
+SHOULDER_SLOPE = 1.4
+#: ... up to this half-width, in face widths.
+SHOULDER_HALF_WIDTH = 2.4
+#: With the strict prior, GrabCut learns the background from this band around it (face widths).
+BACKGROUND_BAND = 0.3
 
 
 def _face_core(mask: np.ndarray, face: FaceBox) -> None:
@@ -38,17 +46,30 @@ def _face_core(mask: np.ndarray, face: FaceBox) -> None:
     cv2.ellipse(mask, (round(cx), round(cy)), axes, 0, 0, 360, int(cv2.GC_FGD), -1)
 
 
-def _prior_mask(shape: tuple[int, int], face: FaceBox, *, top_is_background: bool = True) -> np.ndarray:
-    """GrabCut seeds: the head and a torso widening below it are probably subject, the face core surely."""
+def _prior_mask(shape: tuple[int, int], face: FaceBox, *, top_is_background: bool = True,
+                outside_is_background: bool = False) -> np.ndarray:
+    """GrabCut seeds: the head and a torso widening below it are probably subject, the face core surely.
+
+    With ``outside_is_background`` everything outside that head-and-shoulders shape is surely background and
+    the shoulders widen as a person's do (:data:`SHOULDER_SLOPE` face widths per face height below the chin, at
+    most :data:`SHOULDER_HALF_WIDTH`), not down to the image's bottom edge, which in a photo cut below the chest
+    takes in the whole lower corners."""
     h, w = shape
-    mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    mask = np.full((h, w), cv2.GC_BGD if outside_is_background else cv2.GC_PR_BGD, np.uint8)
     cx, cy = face.center
     fw, fh = face.width, face.height
     cv2.ellipse(mask, (round(cx), round(cy - 0.1 * fh)), (round(0.85 * fw), round(1.0 * fh)), 0, 0, 360,
                 int(cv2.GC_PR_FGD), -1)
-    torso = np.array([[cx - 0.6 * fw, cy + 0.5 * fh], [cx + 0.6 * fw, cy + 0.5 * fh],
-                      [cx + 2.2 * fw, h], [cx - 2.2 * fw, h]], np.int32)
-    cv2.fillPoly(mask, [torso], int(cv2.GC_PR_FGD))
+    chin = cy + 0.5 * fh
+    if outside_is_background:
+        rows = np.arange(h, dtype=np.float32)
+        half = np.minimum(SHOULDER_HALF_WIDTH * fw, 0.6 * fw + SHOULDER_SLOPE * fw * (rows - chin) / max(fh, 1.0))
+        torso = (rows[:, None] >= chin) & (np.abs(np.arange(w, dtype=np.float32)[None, :] - cx) <= half[:, None])
+        mask[torso] = cv2.GC_PR_FGD
+    else:
+        torso = np.array([[cx - 0.6 * fw, chin], [cx + 0.6 * fw, chin], [cx + 2.2 * fw, h], [cx - 2.2 * fw, h]],
+                         np.int32)
+        cv2.fillPoly(mask, [torso], int(cv2.GC_PR_FGD))
     _face_core(mask, face)
     # The top corners, well away from the head, are surely background.
     margin = max(1, round(0.04 * min(h, w)))
@@ -57,6 +78,23 @@ def _prior_mask(shape: tuple[int, int], face: FaceBox, *, top_is_background: boo
     if top_is_background:
         mask[:margin, :] = np.where(mask[:margin, :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_BGD)
     return mask
+
+
+def _local_colours(small: np.ndarray, seeds: np.ndarray, face: FaceBox) -> np.ndarray:
+    """``small`` with every pixel farther than :data:`BACKGROUND_BAND` face widths from the prior shape painted
+    the colour of the nearest pixel within it: GrabCut's background model (five Gaussians for the whole image)
+    then describes what lies right beside the person, not a far corner of the photo."""
+    prior = (seeds != cv2.GC_BGD).astype(np.uint8)
+    k = 2 * max(1, round(BACKGROUND_BAND * face.width)) + 1
+    near = cv2.dilate(prior, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    if near.all() or not near.any():
+        return small
+    _, labels = cv2.distanceTransformWithLabels(1 - near, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    sources = np.flatnonzero(near.ravel())  # label n is the n-th pixel of the band, in raster order
+    far = np.flatnonzero(near.ravel() == 0)
+    flat = small.reshape(-1, small.shape[2]).copy()
+    flat[far] = flat[sources[labels.ravel()[far] - 1]]
+    return flat.reshape(small.shape)
 
 
 def _whole_subject(fg: np.ndarray, face: FaceBox) -> np.ndarray:
@@ -83,7 +121,7 @@ def _whole_subject(fg: np.ndarray, face: FaceBox) -> np.ndarray:
 
 
 def subject_matte(rgb: np.ndarray, face: FaceBox, *, others: Sequence[FaceBox] = (),
-                  top_is_background: bool = True, work_side: int = WORK_SIDE,
+                  top_is_background: bool = True, outside_is_background: bool = False, work_side: int = WORK_SIDE,
                   min_face_work_px: int = MIN_FACE_WORK_PX, max_work_side: int = MAX_WORK_SIDE) -> np.ndarray:
     """A matte of the subject whose face is ``face``: 1 on face, hair and shoulders, 0 on the background.
 
@@ -99,6 +137,13 @@ def subject_matte(rgb: np.ndarray, face: FaceBox, *, others: Sequence[FaceBox] =
     top_is_background : bool
         Whether the top rows of ``rgb`` are surely background (a portrait with room above the head); False when
         the head may touch the top edge (a crop of a larger photo).
+    outside_is_background : bool
+        Seed everything outside the head-and-shoulders prior as surely background (shoulders by a person's
+        proportions, not the image's height), so GrabCut's background colours include a busy backdrop beside
+        the person (a flag, a shelf) instead of learning it as the subject's, learnt from a band of
+        :data:`BACKGROUND_BAND` face widths around the prior (farther pixels take the colour of the nearest one in
+        it); ``prep enhance`` uses it, where a background taken in is a visible edit. False (the virtual
+        studio's): only the top corners are surely background.
     work_side, min_face_work_px, max_work_side : int
         GrabCut's copy: longer side ``work_side``, larger (up to ``max_work_side``) while the face spans fewer
         than ``min_face_work_px`` of its pixels. A larger copy follows dark hair or a hat against a dark
@@ -121,13 +166,16 @@ def subject_matte(rgb: np.ndarray, face: FaceBox, *, others: Sequence[FaceBox] =
         return FaceBox(box.left * fx, box.top * fy, box.right * fx, box.bottom * fy)
 
     small_face = to_small(face)
-    seeds = _prior_mask(small.shape[:2], small_face, top_is_background=top_is_background)
+    seeds = _prior_mask(small.shape[:2], small_face, top_is_background=top_is_background,
+                        outside_is_background=outside_is_background)
     for other in map(to_small, others):
         ox, oy = other.center
         axes = (max(1, round(0.45 * other.width)), max(1, round(0.5 * other.height)))
         cv2.ellipse(seeds, (round(ox), round(oy)), axes, 0, 0, 360, int(cv2.GC_BGD), -1)
     if others:  # a neighbour's face that overlaps this one does not take its core
         _face_core(seeds, small_face)
+    if outside_is_background:
+        small = _local_colours(small, seeds, small_face)
     gc = seeds.copy()
     try:
         cv2.setRNGSeed(0)  # GrabCut's k-means initialisation: the same silhouette on every run

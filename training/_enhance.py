@@ -18,7 +18,12 @@ Where the change is applied (``paste``):
 
 Several faces (``faces="all"``, the default) are each framed, predicted and pasted through their own weight;
 where two weights overlap the changes are averaged by weight, never added. Detections that overlap a larger
-face, and beyond the largest face those dlib scores as not face-like (a badge, a print on clothes), are left out.
+face, and those dlib scores as not face-like (a badge, a print on clothes; it can be found larger than the face
+above it), are left out.
+
+Memory: the change is applied band by band (:data:`BAND_PIXELS`), the network and the mattes work on small
+copies, so a photo costs its decoded size about twice (input and output; in place when the decoder's array is
+writable) plus a fixed few hundred MB, whatever the size of the face.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 import torch
 
 from acquisition.errors import PrepError
-from acquisition.faces import FaceBox, detect_faces, face_scores, to_uint8
+from acquisition.faces import FaceBox, default_min_face_px, detect_faces, face_scores, to_uint8
 from acquisition.folders import check_apart
 from acquisition.imageio import IMAGE_EXTENSIONS, read_photo, write_photo
 from acquisition.layout import is_inside
@@ -63,7 +68,12 @@ MATTE_SIDE = 768
 #: ... and GrabCut's own resolution in it: finer than the virtual studio's (a portrait of known framing), since a
 #: dark hat or hair against a dark background is otherwise cut off, and the cut shows as a step of the change.
 MATTE_WORK_SIDE, MATTE_FACE_WORK_PX, MATTE_MAX_WORK_SIDE = 384, 96, 512
-#: dlib HOG score a face beyond the largest needs to be relit (real faces score ~1-2, look-alikes ~0 or below).
+#: Pixels of the photo processed at once when the change is applied (float32 work: about 16 bytes each), so the
+#: memory a photo needs grows with the photo itself only through its decoded copies.
+BAND_PIXELS = 1 << 22
+#: Largest black-bordered copy of a square leaving the photo made at full resolution (see :func:`_square_at`).
+PAD_COPY_BYTES = 64 << 20
+#: dlib HOG score a detection needs to be relit (real faces score ~1-2, look-alikes ~0 or below).
 MIN_EXTRA_FACE_SCORE = 0.5
 #: Where the predicted change is applied.
 PASTES: Final = ("subject", "crop")
@@ -123,11 +133,17 @@ def _cosine_ramp(u: np.ndarray) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(np.pi * np.clip(u, 0.0, 1.0))).astype(np.float32)
 
 
+def _feather_ramp(start: int, stop: int, side: int, feather: float = FEATHER_FRACTION) -> np.ndarray:
+    """Along one axis of a square of ``side``, for indices start..stop-1: 1 inside, a cosine ramp to 0 over the
+    outer ``feather`` x side."""
+    ramp_px = max(1.0, feather * side)
+    u = np.arange(start, stop, dtype=np.float32) + 0.5
+    return _cosine_ramp(np.minimum(u, side - u) / ramp_px)
+
+
 def feather_mask(side: int, feather: float = FEATHER_FRACTION) -> np.ndarray:
     """A side x side float32 mask: 1 inside, a smooth (cosine) ramp to 0 over the outer ``feather`` x side."""
-    ramp_px = max(1.0, feather * side)
-    u = np.arange(side, dtype=np.float32) + 0.5
-    ramp = _cosine_ramp(np.minimum(u, side - u) / ramp_px)
+    ramp = _feather_ramp(0, side, side, feather)
     return np.outer(ramp, ramp).astype(np.float32)
 
 
@@ -138,19 +154,33 @@ def _reach(start: int, stop: int, left: int, side: int, margin: float) -> np.nda
     return _cosine_ramp(1.0 - outside / max(1.0, margin))
 
 
-def _crop_padded(image: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
-    """The square [left, left+side) x [top, top+side), black where it leaves the image.
+def _square_at(image: np.ndarray, square: tuple[int, int, int], size: int) -> np.ndarray:
+    """The square (left, top, side) of ``image`` resized (area average) to ``size`` x ``size``, black where it
+    leaves the image.
 
     Black, as ``prep build-h5`` renders the part of a framing outside the photo: the network never saw
-    replicated edges in training, so a close selfie whose wide square leaves the frame gets what it knows.
+    replicated edges in training, so a close selfie whose wide square leaves the frame gets what it knows. The
+    black border is added at full resolution while that copy stays small (:data:`PAD_COPY_BYTES`); beyond, the
+    part inside the photo is resized on its own and placed on a black square (the border then falls to the
+    nearest pixel of the small square), so a close selfie of 100 MP never costs a padded copy larger than itself.
     """
+    left, top, side = square
     h, w = image.shape[:2]
     x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
     if x0 >= x1 or y0 >= y1:
         raise ValueError("the crop square does not meet the image")
     inner = image[y0:y1, x0:x1]
     pad = ((y0 - top, top + side - y1), (x0 - left, left + side - x1), (0, 0))
-    return np.pad(inner, pad, mode="constant") if any(p for axis in pad for p in axis) else inner
+    if not any(p for axis in pad for p in axis):
+        return cv2.resize(inner, (size, size), interpolation=cv2.INTER_AREA)
+    if side * side * image.shape[2] * image.itemsize <= PAD_COPY_BYTES:
+        return cv2.resize(np.pad(inner, pad, mode="constant"), (size, size), interpolation=cv2.INTER_AREA)
+    k = size / side
+    sx0, sy0 = round((x0 - left) * k), round((y0 - top) * k)
+    sx1, sy1 = max(sx0 + 1, round((x1 - left) * k)), max(sy0 + 1, round((y1 - top) * k))
+    small = np.zeros((size, size, image.shape[2]), image.dtype)
+    small[sy0:sy1, sx0:sx1] = cv2.resize(inner, (sx1 - sx0, sy1 - sy0), interpolation=cv2.INTER_AREA)
+    return small
 
 
 def _distinct_faces(faces: Sequence[FaceBox]) -> list[FaceBox]:
@@ -165,26 +195,40 @@ def _distinct_faces(faces: Sequence[FaceBox]) -> list[FaceBox]:
 
 def _region_matte(image: np.ndarray, region: tuple[int, int, int, int], face: FaceBox, others: Sequence[FaceBox],
                   *, top_is_background: bool) -> np.ndarray:
-    """The subject matte of ``face`` over ``region`` (x0, y0, x1, y1) of the photo, at the region's full size.
+    """The subject matte of ``face`` over ``region`` (x0, y0, x1, y1) of the photo, on a copy of at most
+    ``MATTE_SIDE`` px (:func:`_band_of` resamples it, bilinear, band by band: the matte is smooth at that scale,
+    and its soft edge then costs nothing on a 12 MP photo).
 
-    Computed on a copy of at most ``MATTE_SIDE`` px and resized (bilinear): the matte is smooth at that scale,
-    and its soft edge then costs nothing on a 12 MP photo.
+    Everything outside the person's head-and-shoulders shape seeds GrabCut as surely background
+    (``outside_is_background``): a busy backdrop beside the person (a flag, a shelf) is then learnt as
+    background instead of being relit with the subject.
     """
     x0, y0, x1, y1 = region
-    rgb = to_uint8(image[y0:y1, x0:x1])
-    f = min(1.0, MATTE_SIDE / max(rgb.shape[:2]))
-    if f < 1.0:
-        rgb = cv2.resize(rgb, (max(8, round(rgb.shape[1] * f)), max(8, round(rgb.shape[0] * f))),
-                         interpolation=cv2.INTER_AREA)
+    crop = image[y0:y1, x0:x1]
+    f = min(1.0, MATTE_SIDE / max(crop.shape[:2]))
+    if f < 1.0:  # resized in its own dtype first: no full-size 8-bit copy of a 16-bit photo
+        crop = cv2.resize(crop, (max(8, round(crop.shape[1] * f)), max(8, round(crop.shape[0] * f))),
+                          interpolation=cv2.INTER_AREA)
+    rgb = to_uint8(crop)
     fx, fy = rgb.shape[1] / (x1 - x0), rgb.shape[0] / (y1 - y0)
 
     def local(box: FaceBox) -> FaceBox:
         return FaceBox((box.left - x0) * fx, (box.top - y0) * fy, (box.right - x0) * fx, (box.bottom - y0) * fy)
 
-    matte = subject_matte(rgb, local(face), others=[local(o) for o in others], top_is_background=top_is_background,
-                          work_side=MATTE_WORK_SIDE, min_face_work_px=MATTE_FACE_WORK_PX,
-                          max_work_side=MATTE_MAX_WORK_SIDE)
-    return cv2.resize(matte, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) if f < 1.0 else matte
+    return subject_matte(rgb, local(face), others=[local(o) for o in others], top_is_background=top_is_background,
+                         outside_is_background=True, work_side=MATTE_WORK_SIDE,
+                         min_face_work_px=MATTE_FACE_WORK_PX, max_work_side=MATTE_MAX_WORK_SIDE)
+
+
+def _band_of(small: np.ndarray, region: tuple[int, int, int, int], band: tuple[int, int, int, int]) -> np.ndarray:
+    """``small`` (a map of ``region``, x0 y0 x1 y1, at its own resolution) resampled bilinearly onto ``band``, a
+    part of the region in photo pixels (pixel centres map as ``cv2.resize`` maps them)."""
+    x0, y0, x1, y1 = region
+    bx0, by0, bx1, by1 = band
+    kx, ky = small.shape[1] / (x1 - x0), small.shape[0] / (y1 - y0)
+    to_small = np.array([[kx, 0.0, (bx0 - x0 + 0.5) * kx - 0.5], [0.0, ky, (by0 - y0 + 0.5) * ky - 0.5]])
+    return cv2.warpAffine(small, to_small, (bx1 - bx0, by1 - by0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def border_step(original: np.ndarray, enhanced: np.ndarray, crop: tuple[int, int, int],
@@ -223,6 +267,18 @@ def border_step(original: np.ndarray, enhanced: np.ndarray, crop: tuple[int, int
     scale = 255.0 if original.dtype == np.uint8 else 65535.0
     change = enhanced.astype(np.float64) - original.astype(np.float64)
     return float(abs(change[inside].mean() - change[outside].mean()) / scale)
+
+
+@dataclass(frozen=True, eq=False)
+class _Part:
+    """One face's contribution: the network's change (S x S x 3) and, for the subject paste, its matte (at most
+    ``MATTE_SIDE`` px), both mapped onto ``region`` (x0, y0, x1, y1) of the photo when applied."""
+
+    region: tuple[int, int, int, int]
+    square: tuple[int, int, int]
+    change: np.ndarray
+    matte: np.ndarray | None
+    margin: float  #: how far past the square the change reaches on the subject, in pixels
 
 
 class Enhancer:
@@ -264,27 +320,33 @@ class Enhancer:
     def find_faces(self, image: np.ndarray, *, faces: FaceChoice = "all") -> list[FaceBox]:
         """The faces :meth:`enhance_array` relights, largest first (see the module's docstring).
 
+        Every detection is scored by dlib (:func:`acquisition.faces.face_scores`) and those below
+        :data:`MIN_EXTRA_FACE_SCORE` are left out, the largest included: a badge can be found larger than the
+        face it is pinned under. When none passes, the best-scored detection is kept.
+
         Raises
         ------
         TrainingError
-            When no face is found.
+            When no face is found; the hint gives the smallest face searched for and how to search smaller.
         """
         found = _distinct_faces(detect_faces(image))
         if not found:
-            raise TrainingError("no face found", hint="give a photo with a face facing the camera")
-        if faces == "largest" or len(found) == 1:
-            return found[:1]
-        scores = face_scores(image, found[1:])
-        for face, score in zip(found[1:], scores, strict=True):
+            smallest = default_min_face_px(image.shape)
+            raise TrainingError("no face found", hint=f"give a photo with a face facing the camera; faces narrower "
+                                f"than {smallest:.0f} px are not searched for: a smaller one needs --min-face-px "
+                                f"(e.g. --min-face-px {max(1, round(smallest / 3))}), which takes longer")
+        scores = face_scores(image, found) if len(found) > 1 else [float("inf")]
+        for face, score in zip(found, scores, strict=True):
             if score < MIN_EXTRA_FACE_SCORE:
                 log.debug("not relit: %s scores %.2f as a face (< %.2f)", face, score, MIN_EXTRA_FACE_SCORE)
-        return found[:1] + [f for f, s in zip(found[1:], scores, strict=True) if s >= MIN_EXTRA_FACE_SCORE]
+        kept = [f for f, score in zip(found, scores, strict=True) if score >= MIN_EXTRA_FACE_SCORE]
+        if not kept:
+            kept = [found[int(np.argmax(scores))]]
+        return kept[:1] if faces == "largest" else kept
 
     def _predicted_change(self, image: np.ndarray, square: tuple[int, int, int], scale: float) -> np.ndarray:
         """The network's change for one square, at its own S x S size, in units of the full range."""
-        left, top, side = square
-        crop = _crop_padded(image, left, top, side)
-        small = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / scale
+        small = _square_at(image, square, self.size).astype(np.float32) / scale
         return self.difference(np.ascontiguousarray(small))
 
     def _resized_change(self, small: np.ndarray, region: tuple[int, int, int, int],
@@ -315,9 +377,13 @@ class Enhancer:
         return change * inner + beyond * (1.0 - inner)
 
     def enhance_array(self, image: np.ndarray, *, boxes: Sequence[FaceBox] | None = None,
-                      faces: FaceChoice = "all", paste: Paste = "subject",
+                      faces: FaceChoice = "all", paste: Paste = "subject", out: np.ndarray | None = None,
                       ) -> tuple[np.ndarray, tuple[FaceBox, ...], tuple[tuple[int, int, int], ...]]:
         """Enhance an RGB array; returns (output of the same shape and dtype, faces relit, their squares).
+
+        Memory: besides ``image`` and the output, only the network's squares, the mattes on copies of at most
+        ``MATTE_SIDE`` px and one band of :data:`BAND_PIXELS` pixels in float32 are held (a 108 MP photo needs
+        its decoded size twice, plus about 200 MB).
 
         Parameters
         ----------
@@ -329,6 +395,9 @@ class Enhancer:
         paste : {"subject", "crop"}
             Apply the change through each person's matte (the background keeps its pixels) or over the
             feathered square (see the module's docstring).
+        out : ndarray, optional
+            Where the result goes (same shape and dtype); it may be ``image`` itself (each pixel is read before
+            it is written). Default: a new array.
 
         Raises
         ------
@@ -341,45 +410,74 @@ class Enhancer:
             raise ValueError(f"faces must be one of {FACE_CHOICES}, not {faces!r}")
         if paste not in PASTES:
             raise ValueError(f"paste must be one of {PASTES}, not {paste!r}")
+        if out is not None and (out.shape != image.shape or out.dtype != image.dtype):
+            raise ValueError(f"out must be {image.shape} {image.dtype}, got {out.shape} {out.dtype}")
         chosen = list(boxes) if boxes is not None else self.find_faces(image, faces=faces)
         if not chosen:
             raise TrainingError("no face to relight", hint="give a photo with a face facing the camera")
-        h, w = image.shape[:2]
         scale = 255.0 if image.dtype == np.uint8 else 65535.0
         squares = [framing_square(face, self.wide_factor) for face in chosen]
-        # Each face's change and weight over its region (x0, y0, x1, y1) of the photo.
-        parts: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]] = []
-        for index, (face, (left, top, side)) in enumerate(zip(chosen, squares, strict=True)):
-            small = self._predicted_change(image, (left, top, side), scale)
-            margin = REACH_FRACTION * side if paste == "subject" else 0.0
-            m = math.ceil(margin)
-            x0, y0 = max(0, left - m), max(0, top - m)
-            x1, y1 = min(w, left + side + m), min(h, top + side + m)
-            if x0 >= x1 or y0 >= y1:
-                continue
-            change = self._resized_change(small, (x0, y0, x1, y1), (left, top, side))
-            if paste == "crop":
-                weight = feather_mask(side)[y0 - top:y1 - top, x0 - left:x1 - left]
-            else:
-                others = [o for j, o in enumerate(chosen) if j != index]
-                matte = _region_matte(image, (x0, y0, x1, y1), face, others, top_is_background=top - m >= 0)
-                weight = matte * np.outer(_reach(y0, y1, top, side, margin), _reach(x0, x1, left, side, margin))
-            parts.append(((x0, y0, x1, y1), change, weight.astype(np.float32)))
-        out = image.copy()
+        parts = [part for index in range(len(chosen))
+                 if (part := self._part(image, chosen, squares, index, paste, scale)) is not None]
+        if out is None:
+            out = image.copy()
+        elif out is not image:
+            out[...] = image
         if parts:
-            ux0, uy0 = min(p[0][0] for p in parts), min(p[0][1] for p in parts)
-            ux1, uy1 = max(p[0][2] for p in parts), max(p[0][3] for p in parts)
-            total = np.zeros((uy1 - uy0, ux1 - ux0, 3), np.float32)
-            weights = np.zeros((uy1 - uy0, ux1 - ux0), np.float32)
-            for (x0, y0, x1, y1), change, weight in parts:
-                total[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += change * weight[..., None]
-                weights[y0 - uy0:y1 - uy0, x0 - ux0:x1 - ux0] += weight
-            # Overlapping faces: the weighted mean of their changes where the weights add up past 1.
-            total /= np.maximum(weights, 1.0)[..., None]
-            region = image[uy0:uy1, ux0:ux1].astype(np.float32)
-            region -= total * scale
-            out[uy0:uy1, ux0:ux1] = np.clip(np.rint(region), 0, scale).astype(image.dtype)
+            self._apply(image, out, parts, paste, scale)
         return out, tuple(chosen), tuple(squares)
+
+    def _part(self, image: np.ndarray, chosen: Sequence[FaceBox], squares: Sequence[tuple[int, int, int]],
+              index: int, paste: Paste, scale: float) -> _Part | None:
+        """One face's predicted change and (subject paste) matte, both small, over its region of the photo."""
+        h, w = image.shape[:2]
+        left, top, side = squares[index]
+        margin = REACH_FRACTION * side if paste == "subject" else 0.0
+        m = math.ceil(margin)
+        region = (max(0, left - m), max(0, top - m), min(w, left + side + m), min(h, top + side + m))
+        if region[0] >= region[2] or region[1] >= region[3]:
+            return None
+        change = self._predicted_change(image, squares[index], scale)
+        matte = None
+        if paste == "subject":
+            others = [o for j, o in enumerate(chosen) if j != index]
+            matte = _region_matte(image, region, chosen[index], others, top_is_background=top - m >= 0)
+        return _Part(region, squares[index], change, matte, margin)
+
+    def _apply(self, image: np.ndarray, out: np.ndarray, parts: Sequence[_Part], paste: Paste, scale: float) -> None:
+        """Take every face's weighted change off ``image`` into ``out``, one band of rows at a time.
+
+        Where two faces' weights overlap their changes are averaged by weight (the weights add up past 1),
+        never added.
+        """
+        ux0, uy0 = min(p.region[0] for p in parts), min(p.region[1] for p in parts)
+        ux1, uy1 = max(p.region[2] for p in parts), max(p.region[3] for p in parts)
+        rows = max(1, BAND_PIXELS // (ux1 - ux0))
+        for by0 in range(uy0, uy1, rows):
+            by1 = min(uy1, by0 + rows)
+            total = np.zeros((by1 - by0, ux1 - ux0, 3), np.float32)
+            weights = np.zeros((by1 - by0, ux1 - ux0), np.float32)
+            for part in parts:
+                x0, y0, x1, y1 = part.region
+                ry0, ry1 = max(y0, by0), min(y1, by1)
+                if ry0 >= ry1:
+                    continue
+                band = (x0, ry0, x1, ry1)
+                left, top, side = part.square
+                if part.matte is None:  # the crop paste: the feathered square
+                    weight = np.outer(_feather_ramp(ry0 - top, ry1 - top, side),
+                                      _feather_ramp(x0 - left, x1 - left, side))
+                else:
+                    weight = _band_of(part.matte, part.region, band) * np.outer(
+                        _reach(ry0, ry1, top, side, part.margin), _reach(x0, x1, left, side, part.margin))
+                change = self._resized_change(part.change, band, part.square)
+                change *= weight[..., None]
+                total[ry0 - by0:ry1 - by0, x0 - ux0:x1 - ux0] += change
+                weights[ry0 - by0:ry1 - by0, x0 - ux0:x1 - ux0] += weight
+            total /= np.maximum(weights, 1.0)[..., None]
+            total *= -scale
+            total += image[by0:by1, ux0:ux1]
+            out[by0:by1, ux0:ux1] = np.clip(np.rint(total, out=total), 0, scale).astype(image.dtype)
 
 
 def _output_format_ok(path: Path) -> None:
@@ -430,8 +528,9 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
                             hint="give another output file name")
     enhancer = checkpoint if isinstance(checkpoint, Enhancer) else Enhancer(checkpoint, device=device)
     photo = read_photo(input_path)
-    try:
-        out, relit, crops = enhancer.enhance_array(photo.rgb, faces=faces, paste=paste)
+    try:  # in place where the decoder's array allows it: a photo of 100 MP is not copied
+        out, relit, crops = enhancer.enhance_array(photo.rgb, faces=faces, paste=paste,
+                                                   out=photo.rgb if photo.rgb.flags.writeable else None)
     except TrainingError as exc:
         raise TrainingError(exc.message, path=input_path, hint=exc.hint) from exc
     write_photo(output_path, out, like=photo)
