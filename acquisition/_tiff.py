@@ -152,20 +152,20 @@ def raw_signature(data: bytes) -> str | None:
     if not ifds:
         return None
     make = next((text for text in (ifd.text(_MAKE) for ifd in ifds) if text), "")
-    by = f" from a {make} camera" if make else ""
+    by = f", made by a {make} camera" if make else ""
     for ifd in ifds:
         if _DNG_VERSION in ifd.entries:
-            return "a DNG (it has the DNG version tag)"
+            return "it has the DNG version tag"
         if set(ifd.values(_PHOTOMETRIC)) & _RAW_PHOTOMETRIC:
-            return f"sensor data{by} (colour filter array samples)"
+            return f"it holds colour-filter-array sensor data{by}"
         if set(ifd.values(_COMPRESSION)) & _RAW_COMPRESSION:
-            return f"a RAW compression{by}"
+            return f"it uses a compression only RAW files use{by}"
         if _RAW_TAGS & ifd.entries.keys():
-            return f"a RAW maker's private tags{by}"
+            return f"it has a RAW writer's private tags{by}"
     first = ifds[0]
     subfile = first.values(_NEW_SUBFILE_TYPE)
     if subfile and subfile[0] & 1 and any(ifd.pixels() > first.pixels() for ifd in ifds[1:]):
-        return f"its first image is a reduced-size preview of a larger one{by}"
+        return f"its first image is a small preview of a larger one{by}"
     return None
 
 

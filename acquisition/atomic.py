@@ -60,6 +60,11 @@ def write_error(path: Path, exc: OSError, *, error: type[PrepError] = PrepError,
     if exc.errno == errno.EISDIR:
         return error("a folder is in the way of this file", path=path,
                      hint=f"remove or rename that folder, then {then}")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir of a parent, or a path through a file
+        blocker = next((p for p in path.parents if (p.exists() or p.is_symlink()) and not p.is_dir()), None)
+        if blocker is not None:
+            return error(f"cannot create its folder: {blocker} is a file", path=path,
+                         hint=f"move that file away or choose {folder}, then {then}")
     if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
         return error("is locked by another process", path=path, hint=f"wait for it to finish, then {then}")
     return error(f"could not write ({exc.strerror or exc})", path=path)

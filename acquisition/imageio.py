@@ -26,6 +26,7 @@ from ._decode import (
     exif_orientation,
     image_size,
     max_image_pixels,
+    memory_needed,
     parse_pixel_count,
     read_image,
     read_photo,
@@ -33,5 +34,5 @@ from ._decode import (
 from ._encode import encode_image, encode_photo, upright_exif, write_image, write_photo
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_ENV", "Photo", "apply_orientation",
-           "encode_image", "encode_photo", "exif_orientation", "image_size", "max_image_pixels",
+           "encode_image", "encode_photo", "exif_orientation", "image_size", "max_image_pixels", "memory_needed",
            "parse_pixel_count", "read_image", "read_photo", "upright_exif", "write_image", "write_photo"]

@@ -251,8 +251,12 @@ def choose_face(flash: np.ndarray, studio: np.ndarray, *, model: str = "hog",
 
 
 def _read_valid(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    from acquisition.imageio import read_image
+    from acquisition.imageio import image_size, read_image
 
+    height, width = image_size(path)  # the header first: a damaged mask may announce a huge picture
+    if (height, width) != shape:
+        raise DatasetGenError(f"valid mask is {width}x{height}, the flash image {shape[1]}x{shape[0]}", path=path,
+                              hint=REGISTER_AGAIN_HINT)
     mask = read_image(path, damaged_hint=REGISTER_AGAIN_HINT)
     mask = mask[..., 0] if mask.ndim == 3 else mask
     if mask.shape != shape:
@@ -293,7 +297,7 @@ def render_pair(flash: np.ndarray, studio: np.ndarray, valid: np.ndarray, box: F
 
 def _process_pair(job: _Job) -> dict[str, Any]:
     """Process one pair into its sample file and record; user-fixable problems become a 'skipped' record."""
-    from acquisition.faces import to_uint8
+    from acquisition.faces import default_min_face_px, to_uint8
     from acquisition.imageio import read_image
 
     pair = job.pair
@@ -308,8 +312,10 @@ def _process_pair(job: _Job) -> dict[str, Any]:
         valid = _read_valid(job.valid, flash.shape[:2])
         box = choose_face(flash, studio, model=job.config.face_model, min_face_px=job.config.min_face_px)
         if box is None:
+            smallest = job.config.min_face_px or default_min_face_px(flash.shape)
             raise DatasetGenError("no face found in the flash image", path=pair.flash,
-                                  hint="the pair is left out; retake it or try --face-model cnn")
+                                  hint=f"the pair is left out; retake it, try --face-model cnn, or lower "
+                                       f"--min-face-px (faces narrower than {smallest:.0f} px are not searched for)")
         with _one_thread():
             arrays = render_pair(flash, studio, valid, box, job.config)
     except PrepError as exc:
@@ -727,7 +733,7 @@ def _build(aligned_dir: Path, shards_dir: Path, config: BuildConfig, *, workers:
                 record = next(results)
             if record["status"] != "ok":
                 skipped.append(SkippedPair(pair.key, record["reason"]))
-                log.warning("%s: skipped: %s", pair.key, record["reason"])
+                log.info("%s: skipped: %s", pair.key, record["reason"])  # the summary lists it for the user
             assembler.add(record, _samples_path(work, pair))
         assembler.flush()
     except BaseException:  # Ctrl-C, kill, a write error: stop the workers, delete the unfinished shard

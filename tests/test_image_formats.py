@@ -127,7 +127,7 @@ def test_heic_is_read_upright_by_content_and_discovered(tmp_path, astronaut):
 
 def test_portraits_and_enhance_listing_take_heic(tmp_path, astronaut):
     from acquisition.sim import load_portraits
-    from training._enhance import list_photos
+    from training import list_photos
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "ann.HEIC").write_bytes(heic_bytes(astronaut))

@@ -52,14 +52,12 @@ from ._enhance import (
     PASTES,
     Enhancer,
     EnhanceResult,
-    EnhanceTreeResult,
     border_step,
     enhance,
-    enhance_tree,
     feather_mask,
     framing_square,
-    list_photos,
 )
+from ._enhance_tree import EnhanceTreeResult, enhance_tree, list_photos
 from ._evaluate import EvaluationResult, evaluate
 from ._loss import ENCODINGS, accuracy, decode_prediction, deepflash_loss, encode_sample, psnr, ssim
 from ._model import UPSAMPLINGS, DeepFlashNet, load_encoder_weights

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -40,12 +40,8 @@ import cv2
 import numpy as np
 import torch
 
-from acquisition.errors import PrepError
 from acquisition.faces import FaceBox, default_min_face_px, detect_faces, face_scores, to_uint8
-from acquisition.folders import check_apart
 from acquisition.imageio import IMAGE_EXTENSIONS, read_photo, write_photo
-from acquisition.layout import is_inside
-from acquisition.runlock import claim_folder
 from acquisition.silhouette import subject_matte
 
 from ._checkpoint import load_model
@@ -53,8 +49,8 @@ from ._device import resolve_device
 from ._loss import decode_prediction
 from .errors import TrainingError
 
-__all__ = ["FACE_CHOICES", "PASTES", "EnhanceResult", "EnhanceTreeResult", "Enhancer", "border_step", "enhance",
-           "enhance_tree", "feather_mask", "framing_square"]
+__all__ = ["FACE_CHOICES", "PASTES", "EnhanceResult", "Enhancer", "border_step", "enhance", "feather_mask",
+           "framing_square"]
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +100,6 @@ class EnhanceResult:
     def crop(self) -> tuple[int, int, int]:
         """The square of the largest face; it may exceed the image."""
         return self.crops[0]
-
-
-@dataclass(frozen=True)
-class EnhanceTreeResult:
-    """A folder of photos: those enhanced, those skipped (output already there) and those that failed."""
-
-    done: tuple[EnhanceResult, ...]
-    skipped: tuple[Path, ...]
-    failed: tuple[tuple[Path, str], ...]  #: (input file, why) -- unreadable, or no face found
 
 
 def framing_square(face: FaceBox, wide_factor: float) -> tuple[int, int, int]:
@@ -536,61 +523,3 @@ def enhance(checkpoint: str | Path | Enhancer, input_path: str | Path, output_pa
     write_photo(output_path, out, like=photo)
     log.info("%s: %d face%s relit -> %s", input_path, len(relit), "" if len(relit) == 1 else "s", output_path)
     return EnhanceResult(input_path, output_path, relit, crops, photo.shape, time.perf_counter() - started)
-
-
-def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """The photos :func:`enhance_tree` will process: images under ``in_dir``, hidden ones and ``out_dir`` left out.
-
-    ``out_dir`` may lie inside ``in_dir`` (``photos/`` → ``photos/studio/``): its files are never taken as input,
-    so a re-run does not enhance the previous outputs again.
-    """
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise TrainingError("no such input folder", path=in_dir)
-    check_apart(in_dir, out_dir, error=TrainingError, output_inside_ok=True, risk="the photos would be overwritten")
-    out_resolved = out_dir.resolve()
-    return sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(in_dir).parts)
-                  and out_resolved not in p.resolve().parents)
-
-
-def enhance_tree(checkpoint: str | Path, in_dir: str | Path, out_dir: str | Path, *, device: str = "cpu",
-                 force: bool = False, faces: FaceChoice = "all", paste: Paste = "subject",
-                 progress: Callable[[int], None] | None = None) -> EnhanceTreeResult:
-    """Enhance every photo under ``in_dir`` into the same relative path under ``out_dir``.
-
-    Unreadable files, photos without a face and symbolic links that leave ``in_dir`` are reported in ``failed``
-    (with a message naming the file) and the others go on; outputs that already exist are skipped (a re-run
-    resumes) unless ``force``. Hidden files and folders are ignored. ``faces`` and ``paste`` as for
-    :func:`enhance`.
-    """
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
-    files = list_photos(in_dir, out_dir)
-    with claim_folder(out_dir, error=TrainingError):
-        return _enhance_claimed(checkpoint, in_dir, out_dir, files, device=device, force=force, faces=faces,
-                                paste=paste, progress=progress)
-
-
-def _enhance_claimed(checkpoint: str | Path, in_dir: Path, out_dir: Path, files: list[Path], *, device: str,
-                     force: bool, faces: FaceChoice, paste: Paste,
-                     progress: Callable[[int], None] | None) -> EnhanceTreeResult:
-    """:func:`enhance_tree` with the output folder claimed (one run per folder)."""
-    enhancer = Enhancer(checkpoint, device=device)
-    done: list[EnhanceResult] = []
-    skipped: list[Path] = []
-    failed: list[tuple[Path, str]] = []
-    for path in files:
-        target = out_dir / path.relative_to(in_dir)
-        if not is_inside(path, in_dir):
-            failed.append((path, f"{path}: symbolic link to a file outside {in_dir}; refused"))
-        elif target.exists() and not force:
-            skipped.append(path)
-        else:
-            try:
-                done.append(enhance(enhancer, path, target, faces=faces, paste=paste))
-            except PrepError as exc:
-                log.debug("enhance failed: %s", exc)
-                failed.append((path, str(exc)))
-        if progress is not None:
-            progress(1)
-    return EnhanceTreeResult(tuple(done), tuple(skipped), tuple(failed))

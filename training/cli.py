@@ -174,7 +174,9 @@ def evaluate_command(run_dir: Path, shards: Path, split: str, out_dir: Path | No
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--device", default="cpu", show_default=True,
               help="Where the network runs: cpu, cuda, cuda:N or auto (a GPU when there is one).")
-@click.option("--force", is_flag=True, help="Redo photos whose output exists (folders only).")
+@click.option("--force", is_flag=True,
+              help="Redo finished work: in a folder, outputs already made from the same photo, checkpoint and "
+                   "options; for one photo, replace an existing DEST.")
 @min_face_option
 @click.option("--faces", type=click.Choice(["all", "largest"]), default="all", show_default=True,
               help="Relight every face found (each through its own matte) or only the largest.")
@@ -187,8 +189,10 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
     """Turn flash selfies into studio portraits at their full resolution.
 
     CHECKPOINT is a .pt file or a run folder of prep train. SOURCE is a photo (DEST: the output file, its
-    extension picks the format) or a folder (DEST: a folder; same relative paths; photos that fail, e.g.
-    without a face, are reported and the others go on; existing outputs are skipped). Each face is found,
+    extension picks the format, or an existing folder to write it into under its own name; an existing file is
+    replaced only with --force) or a folder (DEST: a folder; same relative paths; photos that fail, e.g.
+    without a face, are reported one line each and the others go on; a re-run skips outputs made from the same
+    photo, checkpoint and options, recorded in DEST/.prep-enhance/, and redoes the others). Each face is found,
     framed as in training and relit by the network at the training size; the predicted smooth lighting
     difference is applied at full resolution through the person's silhouette (face, hair, shoulders), so the
     background keeps its pixels and no edge of the square shows. The output keeps the photo's colour profile,
@@ -201,9 +205,12 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
       prep enhance run/ group.jpg studio.jpg --faces largest --paste crop
     """
     from acquisition.faces import MIN_FACE_ENV
+    from acquisition.imageio import IMAGE_EXTENSIONS
     from acquisition.progress import progress_bar
 
-    from ._enhance import enhance, enhance_tree, list_photos
+    from ._enhance import enhance
+    from ._enhance_tree import enhance_tree, list_photos
+    from .errors import TrainingError
 
     click.get_current_context().with_resource(environment(MIN_FACE_ENV, min_face_px))  # read by detect_faces
     if source.is_dir():
@@ -218,10 +225,18 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
         if result.failed:  # the others are done; the status tells scripts that some photos need attention
             raise SystemExit(1)
     else:
-        one = enhance(checkpoint, source, dest, device=device, faces=faces, paste=paste)
+        target = dest / source.name if dest.is_dir() else dest
+        if target.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise click.UsageError(f"DEST {dest} names no image format: end it in one of {', '.join(IMAGE_EXTENSIONS)} "
+                                   f"(the extension picks the format), or give an existing folder to write "
+                                   f"{source.name} into")
+        if target.exists() and not force and target.resolve() != source.resolve():
+            raise TrainingError("exists already", path=target,
+                                hint="pass --force to replace it, or give another output name")
+        one = enhance(checkpoint, source, target, device=device, faces=faces, paste=paste)
         where = ", ".join(f"({round(f.center[0])}, {round(f.center[1])})" for f in one.faces)
-        click.echo(f"{dest} ({one.shape[1]}x{one.shape[0]}, {len(one.faces)} face{'' if len(one.faces) == 1 else 's'}"
-                   f" relit at {where}, {one.seconds:.2f} s)")
+        click.echo(f"{target} ({one.shape[1]}x{one.shape[0]}, {len(one.faces)} "
+                   f"face{'' if len(one.faces) == 1 else 's'} relit at {where}, {one.seconds:.2f} s)")
 
 
 commands: list[click.Command] = [train_command, evaluate_command, enhance_command]

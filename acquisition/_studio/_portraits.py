@@ -74,30 +74,42 @@ def load_portraits(folder: str | Path) -> list[Portrait]:
     ------
     AcquisitionError
         When the folder is missing or holds no image, when a file name is not a usable subject name, when two
-        files give the same name, or when an image cannot be read; the message names the file.
+        files give the same name, or when an image cannot be read; the message names every such file, each on
+        its own line with its fix, so one run shows them all.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise AcquisitionError("no such folder of portraits", path=folder,
                                hint="give a folder with one portrait image per subject")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir()  # a broken link, a FIFO or a folder named like a photo is reported
+                   if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise AcquisitionError("this folder holds no portrait image", path=folder,
                                hint=f"put one image per subject in it ({', '.join(IMAGE_EXTENSIONS)})")
     portraits: dict[str, Portrait] = {}
+    problems: list[AcquisitionError] = []  # every unusable portrait, so one run names them all
     for path in files:
         try:
             name = check_name(path.stem, what="subject name")
         except ValueError as exc:
-            raise AcquisitionError(f"the file name is not a usable subject name: {exc}", path=path,
-                                   hint="rename the file") from None
+            problems.append(AcquisitionError(f"the file name is not a usable subject name: {exc}", path=path,
+                                             hint="rename the file"))
+            continue
         if name in portraits:
-            raise AcquisitionError(f"two portraits would both be subject {name!r}", path=path,
-                                   hint="keep one image per subject name") from None
+            problems.append(AcquisitionError(f"two portraits would both be subject {name!r}", path=path,
+                                             hint="keep one image per subject name"))
+            continue
         try:
             portraits[name] = Portrait(name, read_image(path))
+        except AcquisitionError as exc:
+            problems.append(exc)
         except ValueError as exc:
-            raise AcquisitionError(f"unusable portrait: {exc}", path=path,
-                                   hint="use a colour photo of at least 32x32 pixels, or remove it") from None
+            problems.append(AcquisitionError(f"unusable portrait: {exc}", path=path,
+                                             hint="use a colour photo of at least 32x32 pixels, or remove it"))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise AcquisitionError(f"{len(problems)} of the {len(files)} portraits cannot be used:\n  "
+                               + "\n  ".join(map(str, problems)), path=folder,
+                               hint="fix or remove each of them, then run the command again")
     return [portraits[name] for name in sorted(portraits)]
