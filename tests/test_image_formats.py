@@ -328,3 +328,185 @@ def test_tiff_alpha_is_read_unassociated(tmp_path, dtype):
     back = read_photo(tmp_path / "a.tif")
     np.testing.assert_array_equal(back.rgb, rgb)  # OpenCV would premultiply the colours by alpha
     np.testing.assert_array_equal(back.alpha, alpha)
+
+
+# ------------------------------------------------------------------------ after the tester's round (issue 13)
+
+def _camera_exif() -> Image.Exif:
+    """A camera's EXIF: IFD0 tags plus the shot-details sub-IFD (date taken, flash, exposure) and GPS."""
+    exif = _exif(Make="Canon", Model="EOS R5", Software="Firmware 1.8")
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = "2026:11:29 10:00:00"  # DateTimeOriginal
+    sub[0x9209] = 0x19  # Flash: fired, auto
+    sub[0x829A] = (1, 250)  # ExposureTime
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)
+    return exif
+
+
+@pytest.mark.parametrize("source", [".jpg", ".png", ".heic", ".tif"])
+@pytest.mark.parametrize("suffix", [".tif", ".TIFF"])
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "16-bit"])
+def test_tiff_output_keeps_the_camera_shot_details(tmp_path, grace_hopper, source, suffix, deep):
+    """libtiff refused the Exif sub-IFD pointer ("Bad LONG8 or IFD8 value"): every photo with a camera's EXIF
+    written as .tif crashed; a 16-bit TIFF dropped the shot details."""
+    quality = {"quality": 90} if source != ".png" else {}
+    Image.fromarray(grace_hopper).save(tmp_path / f"in{source}", exif=_camera_exif().tobytes(),
+                                       icc_profile=display_p3_profile(), **quality)
+    photo = read_photo(tmp_path / f"in{source}")
+    rgb = photo.rgb.astype(np.uint16) * 257 if deep else photo.rgb
+    write_photo(tmp_path / f"out{suffix}", rgb, like=photo)
+    back = read_photo(tmp_path / f"out{suffix}")
+    np.testing.assert_array_equal(back.rgb, rgb)
+    assert back.icc_profile == display_p3_profile()
+    with Image.open(tmp_path / f"out{suffix}") as out:
+        exif = out.getexif()
+        sub, gps = exif.get_ifd(0x8769), exif.get_ifd(0x8825)
+    assert exif[0x010F] == "Canon" and exif[0x0110] == "EOS R5" and exif[0x0131].startswith("Firmware 1.8; deepflash")
+    with Image.open(tmp_path / f"in{source}") as before:
+        exposure = before.getexif().get_ifd(0x8769)[0x829A]
+    assert sub[0x9003] == "2026:11:29 10:00:00" and sub[0x9209] == 0x19 and sub[0x829A] == exposure
+    assert gps[2] == (48.0, 51.0, 30.0)
+    import tifffile  # a second reader agrees
+
+    with tifffile.TiffFile(tmp_path / f"out{suffix}") as tiff:
+        assert tiff.pages[0].tags["ExifTag"].value["DateTimeOriginal"] == "2026:11:29 10:00:00"
+
+
+def test_an_encoder_failure_is_one_line_naming_the_output(tmp_path, grace_hopper, monkeypatch):
+    import acquisition._encode as encode
+
+    photo_path = tmp_path / "in.jpg"
+    Image.fromarray(grace_hopper).save(photo_path, quality=90)
+    photo = read_photo(photo_path)
+
+    def libtiff_refuses(*args, **kwargs):
+        raise RuntimeError("Error setting from dictionary")
+
+    monkeypatch.setattr(encode, "encode_tiff", libtiff_refuses)
+    with pytest.raises(AcquisitionError) as info:
+        write_photo(tmp_path / "out.tif", photo.rgb, like=photo)
+    assert str(info.value).startswith(f"{tmp_path / 'out.tif'}: could not encode the result as TIF")
+    assert "write another format" in str(info.value) and not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize("kind", ["dng", "nef", "cfa"])
+def test_camera_raw_is_refused_whatever_its_name(tmp_path, astronaut, kind):
+    """A RAW renamed .jpg was read as its small preview (a 128x150 'portrait')."""
+    from tests.fakes.image_files import raw_like_tiff
+
+    path = tmp_path / "raw_named.jpg"
+    path.write_bytes(raw_like_tiff(astronaut, kind))
+    for reader in (read_image, read_photo, image_size):
+        with pytest.raises(AcquisitionError, match=r"this is a camera RAW file \(.*\), not a photo"):
+            reader(path)
+
+
+def test_a_cameras_own_tiff_with_a_thumbnail_second_is_a_photo(tmp_path, astronaut):
+    from tests.fakes.image_files import raw_like_tiff
+
+    (tmp_path / "shot.tif").write_bytes(raw_like_tiff(astronaut, "camera-tiff"))
+    np.testing.assert_array_equal(read_image(tmp_path / "shot.tif"), astronaut)
+
+
+@pytest.mark.parametrize("options", [{"quality": 90}, {"quality": 60, "restart_marker_rows": 1},
+                                     {"quality": 95, "subsampling": 0}], ids=["baseline", "restart", "4:4:4"])
+def test_jpeg_missing_only_its_end_marker_is_read_and_a_cut_one_is_not(tmp_path, grace_hopper, options):
+    whole = jpeg_bytes(grace_hopper, **options)
+    assert whole.endswith(b"\xff\xd9")
+    (tmp_path / "whole.jpg").write_bytes(whole)
+    (tmp_path / "no_eoi.jpg").write_bytes(whole[:-2])
+    np.testing.assert_array_equal(read_image(tmp_path / "no_eoi.jpg"), read_image(tmp_path / "whole.jpg"))
+    for lost in (8, 40, 500, len(whole) // 2):  # cut mid-scan, without its end marker (rows or blocks missing)
+        (tmp_path / "cut.jpg").write_bytes(whole[:-2 - lost])
+        with pytest.raises(AcquisitionError, match="truncated"):
+            read_image(tmp_path / "cut.jpg")
+        (tmp_path / "cut.jpg").write_bytes(whole[:-2 - lost] + b"\xff\xd9")  # and closed by one
+        with pytest.raises(AcquisitionError, match="truncated"):
+            read_image(tmp_path / "cut.jpg")
+
+
+def test_cmyk_is_turned_to_srgb_through_its_own_profile(tmp_path):
+    from acquisition._profiles import profile_space
+    from tests.fakes.image_files import PRESS_CYAN, press_cmyk_profile
+
+    Image.new("CMYK", (48, 32), (255, 0, 0, 0)).save(tmp_path / "cyan.jpg", icc_profile=press_cmyk_profile(),
+                                                    quality=95)
+    photo = read_photo(tmp_path / "cyan.jpg")
+    # the press's cyan, not Pillow's plain (0, 255, 255), and tagged sRGB, not CMYK
+    assert np.abs(photo.rgb[16, 24].astype(int) - PRESS_CYAN).max() < 30 and photo.rgb[16, 24, 1] < 200
+    assert profile_space(photo.icc_profile) == b"RGB "
+    np.testing.assert_array_equal(read_image(tmp_path / "cyan.jpg"), photo.rgb)  # every stage sees the same
+    for suffix in (".jpg", ".png", ".tif", ".webp"):
+        write_photo(tmp_path / f"out{suffix}", photo.rgb, like=photo)
+        assert profile_space(read_photo(tmp_path / f"out{suffix}").icc_profile) == b"RGB ", suffix
+
+
+def test_a_cmyk_profile_lcms_cannot_use_is_left_out(tmp_path, grace_hopper):
+    """The tester's CMYK JPEG carried sRGB's profile relabelled CMYK: plain conversion, no profile."""
+    fake = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    fake[16:20] = b"CMYK"
+    Image.fromarray(grace_hopper).convert("CMYK").save(tmp_path / "c.jpg", icc_profile=bytes(fake))
+    photo = read_photo(tmp_path / "c.jpg")
+    assert photo.icc_profile is None and photo.rgb.shape == grace_hopper.shape
+    write_photo(tmp_path / "out.jpg", photo.rgb, like=photo)
+    assert read_photo(tmp_path / "out.jpg").icc_profile is None
+
+
+def test_grey_stays_grey_where_the_format_can_and_its_profile_fits(tmp_path, caplog):
+    import logging
+
+    from acquisition._profiles import profile_space
+    from tests.fakes.image_files import linear_grey_profile
+
+    grey = np.tile(np.arange(0, 256, 2, dtype=np.uint8), (40, 1))
+    Image.fromarray(grey).save(tmp_path / "g.png", icc_profile=linear_grey_profile())
+    photo = read_photo(tmp_path / "g.png")
+    for suffix in (".jpg", ".png", ".tif", ".heic", ".avif"):
+        write_photo(tmp_path / f"out{suffix}", photo.rgb, like=photo)
+        back = read_photo(tmp_path / f"out{suffix}")
+        assert back.grey and profile_space(back.icc_profile) == b"GRAY", suffix
+    with caplog.at_level(logging.WARNING):
+        write_photo(tmp_path / "out.webp", photo.rgb, like=photo)
+    assert "WebP stores no grey" in caplog.text
+    back = read_photo(tmp_path / "out.webp")
+    # RGB through the linear grey profile: sRGB, grey 128 shown as ~188, not a grey profile on RGB pixels
+    assert profile_space(back.icc_profile) == b"RGB " and abs(int(back.rgb[20, 64, 0]) - 188) <= 3
+
+
+def test_grey_with_alpha_and_alpha_levels_per_format(tmp_path, grace_hopper, caplog):
+    import logging
+
+    rng = np.random.default_rng(3)
+    alpha = rng.integers(0, 256, grace_hopper.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([grace_hopper[..., 1], alpha]), "LA").save(tmp_path / "la.png")
+    photo = read_photo(tmp_path / "la.png")
+    with caplog.at_level(logging.WARNING):
+        for suffix in (".png", ".tif", ".heic", ".webp", ".avif"):
+            write_photo(tmp_path / f"out{suffix}", photo.rgb, like=photo)
+            back = read_photo(tmp_path / f"out{suffix}")
+            assert back.alpha is not None and back.grey == (suffix in (".png", ".tif", ".heic")), suffix
+            if suffix != ".heic":  # AVIF's alpha is coded losslessly beside lossy colour
+                np.testing.assert_array_equal(back.alpha, alpha, err_msg=suffix)
+    assert "compresses the alpha channel with loss" in caplog.text
+    assert "AVIF stores no grey with alpha" in caplog.text and "WebP stores no grey with alpha" in caplog.text
+
+
+def test_damaged_exif_never_warns_on_the_terminal(tmp_path, grace_hopper):
+    exif = b"Exif\x00\x00II*\x00" + (99999).to_bytes(4, "little")  # its first directory lies past its end
+    Image.fromarray(grace_hopper).save(tmp_path / "in.jpg", exif=exif)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        photo = read_photo(tmp_path / "in.jpg")
+        for suffix in (".jpg", ".tif", ".png"):
+            write_photo(tmp_path / f"out{suffix}", photo.rgb, like=photo)
+    assert [str(w.message) for w in shown] == []  # logged instead (-v shows them), never printed under -q
+
+
+def test_small_limits_read_as_numbers_people_use(tmp_path, grace_hopper, monkeypatch):
+    write_image(tmp_path / "a.jpg", grace_hopper)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1e3")
+    with pytest.raises(AcquisitionError) as info:
+        read_image(tmp_path / "a.jpg")
+    message = str(info.value)
+    assert "(0.31 MP), above the limit of 1,000 pixels" in message and "--max-image-pixels 1M" in message
+    assert "0.0 GiB" not in message and "MiB" in message

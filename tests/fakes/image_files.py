@@ -56,22 +56,17 @@ def _s15(value: float) -> bytes:
     return struct.pack(">i", round(value * 65536))
 
 
-def display_p3_profile() -> bytes:
-    """An ICC v2 display profile with Display P3 primaries (D50-adapted colorants), gamma 2.2, built here.
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ \x00\x00\x00\x00" + _s15(x) + _s15(y) + _s15(z)
 
-    lcms parses it (``ImageCms.ImageCmsProfile``) and reports the description "Display P3".
-    """
-    def xyz(x: float, y: float, z: float) -> bytes:
-        return b"XYZ \x00\x00\x00\x00" + _s15(x) + _s15(y) + _s15(z)
 
-    description = b"Display P3"
-    desc = (b"desc\x00\x00\x00\x00" + struct.pack(">I", len(description) + 1) + description + b"\x00"
-            + b"\x00" * 8 + b"\x00\x00\x00" + b"\x00" * 67)
-    curve = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, 0x0233) + b"\x00\x00"
-    tags = [(b"desc", desc), (b"cprt", b"text\x00\x00\x00\x00Public domain test profile\x00"),
-            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.515121, 0.241196, -0.001053)),
-            (b"gXYZ", xyz(0.291977, 0.692245, 0.041885)), (b"bXYZ", xyz(0.157104, 0.066574, 0.784073)),
-            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+def _desc(text: bytes) -> bytes:
+    return (b"desc\x00\x00\x00\x00" + struct.pack(">I", len(text) + 1) + text + b"\x00" + b"\x00" * 8
+            + b"\x00\x00\x00" + b"\x00" * 67)
+
+
+def _icc(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """An ICC v2 profile (ICC.1:2001-04): 128-byte header, tag table, tag data (each padded to 4 bytes)."""
     offset = 128 + 4 + 12 * len(tags)
     table, body = b"", b""
     for signature, data in tags:
@@ -79,10 +74,90 @@ def display_p3_profile() -> bytes:
         table += signature + struct.pack(">II", offset + len(body), len(data))
         body += data
     size = offset + len(body)
-    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + device_class + space + pcs
               + struct.pack(">6H", 2026, 1, 1, 0, 0, 0) + b"acsp" + b"\x00" * 24 + struct.pack(">I", 0)
               + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + b"\x00" * 48)
     return header + struct.pack(">I", len(tags)) + table + body
+
+
+_CPRT = (b"cprt", b"text\x00\x00\x00\x00Public domain test profile\x00")
+_D50 = (b"wtpt", _xyz(0.9642, 1.0, 0.8249))
+
+
+def display_p3_profile() -> bytes:
+    """An ICC v2 display profile with Display P3 primaries (D50-adapted colorants), gamma 2.2, built here.
+
+    lcms parses it (``ImageCms.ImageCmsProfile``) and reports the description "Display P3".
+    """
+    curve = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, 0x0233) + b"\x00\x00"
+    return _icc(b"mntr", b"RGB ", b"XYZ ", [
+        (b"desc", _desc(b"Display P3")), _CPRT, _D50, (b"rXYZ", _xyz(0.515121, 0.241196, -0.001053)),
+        (b"gXYZ", _xyz(0.291977, 0.692245, 0.041885)), (b"bXYZ", _xyz(0.157104, 0.066574, 0.784073)),
+        (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)])
+
+
+def linear_grey_profile() -> bytes:
+    """An ICC v2 grey display profile with a linear tone curve (gamma 1.0): grey 128 is sRGB ~188."""
+    curve = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, 0x0100) + b"\x00\x00"
+    return _icc(b"mntr", b"GRAY", b"XYZ ", [(b"desc", _desc(b"Linear grey")), _CPRT, _D50, (b"kTRC", curve)])
+
+
+#: What the inks of :func:`press_cmyk_profile` print, as sRGB: a press cyan, not Pillow's plain (0, 255, 255).
+PRESS_CYAN = (0, 160, 230)
+
+
+def press_cmyk_profile() -> bytes:
+    """An ICC v2 output profile for CMYK: a 2x2x2x2 ``A2B0`` table (lut16, Lab PCS) whose cyan ink prints
+    :data:`PRESS_CYAN` and whose other corners mix the inks subtractively, built here."""
+    from skimage.color import rgb2lab
+
+    corners = []
+    for c in (0, 1):  # the first input channel varies slowest (ICC.1, lut16Type)
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    cyan = np.array(PRESS_CYAN) / 255.0 if c else np.ones(3)
+                    rgb = cyan * np.array([1.0, 1 - m, 1 - y]) * (1 - k)
+                    lab = rgb2lab(rgb.reshape(1, 1, 3), illuminant="D50").ravel()
+                    corners.append((round(lab[0] / 100 * 0xFF00), round((lab[1] + 128) * 256),
+                                    round((lab[2] + 128) * 256)))
+    identity = b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    lut = (b"mft2\x00\x00\x00\x00" + bytes([4, 3, 2, 0]) + identity + struct.pack(">HH", 2, 2)
+           + struct.pack(">8H", *([0, 0xFFFF] * 4))
+           + b"".join(struct.pack(">3H", *(min(max(v, 0), 0xFFFF) for v in corner)) for corner in corners)
+           + struct.pack(">6H", *([0, 0xFFFF] * 3)))
+    return _icc(b"prtr", b"CMYK", b"Lab ", [(b"desc", _desc(b"Press CMYK")), _CPRT, _D50, (b"A2B0", lut)])
+
+
+def raw_like_tiff(pixels: np.ndarray, kind: str) -> bytes:
+    """A camera RAW's TIFF structure around ``pixels`` (H, W, 3), as tifffile writes it.
+
+    ``kind``: ``"dng"`` (a small preview first, the DNG version tag), ``"nef"`` (a Nikon-style small preview
+    first, then the 16-bit image), ``"cfa"`` (one sensor image of colour-filter-array samples); ``"camera-tiff"``
+    (a camera's own full-size TIFF, Make set, a thumbnail second) is an ordinary TIFF.
+    """
+    import cv2
+    import tifffile
+
+    preview = cv2.resize(pixels, (pixels.shape[1] // 4, pixels.shape[0] // 4), interpolation=cv2.INTER_AREA)
+    full16 = pixels.astype(np.uint16) * 257
+    out = io.BytesIO()
+    with tifffile.TiffWriter(out) as tiff:
+        if kind == "dng":
+            tiff.write(preview, photometric="rgb", subfiletype=1,
+                       extratags=[(50706, "B", 4, (1, 4, 0, 0), True), (271, "s", 0, "Canon", True)])
+            tiff.write(full16, photometric="rgb")
+        elif kind == "nef":
+            tiff.write(preview, photometric="rgb", subfiletype=1, extratags=[(271, "s", 0, "NIKON CORPORATION", True)])
+            tiff.write(full16, photometric="rgb")
+        elif kind == "cfa":
+            tiff.write(full16[:, :, 1], photometric=32803, extratags=[(271, "s", 0, "SONY", True)])
+        elif kind == "camera-tiff":
+            tiff.write(pixels, photometric="rgb", extratags=[(271, "s", 0, "NIKON CORPORATION", True)])
+            tiff.write(preview, photometric="rgb", subfiletype=1)
+        else:
+            raise ValueError(kind)
+    return out.getvalue()
 
 
 def paste_small(portrait: np.ndarray, canvas: np.ndarray, *, scale: float, at: tuple[int, int]) -> np.ndarray:
