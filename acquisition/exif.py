@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 
 from PIL import ExifTags
 
-from ._pillow import Image  # HEIC shots open too; no decompression-bomb refusal of a 200 MP photo's header
+from ._pillow import Image, pillow_warnings_logged  # HEIC opens too; no bomb refusal of a 200 MP header
 from .errors import AcquisitionError
 from .files import open_regular
 
@@ -116,8 +116,11 @@ def make_exif(*, make: str, model: str, flash_fired: bool, orientation: int = 1,
 
 def _open_exif(path: Path) -> Image.Exif:
     try:
-        with open_regular(path, error=AcquisitionError) as handle, Image.open(handle) as im:
-            return im.getexif()
+        with pillow_warnings_logged(), open_regular(path, error=AcquisitionError) as handle, Image.open(handle) as im:
+            exif = im.getexif()
+            for tag in (_EXIF_IFD, 0x8825):  # read while the file is open and warnings are logged
+                exif.get_ifd(tag)
+            return exif
     except FileNotFoundError as exc:
         raise AcquisitionError("no such file", path=path) from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -465,6 +465,8 @@ def test_cli_build_and_verify(aligned: Path, split_file: Path, tmp_path: Path) -
     result = CliRunner().invoke(prep, args)
     assert result.exit_code == 1, result.output  # carl/front has no face: shards are written, the status says so
     assert "skipped carl/front" in result.output and "6 samples" in result.output
+    assert sum("carl/front" in line for line in result.output.splitlines()) == 1  # once under -q, not twice
+    assert "--min-face-px" in result.output
     result = CliRunner().invoke(prep, ["verify", str(out)])
     assert result.exit_code == 0 and "OK" in result.output
     result = CliRunner().invoke(prep, ["build-h5", str(aligned), str(tmp_path / "x"), "--split", "0.5,0.2"])
@@ -476,3 +478,14 @@ def test_package_exports() -> None:
     for name in datasetgen.__all__:
         assert getattr(datasetgen, name) is not None
     assert os.path.basename(datasetgen.__file__) == "__init__.py"
+
+
+def test_a_valid_mask_announcing_a_huge_picture_is_damaged_not_too_large(tmp_path: Path) -> None:
+    from datasetgen._build import _read_valid
+    from tests.fakes.image_files import header_only_png
+
+    (tmp_path / "valid.png").write_bytes(header_only_png(40000, 40000))
+    with pytest.raises(DatasetGenError) as info:
+        _read_valid(tmp_path / "valid.png", (600, 512))
+    assert "40000x40000" in str(info.value) and "prep register --force" in str(info.value)
+    assert "raise the limit" not in str(info.value)

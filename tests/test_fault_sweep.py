@@ -283,3 +283,82 @@ def test_evaluate_refuses_shards_built_with_other_parameters(world, tmp_path):
     assert run("build-h5", world["aligned"], tmp_path / "shards32", "--size", "32", "--split", "1,0,0").exit_code == 0
     result = run("evaluate", world["run"], tmp_path / "shards32", "--split", "train")
     assert result.exit_code == 1 and "other parameters" in result.output and "size 64 vs 32" in result.output
+
+
+def test_enhance_reports_links_fifos_and_folders_named_like_photos(world, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(next(world["raw"].rglob("flash.jpg")), photos / "selfie.jpg")
+    os.symlink("nowhere.jpg", photos / "broken.jpg")
+    os.mkfifo(photos / "fifo.jpg")
+    os.symlink(world["outside"], photos / "escape.jpg")
+    result = run("enhance", world["run"] / "last.pt", photos, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert any(f"{photos / 'broken.jpg'}: a symbolic link to nowhere.jpg, which does not exist" in line
+               for line in lines), result.output
+    assert any(f"{photos / 'fifo.jpg'}: is a FIFO" in line for line in lines), result.output
+    assert any(f"{photos / 'escape.jpg'}: a symbolic link to" in line and "copy the photo itself" in line
+               for line in lines), result.output
+    assert "1 enhanced" in result.output and "3 failed" in result.output
+    for source in (tmp_path / "dir.jpg", tmp_path / "empty"):  # a folder with a photo's name, an empty folder
+        source.mkdir()
+        result = run("enhance", world["run"] / "last.pt", source, tmp_path / "out2")
+        assert result.exit_code == 1 and f"{source}: no photos found" in result.output, result.output
+
+
+def test_enhance_one_photo_into_a_folder_an_existing_file_or_through_a_file(world, tmp_path):
+    selfie = next(world["raw"].rglob("flash.jpg"))
+    (tmp_path / "portraits").mkdir()
+    result = run("enhance", world["run"] / "last.pt", selfie, tmp_path / "portraits")
+    assert result.exit_code == 0 and (tmp_path / "portraits" / selfie.name).is_file(), result.output
+    written = (tmp_path / "portraits" / selfie.name).read_bytes()
+    result = run("enhance", world["run"] / "last.pt", selfie, tmp_path / "portraits" / selfie.name)
+    assert result.exit_code == 1 and "exists already" in result.output and "--force" in result.output
+    assert (tmp_path / "portraits" / selfie.name).read_bytes() == written
+    assert run("enhance", world["run"] / "last.pt", selfie, tmp_path / "portraits", "--force").exit_code == 0
+    result = run("enhance", world["run"] / "last.pt", selfie, tmp_path / "portrait")  # no folder, no extension
+    assert result.exit_code == 2 and "names no image format" in result.output
+    (tmp_path / "x").write_text("in the way")
+    result = run("enhance", world["run"] / "last.pt", selfie, tmp_path / "x" / "out.jpg")
+    assert result.exit_code == 1 and f"{tmp_path / 'x'} is a file" in result.output, result.output
+
+
+def test_enhance_writes_a_tiff_with_the_photos_exif(world, tmp_path):
+    from PIL import Image
+
+    selfie = next(world["raw"].rglob("flash.jpg"))  # the virtual camera's EXIF: its make, the flash fired
+    with Image.open(selfie) as before:
+        make, flash = before.getexif()[0x010F], before.getexif().get_ifd(0x8769)[0x9209]
+    result = run("enhance", world["run"] / "last.pt", selfie, tmp_path / "out.TIFF")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out.TIFF") as after:
+        assert after.getexif()[0x010F] == make and after.getexif().get_ifd(0x8769)[0x9209] == flash
+
+
+def test_no_face_found_names_the_smallest_face_searched(world, tmp_path, astronaut):
+    import cv2
+    from skimage import data
+
+    from tests.fakes.image_files import paste_small
+
+    canvas = cv2.resize(data.coffee(), (1600, 1200), interpolation=cv2.INTER_LINEAR)
+    write_image(tmp_path / "group.jpg", paste_small(astronaut, canvas, scale=0.2, at=(900, 500)), quality=90)
+    result = run("enhance", world["run"] / "last.pt", tmp_path / "group.jpg", tmp_path / "out.jpg")
+    assert result.exit_code == 1 and "no face found" in result.output
+    assert "faces narrower than 32 px are not searched for" in result.output and "--min-face-px" in result.output
+
+
+def test_capture_lists_every_unusable_portrait_at_once(tmp_path, astronaut):
+    portraits = tmp_path / "portraits"
+    portraits.mkdir()
+    write_image(portraits / "alice.png", np.ascontiguousarray(astronaut))
+    (portraits / "empty.jpg").write_bytes(b"")
+    (portraits / "bomb.png").write_bytes(header_only_png(40000, 40000))
+    (portraits / "cut.jpg").write_bytes(cut_with_eoi(jpeg_bytes(astronaut)))
+    os.symlink("nowhere.jpg", portraits / "gone.jpg")
+    result = run("capture", "--simulate", "--subjects", "5", "--poses", "1", "--out", tmp_path / "raw",
+                 "--portraits", portraits, "--size", "240x320")
+    assert result.exit_code == 1 and "4 of the 5 portraits cannot be used" in result.output, result.output
+    for name in ("empty.jpg", "bomb.png", "cut.jpg", "gone.jpg"):
+        assert sum(f"{portraits / name}:" in line for line in result.output.splitlines()) == 1, name
