@@ -174,6 +174,7 @@ def test_every_stage_refuses_a_folder_another_run_holds_and_takes_over_a_dead_ru
     run_dir, photos, out, raw = tmp_path / "run", tmp_path / "photos", tmp_path / "out", tmp_path / "raw"
     shutil.copytree(pipeline["raw"] / "astronaut", raw / "astronaut")
     photos.mkdir()
+    shutil.copy(next(raw.rglob("flash.jpg")), photos / "selfie.jpg")  # a folder without photos says so first
     checkpoint = tmp_path / "any.pt"
     checkpoint.write_bytes(b"not read: the folder is refused first")
     held = [aligned, shards, run_dir, out, raw / "astronaut"]
@@ -381,6 +382,7 @@ def test_output_folders_are_checked_before_any_work(pipeline, tmp_path):
     blocker.write_text("a file where a folder should be\n")
     photos = tmp_path / "photos"
     photos.mkdir()
+    shutil.copy(next(raw.rglob("flash.jpg")), photos / "selfie.jpg")  # a folder without photos says so first
     checkpoint = tmp_path / "any.pt"
     checkpoint.write_bytes(b"never read")
     commands = {"register": [raw], "build-h5": [aligned], "train": [shards], "enhance": [checkpoint, photos]}
