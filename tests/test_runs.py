@@ -196,6 +196,7 @@ def test_every_stage_refuses_a_folder_another_run_holds_and_takes_over_a_dead_ru
         one_line_error(prep("train", shards, tmp_path / "r2", "--workers", "0"), "shards: is being written", who)
         one_line_error(prep("train", pipeline["shards"], run_dir, "--workers", "0"), "run: is being written", who)
         one_line_error(prep("enhance", checkpoint, photos, out), "out: is being written", who)
+        one_line_error(prep("enhance", checkpoint, photos / "selfie.jpg", out), "out: is being written", who)
         with pytest.raises(AcquisitionError, match="is being written by another run"):
             simulate_sessions(raw, subjects=1, poses=1, size=SMALL, resume=True)
         assert folder_writer(aligned).pid == holder.pid

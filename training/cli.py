@@ -207,6 +207,7 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
     from acquisition.faces import MIN_FACE_ENV
     from acquisition.imageio import IMAGE_EXTENSIONS
     from acquisition.progress import progress_bar
+    from acquisition.runlock import refuse_if_being_written
 
     from ._enhance import enhance
     from ._enhance_tree import enhance_tree, list_photos
@@ -226,6 +227,8 @@ def enhance_command(checkpoint: Path, source: Path, dest: Path, device: str, for
             raise SystemExit(1)
     else:
         target = dest / source.name if dest.is_dir() else dest
+        # a folder another run is writing (a folder enhance, a build) is not written into behind its back
+        refuse_if_being_written(target.parent, error=TrainingError, then=f"enhance {source.name} again")
         if target.suffix.lower() not in IMAGE_EXTENSIONS:
             raise click.UsageError(f"DEST {dest} names no image format: end it in one of {', '.join(IMAGE_EXTENSIONS)} "
                                    f"(the extension picks the format), or give an existing folder to write "
