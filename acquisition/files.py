@@ -36,7 +36,7 @@ def file_kind(mode: int) -> str | None:
 
 
 def _not_a_file(path: Path, kind: str, error: type[PrepError]) -> PrepError:
-    return error(f"is {kind}, where a file is expected", path=path,
+    return error(f"is {kind}, not a regular file", path=path,
                  hint="remove or rename it, then run the command again")
 
 

@@ -468,3 +468,63 @@ def test_a_real_full_disk_while_writing_a_checkpoint(shards, tiny_tmpfs):
     line = one_line(result.output)
     assert result.exit_code == 1 and "the disk is full; last.pt was not replaced" in line, result.output
     assert (run_dir / "last.pt").read_bytes() == before
+
+
+# ------------------------------------------------------------------ resume never replaces a run it cannot read
+def _snapshot(folder: Path) -> dict[str, bytes | str]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() and not p.is_symlink() else "special")
+            for p in sorted(folder.rglob("*")) if not p.is_dir()}
+
+
+def _no_last_pt(last: Path) -> None:
+    last.unlink()
+
+
+def _truncated(last: Path) -> None:
+    os.truncate(last, last.stat().st_size // 3)
+
+
+def _fifo(last: Path) -> None:
+    last.unlink()
+    os.mkfifo(last)
+
+
+def _device(last: Path) -> None:
+    last.unlink()
+    last.symlink_to("/dev/zero")  # a character device (reading it would never end)
+
+
+@pytest.mark.parametrize(("damage", "words"), [
+    (_no_last_pt, "there is no last.pt to resume from (the folder holds best.pt"),
+    (_truncated, "cannot resume: cannot read the checkpoint (RuntimeError: PytorchStreamReader"),
+    (_fifo, "is a FIFO (named pipe), not a regular file"),
+    (_device, "is a character device, not a regular file"),
+])
+def test_resume_without_a_usable_last_pt_refuses_and_keeps_the_run(run, shards, tmp_path, damage, words):
+    folder = shutil.copytree(run, tmp_path / "run", symlinks=True)
+    damage(folder / "last.pt")
+    before = _snapshot(folder)
+    result = prep("train", shards, folder, "--resume", "--epochs", "2")
+    line = one_line(result.output)
+    assert result.exit_code == 1 and f"{folder / 'last.pt'}: {words}" in line, result.output
+    assert _snapshot(folder) == before  # nothing written, nothing replaced
+    fresh = prep("train", shards, folder, *TRAIN_ARGS)  # a fresh run refuses the folder too: it holds best.pt ...
+    assert fresh.exit_code == 1 and "already holds a training run" in one_line(fresh.output)
+    assert _snapshot(folder) == before
+
+
+def test_resume_into_an_empty_folder_says_there_is_no_run(shards, tmp_path):
+    result = prep("train", shards, tmp_path / "new", "--resume")
+    assert result.exit_code == 1 and "holds no training run" in one_line(result.output) and "without --resume" in \
+        result.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_special_best_pt_is_an_error_not_a_fall_back_to_last_pt(run, shards, tmp_path):
+    folder = shutil.copytree(run, tmp_path / "run")
+    (folder / "best.pt").unlink()
+    os.mkfifo(folder / "best.pt")
+    for result in (prep("evaluate", folder, shards), prep("train", shards, folder, "--resume", "--epochs", "2")):
+        line = one_line(result.output)
+        assert result.exit_code == 1 and f"{folder / 'best.pt'}: is a FIFO (named pipe), not a regular file" in line
+    assert (folder / "last.pt").read_bytes() == (run / "last.pt").read_bytes()

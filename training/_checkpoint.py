@@ -19,6 +19,7 @@ loading accepts, so a checkpoint built from values read out of shard attributes 
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from torch import nn
 
 from acquisition.atomic import atomic_write, write_error
 from acquisition.errors import PrepError
+from acquisition.files import open_regular, require_regular
 
 from ._device import resolve_device
 from ._model import DeepFlashNet
@@ -128,7 +130,15 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], *, then: str =
 
 
 def checkpoint_epoch(path: str | Path) -> int | None:
-    """The ``epoch`` a checkpoint file records, read without loading its weights (None: missing or unreadable)."""
+    """The ``epoch`` a checkpoint file records, read without loading its weights (None: missing or unreadable).
+
+    Raises
+    ------
+    TrainingError
+        Something other than a regular file is at ``path`` (a FIFO would block ``torch.load`` forever).
+    """
+    if not require_regular(path, error=TrainingError):
+        return None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return int(checkpoint["epoch"])
@@ -137,26 +147,41 @@ def checkpoint_epoch(path: str | Path) -> int | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A ``.pt`` file, or a run folder (its ``best.pt``, else ``last.pt``)."""
+    """A ``.pt`` file, or a run folder (its ``best.pt``, else ``last.pt``).
+
+    A ``best.pt`` that is there but is not a regular file (a FIFO, a device, a folder) is an error, never a
+    silent fall-back to ``last.pt``: the caller asked for the run's best weights.
+    """
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
+            if os.path.lexists(path / name):
+                _require_checkpoint_file(path / name)
                 return path / name
         raise TrainingError("no checkpoint (best.pt or last.pt) in this folder", path=path,
                             hint="give the RUN_DIR of prep train, or a .pt file")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TrainingError("no such checkpoint", path=path, hint="give the RUN_DIR of prep train, or a .pt file")
+    _require_checkpoint_file(path)
     return path
+
+
+def _require_checkpoint_file(path: Path) -> None:
+    if not require_regular(path, error=TrainingError):  # a dangling symbolic link
+        raise TrainingError("is a symbolic link to nothing", path=path,
+                            hint="point it at a checkpoint written by prep train, or remove it")
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and check its format."""
     path = resolve_checkpoint(path)
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with open_regular(path, "rb", error=TrainingError) as handle:
+            checkpoint = torch.load(handle, map_location=map_location, weights_only=True)
+    except PrepError:
+        raise
     except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise TrainingError(f"cannot read the checkpoint ({exc.__class__.__name__}: {exc})", path=path,
+        raise TrainingError(f"cannot read the checkpoint ({_first_sentence(exc)})", path=path,
                             hint="it may be truncated; use last.pt or best.pt of a finished epoch") from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError("not a DeepFlash checkpoint", path=path, hint="give a .pt file written by prep train")
@@ -167,6 +192,13 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         checkpoint["model_config"].setdefault("upsample", "deconv")
     checkpoint["path"] = str(path)
     return checkpoint
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """``RuntimeError: PytorchStreamReader failed reading zip archive`` -- without torch's paragraph of advice."""
+    text = str(exc).strip().split("\n")[0]
+    text = text.split(". ")[0].rstrip(".")
+    return f"{exc.__class__.__name__}: {text[:160]}"
 
 
 def build_model(model_config: dict[str, Any], *, init_weights: bool = True) -> DeepFlashNet:

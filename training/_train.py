@@ -38,6 +38,7 @@ from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
 from acquisition.checks import check_finite_fields
 from acquisition.errors import PrepError
+from acquisition.files import require_regular
 from acquisition.folders import check_apart
 from acquisition.progress import announce_total
 from acquisition.runlock import claim_folder
@@ -474,8 +475,9 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
         must match the checkpoint's; batch size, learning rate and the rest may change (logged), on any number
         of processes.
     resume : bool
-        Continue from ``run_dir/last.pt`` exactly where it stopped (a missing file starts afresh), first
-        finishing the outputs of its last epoch that an interrupted run left unwritten.
+        Continue from ``run_dir/last.pt`` exactly where it stopped, first finishing the outputs of its last epoch
+        that an interrupted run left unwritten. A missing, damaged or special ``last.pt`` is refused (never a
+        fresh start over the run's other outputs); without ``resume`` a folder holding any run output is.
     given : collection of str, optional
         With ``resume``: the names of the ``config`` fields the caller chose (a command line: the options
         typed); the others keep the checkpoint's values. None: every field of ``config`` counts.
@@ -530,15 +532,11 @@ def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, r
     """:func:`train` with the run folder claimed (one run per folder)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     with _on_every_rank(world):
-        checkpoint: dict[str, Any] | None = None
-        if resume and (run_dir / "last.pt").is_file():
-            checkpoint = load_checkpoint(run_dir / "last.pt")
+        checkpoint = _resume_checkpoint(run_dir) if resume else None
+        if checkpoint is not None:
             config = _resume_config(checkpoint, config, given)
-        elif resume:
-            log.info("%s holds no last.pt: starting a new run", run_dir)
-        elif (run_dir / "last.pt").exists():
-            raise TrainingError("this folder already holds a training run", path=run_dir,
-                                hint="add --resume to continue it, or choose another RUN_DIR")
+        else:
+            _refuse_a_used_folder(run_dir)
         device = resolve_device(config.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")), world=world)
         shards = open_shards(shards_dir)
         config, train_set, val_set = _datasets(shards, config, checkpoint, main=int(os.environ.get("RANK", "0")) == 0)
@@ -555,6 +553,48 @@ def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, r
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+#: What a run writes into its folder: a fresh run refuses a folder holding any of them (it would replace them).
+RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.csv", "loss.png", "samples")
+
+
+def _resume_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/last.pt``, loaded for ``--resume``; anything else there is an error, never a fresh start.
+
+    A fresh run would replace ``best.pt``, ``metrics.csv`` and the samples of the run that ``--resume`` was
+    meant to continue, so a missing, damaged or special ``last.pt`` is refused in one line with the fix.
+    """
+    last = run_dir / "last.pt"
+    if not os.path.lexists(last):
+        others = [name for name in RUN_OUTPUTS if os.path.lexists(run_dir / name)]
+        if others:
+            raise TrainingError(f"there is no last.pt to resume from (the folder holds {', '.join(others)})",
+                                path=last, hint="restore last.pt from a copy, or start a new run in another RUN_DIR "
+                                                "(without --resume); best.pt holds no optimizer state to resume from")
+        raise TrainingError("there is no last.pt to resume from: this folder holds no training run", path=last,
+                            hint="run the command without --resume to start a new run here")
+    if not require_regular(last, error=TrainingError):  # a symbolic link to nothing
+        raise TrainingError("is a symbolic link to nothing: there is no last.pt to resume from", path=last,
+                            hint="point it at the run's last.pt, or start a new run in another RUN_DIR")
+    try:
+        return load_checkpoint(last)
+    except TrainingError as exc:
+        if exc.path is not None and Path(exc.path) != last:
+            raise
+        raise TrainingError(f"cannot resume: {exc.message}", path=last,
+                            hint="it is damaged or not a checkpoint: restore last.pt from a copy, or start a new "
+                                 "run in another RUN_DIR (without --resume); the folder is left as it is") from exc
+
+
+def _refuse_a_used_folder(run_dir: Path) -> None:
+    """A fresh run writes only into a folder that holds no run's outputs (nothing of another run is replaced)."""
+    found = [name for name in RUN_OUTPUTS if os.path.lexists(run_dir / name)]
+    if found:
+        resumable = "last.pt" in found
+        raise TrainingError(f"this folder already holds a training run ({', '.join(found)})", path=run_dir,
+                            hint=("add --resume to continue it, or choose another RUN_DIR" if resumable else
+                                  "choose another RUN_DIR (there is no last.pt to resume from)"))
 
 
 def _epoch_outputs(run_dir: Path, state: dict[str, Any], *, improved: bool, model: nn.Module,
