@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import PrepError
-from .interrupts import handle_stop_signals
+from .interrupts import handle_stop_signals, raise_if_interrupted
 
 __all__ = ["FiniteFloatRange", "environment", "force_option", "input_dir", "min_face_option", "output_dir",
            "reports_errors", "seed_option", "workers_option"]
@@ -45,7 +45,13 @@ def reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             with handle_stop_signals():
-                return command(*args, **kwargs)
+                try:
+                    return command(*args, **kwargs)
+                except Exception:
+                    # After a stop signal, what failed is a consequence of it (a worker process that saw the
+                    # signal first, a library that swallowed it): report the interruption.
+                    raise_if_interrupted()
+                    raise
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
         except ValueError as exc:

@@ -8,20 +8,26 @@ serves them too, and the command exits with the shell's convention ``128 + signa
 
 Code that runs Python callbacks inside a C++ library (SimpleITK's iteration observers) may see the exception
 swallowed and re-raised as the library's own error; :func:`raise_if_interrupted` turns that back into the
-interruption it was.
+interruption it was. Python itself swallows an exception raised where it cannot propagate (a ``weakref``
+callback, an at-fork hook, ``__del__``) and prints "Exception ignored in ..." with a traceback; inside
+:func:`handle_stop_signals` such a swallowed stop is delivered again instead, so it surfaces where it can.
+:func:`deferred_stop_signals` holds stops back over a short stretch that must not be cut in two (starting worker
+processes) and raises them right after.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Final, NoReturn
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "handle_stop_signals", "raise_if_interrupted", "raise_stop_signal",
-           "received_signal"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "deferred_stop_signals", "handle_stop_signals", "raise_if_interrupted",
+           "raise_stop_signal", "received_signal"]
 
 #: The signals that stop a command: Ctrl-C, ``kill`` and a closed terminal.
 STOP_SIGNALS: Final = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None),
@@ -98,13 +104,51 @@ def handle_stop_signals() -> Iterator[None]:
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    outer = _received
+    outer, outer_hook = _received, sys.unraisablehook
     _received = None
     try:
+        sys.unraisablehook = _redeliver_swallowed_stop
         for signum in STOP_SIGNALS:
             signal.signal(signum, _handler)
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = outer_hook
         _received = outer
+
+
+def _redeliver_swallowed_stop(unraisable: sys.UnraisableHookArgs) -> None:
+    """A stop raised where Python cannot propagate it (it would print "Exception ignored in ..." and go on):
+    send the signal again, so that it is raised at the next point where it can stop the command."""
+    if isinstance(unraisable.exc_value, Interrupted):
+        os.kill(os.getpid(), unraisable.exc_value.signum)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _record(signum: int, _frame: FrameType | None) -> None:
+    global _received
+    _received = signum
+
+
+@contextlib.contextmanager
+def deferred_stop_signals() -> Iterator[None]:
+    """Hold stop signals back over a short stretch, then raise the first one received as :class:`Interrupted`.
+
+    For code that must not be cut in two, above all starting worker processes: a fork copies the handlers, and
+    a stop raised inside an at-fork hook or half-way through starting a pool is swallowed or leaves workers
+    unaccounted for ("DataLoader worker exited unexpectedly"). Only in the main thread while
+    :func:`handle_stop_signals` is active; elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not _handler:
+        yield
+        return
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _record)
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _handler)
+    raise_if_interrupted()

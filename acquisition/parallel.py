@@ -30,10 +30,10 @@ from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
 from typing import Final, NoReturn, TypeVar
 
-from .interrupts import STOP_SIGNALS, Interrupted, raise_stop_signal, received_signal
+from .interrupts import STOP_SIGNALS, Interrupted, deferred_stop_signals, raise_stop_signal, received_signal
 from .progress import ProgressCallback
 
-__all__ = ["limit_threads", "map_in_order"]
+__all__ = ["limit_threads", "map_in_order", "signal_on_parent_death", "stop_when_parent_dies"]
 
 _PR_SET_PDEATHSIG: Final = 1
 _WATCH_SECONDS: Final = 0.2  # how often a worker checks that its parent is alive
@@ -64,12 +64,18 @@ def limit_threads() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def _ask_for_sigterm_on_parent_death() -> None:
+def signal_on_parent_death(signum: int = signal.SIGTERM) -> None:
+    """Linux: have the kernel send ``signum`` to this process when the thread that started it ends.
+
+    ``PR_SET_PDEATHSIG`` follows the parent *thread*, so it suits children started by a process's main thread
+    (pool workers, DataLoader workers); a process started by a launcher's helper thread (``torchrun``) watches
+    its parent's PID instead (:func:`stop_when_parent_dies`). Elsewhere it does nothing.
+    """
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
 
 def _end_worker(signum: int) -> NoReturn:
@@ -85,14 +91,32 @@ def _worker_stop(signum: int, _frame: FrameType | None) -> None:
     raise_stop_signal(signum)  # the item's clean-up runs, then _run_item ends the worker
 
 
-def _watch_parent() -> None:
-    """Stop this worker when its parent is gone (where PR_SET_PDEATHSIG is missing or came too late)."""
-    while os.getppid() == _parent_pid:
+def _watch_parent(parent_pid: int, grace: float) -> None:
+    """Stop this process when its parent is gone: SIGTERM (clean-up runs), then, after ``grace``, exit."""
+    while os.getppid() == parent_pid:
         time.sleep(_WATCH_SECONDS)
     if received_signal() is None:
         os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(_GRACE_SECONDS)  # the main thread may be inside C code, where Python signal handlers wait
+    time.sleep(grace)  # the main thread may be inside C code, where Python signal handlers wait
     _end_worker(received_signal() or signal.SIGTERM)
+
+
+def stop_when_parent_dies(parent_pid: int | None = None, *, grace: float = _GRACE_SECONDS) -> None:
+    """Stop this process (SIGTERM: its clean-up runs as for ``kill``) once ``parent_pid`` is no longer its parent.
+
+    A watcher thread polls ``os.getppid()``: when the parent ends, however (``kill -9`` included), the process
+    is re-parented and the watcher sends SIGTERM to it, then ends it after ``grace`` seconds if the main thread
+    is stuck in C code. Works whatever thread of the parent started this process, unlike ``PR_SET_PDEATHSIG``.
+
+    Parameters
+    ----------
+    parent_pid : int, optional
+        The parent to watch (default: the current parent). A parent already gone stops the process at once.
+    grace : float
+        Seconds between the SIGTERM and the forced exit.
+    """
+    parent = os.getppid() if parent_pid is None else parent_pid
+    threading.Thread(target=_watch_parent, args=(parent, grace), name="watch-parent", daemon=True).start()
 
 
 def _init_worker(parent_pid: int) -> None:
@@ -101,8 +125,8 @@ def _init_worker(parent_pid: int) -> None:
     _parent_pid = parent_pid
     for signum in STOP_SIGNALS:
         signal.signal(signum, _worker_stop)
-    _ask_for_sigterm_on_parent_death()
-    threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
+    signal_on_parent_death(signal.SIGTERM)
+    stop_when_parent_dies(parent_pid)
     if os.getppid() != parent_pid:  # the parent died before the request above
         _end_worker(signal.SIGTERM)
     limit_threads()
@@ -187,9 +211,10 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
     except BaseException as exc:
         # The pool cancels what has not started (cancelling futures here instead races its manager thread,
         # which then fails on them: InvalidStateError); the workers abandon what has.
-        pool.shutdown(wait=False, cancel_futures=True)
-        _stop_workers(pool)
-        pool.shutdown(wait=True)
+        with deferred_stop_signals():  # a second Ctrl-C must not cut the clean-up short (orphans, tracebacks)
+            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
+            pool.shutdown(wait=True)
         if isinstance(exc, BrokenProcessPool) and received_signal() is not None:
             raise Interrupted(received_signal()) from None  # the workers saw the stop signal first
         raise

@@ -9,6 +9,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -528,3 +529,39 @@ def test_a_special_best_pt_is_an_error_not_a_fall_back_to_last_pt(run, shards, t
         line = one_line(result.output)
         assert result.exit_code == 1 and f"{folder / 'best.pt'}: is a FIFO (named pipe), not a regular file" in line
     assert (folder / "last.pt").read_bytes() == (run / "last.pt").read_bytes()
+
+
+# ------------------------------------------------------------ a stop signal as the DataLoader workers start
+_STOP_AS_WORKERS_START = {
+    # Ctrl-C reaches the process group just as a worker begins: the parent and every worker get it.
+    "worker start": "import torch.utils.data._utils.worker as w\n"
+                    "real = w._worker_loop\n"
+                    "def loop(*args, **kwargs):\n"
+                    "    os.killpg(0, signal.{signal})\n"
+                    "    return real(*args, **kwargs)\n"
+                    "w._worker_loop = loop\n",
+    # ... or while the parent runs its at-fork hooks, where Python swallows exceptions ("Exception ignored").
+    "at-fork hook": "sent = []\n"
+                    "def hook():\n"
+                    "    if not sent:\n"
+                    "        sent.append(1)\n"
+                    "        os.killpg(0, signal.{signal})\n"
+                    "os.register_at_fork(after_in_parent=hook)\n",
+}
+
+
+@pytest.mark.parametrize("when", sorted(_STOP_AS_WORKERS_START))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_as_loader_workers_start_is_the_interruption(run, shards, tmp_path, when, signum):
+    folder = shutil.copytree(run, tmp_path / "run")
+    before = _snapshot(folder)
+    script = ("import os, signal, sys\n" + _STOP_AS_WORKERS_START[when].format(signal=signum.name) +
+              "from acquisition.prep import main\n"
+              f"main(['-q', 'train', {str(shards)!r}, {str(folder)!r}, '--resume', '--epochs', '2', '--workers', "
+              "'2'], prog_name='prep')\n")
+    done = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=120,
+                          start_new_session=True)  # its own process group: the signal stays in there
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr.strip() == f"Interrupted ({signum.name}): finished work is kept; run the same command again " \
+                                  "to resume.", done.stderr
+    assert _snapshot(folder) == before

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from acquisition.errors import PrepError
+from acquisition.interrupts import STOP_SIGNALS, deferred_stop_signals, raise_if_interrupted
+from acquisition.parallel import signal_on_parent_death
 from acquisition.runlock import refuse_if_being_written
 from datasetgen import ShardFolder, check_hashes, check_shard_folder
 from datasetgen.errors import REBUILD_HINT
@@ -268,7 +271,8 @@ def unwrap_worker_error(exc: BaseException) -> BaseException:
 
 def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
     """The batches of ``loader``, with errors raised in its workers unwrapped (:func:`unwrap_worker_error`)."""
-    batches = iter(loader)
+    with deferred_stop_signals():  # a stop while the workers start would leave them half-started
+        batches = iter(loader)
     try:
         while True:
             try:
@@ -276,6 +280,7 @@ def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
             except StopIteration:
                 return
             except Exception as exc:
+                raise_if_interrupted()  # a worker that saw the stop first: "worker exited unexpectedly"
                 unwrapped = unwrap_worker_error(exc)
                 if unwrapped is exc:
                     raise
@@ -289,12 +294,20 @@ def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
 
 
 def worker_init(_worker_id: int) -> None:
-    """DataLoader worker setup: one intra-op thread (see the module docstring).
+    """DataLoader worker setup: one intra-op thread (see the module docstring); stops are the parent's business.
+
+    Ctrl-C reaches the whole process group and ``torchrun`` signals each rank's group: a worker that died of
+    it first made the DataLoader raise "worker exited unexpectedly" instead of the interruption. Workers
+    therefore ignore stop signals (the training process shuts them down on its way out) and are killed when
+    that process ends (``PR_SET_PDEATHSIG``; torch's own watchdog also notices).
 
     OpenCV is left alone: workers do not use it, and resizing its thread pool in a forked worker whose parent
     had started that pool waits forever on the pool's condition variables (seen after ``cv2.resize`` ran in the
     training process).
     """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal_on_parent_death(signal.SIGKILL)
     torch.set_num_threads(1)
 
 
