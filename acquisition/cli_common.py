@@ -62,8 +62,9 @@ def reports_errors(command: F) -> F:
             raise click.ClickException(f"{exc} (a failure inside {origin}; run with -v for where)") from exc
         except KeyboardInterrupt as exc:
             name = getattr(exc, "signal_name", "SIGINT")
-            click.echo(f"\nInterrupted ({name}): finished work is kept; run the same command again to resume.",
-                       err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for every process
+                click.echo(f"\nInterrupted ({name}): finished work is kept; run the same command again to resume.",
+                           err=True)
             raise SystemExit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -698,3 +698,64 @@ def test_enhance_tree_reports_any_failure_of_one_photo_and_goes_on(trained, astr
     [(path, why)] = result.failed
     assert path == src / "a.jpg" and why.startswith(f"{path}: unexpected RuntimeError: Error setting from dictionary")
     assert "\n" not in why
+
+
+# ------------------------------------------------------------------------ torchrun: errors, signals, its death
+def test_a_usage_error_under_torchrun_is_printed_once_and_every_rank_exits_with_its_status(shards, tmp_path):
+    done = _torchrun("-q", "train", shards, tmp_path / "run", "--batch-size", "1", "--epochs", "1")
+    assert done.returncode != 0
+    assert done.stderr.count("batch size 1 with BatchNorm") == 1, done.stderr
+    assert "[rank" not in done.stderr  # no process printed a traceback
+    assert done.stderr.count("exitcode  : 2 ") >= 1 and "exitcode  : -" not in done.stderr  # none killed by a signal
+    assert not (tmp_path / "run").exists()
+
+
+def _ranks_of(launcher: int) -> list[int]:
+    ranks = []
+    for entry in Path("/proc").iterdir():
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == launcher:
+            ranks.append(int(entry.name))
+    return ranks
+
+
+def _running(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_ranks_stop_with_their_launcher_and_keep_the_last_checkpoint(shards, tmp_path, signum):
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    with open(log, "w") as err:  # a file, not a pipe: waiting on a pipe would wait for surviving ranks too
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+             "training", "-q", "train", str(shards), str(run), "--epochs", "1000", "--batch-size", "4", "--width",
+             "0.125", "--workers", "1", "--device", "cpu", "--checkpoint-every", "1"],
+            env=_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ranks = _ranks_of(launcher.pid)
+    assert launcher.poll() is None and len(ranks) == 2, log.read_text()
+    launcher.send_signal(signum)
+    launcher.wait(timeout=60)
+    deadline = time.monotonic() + 20  # the watch polls every 0.2 s; a rank stuck in a collective ends after 5 s
+    while any(_running(rank) for rank in ranks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [rank for rank in ranks if _running(rank)]
+    for rank in survivors:
+        os.kill(rank, signal.SIGKILL)
+    assert not survivors, "a rank outlived its launcher"
+    stderr = log.read_text()
+    assert "[rank" not in stderr, stderr  # the ranks printed no traceback
+    if signum == signal.SIGTERM:
+        assert stderr.count("Interrupted (SIGTERM)") == 1, stderr
+    assert load_checkpoint(run / "last.pt")["global_step"] >= 1
+    assert not (run / ".prep-lock").exists()

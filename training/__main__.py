@@ -1,6 +1,6 @@
 """``python -m training COMMAND ...`` = ``prep COMMAND ...``, so ``torchrun -m training train ...`` works."""
 
-from acquisition.prep import main
+from training.cli import rank_main
 
 if __name__ == "__main__":
-    main(prog_name="prep")
+    rank_main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -124,15 +125,46 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
                    f"train loss {last['train_loss']:.5f}{extra}; checkpoints in {run_dir}")
 
 
-def _leave_it_to_rank_0() -> None:
-    """Under torchrun, a problem every process found is reported by rank 0 alone: wait for torchrun to stop
-    this process (quietly: SIGTERM's default action) once rank 0 has printed it and exited."""
+def _leave_it_to_rank_0(status: int = 1) -> None:
+    """Under torchrun, a problem every process found is reported by rank 0 alone: this process waits, silent,
+    for torchrun to stop it once rank 0 has printed the message and exited, and then exits with ``status``."""
     import signal
     import time
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def leave(_signum: int, _frame: object) -> None:
+        os._exit(status)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, leave)
     time.sleep(60)
-    raise SystemExit(1)
+    raise SystemExit(status)
+
+
+def rank_main() -> None:
+    """``python -m training ...``: prep, as one process of ``torchrun`` (or run by hand).
+
+    Under torchrun each process stops when the launcher is gone, however it ended (``kill -9`` too): a watcher
+    thread sends it SIGTERM, so it stops like after Ctrl-C, keeping its checkpoints. A usage error (the same on
+    every process) is printed by rank 0 only; the others exit with its status.
+    """
+    from acquisition.parallel import stop_when_parent_dies
+    from acquisition.prep import main
+
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        stop_when_parent_dies()
+    if int(os.environ.get("RANK", "0")) == 0:
+        main(prog_name="prep")
+        return
+    try:
+        status = main(prog_name="prep", standalone_mode=False)
+    except click.UsageError as exc:
+        _leave_it_to_rank_0(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        raise SystemExit(1) from None
+    raise SystemExit(status if isinstance(status, int) else 0)
 
 
 @click.command("evaluate")
