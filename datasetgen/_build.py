@@ -14,7 +14,6 @@ byte-identical to an uninterrupted build, for any number of workers.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import io
@@ -46,6 +45,7 @@ from acquisition.layout import REGISTER_AGAIN_HINT, Pair, discover_pairs
 from acquisition.parallel import map_in_order
 from acquisition.progress import ProgressCallback, announce_total
 from acquisition.runlock import claim_folder, refuse_if_being_written
+from acquisition.tables import read_csv_rows
 
 from ._augment import FRAMINGS, AugSpec, aug_table, render_framing
 from ._manifest import DATASET_JSON, INDEX_CSV, write_manifest
@@ -341,24 +341,45 @@ def _process_pair(job: _Job) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ selection
 
-def _registration_status(aligned_dir: Path) -> tuple[dict[str, str] | None, list[SkippedPair]]:
-    """``subject/pose`` -> status from ``registration.csv`` (None when the file is absent: all pairs ok), and the
-    rows that name no pair or hold no valid status, each skipped and reported on its own."""
+@dataclass(frozen=True)
+class _Verdict:
+    """A pair's row of ``registration.csv``."""
+
+    status: str
+    reason: str = ""
+    line: int | None = None
+
+
+_RETAKE_WORDS: Final = ("cannot read", "decode", "truncated", "corrupt", "covers only", "aspect", "overlap",
+                        "too small", "no such file", "not a regular file", "too large")
+
+
+def _failed_advice(reason: str) -> str:
+    """What to do about a pair whose registration failed, from its reason: the shots, or the registration."""
+    if any(words in reason.lower() for words in _RETAKE_WORDS):
+        return "fix or retake its shots, then run prep register again"
+    return "run prep register again with --force; if it fails again, retake the pair"
+
+
+def _registration_status(aligned_dir: Path) -> tuple[dict[str, _Verdict] | None, list[SkippedPair]]:
+    """``subject/pose`` -> its row of ``registration.csv`` (None when the file is absent: all pairs ok), and
+    the rows that cannot be read, name no pair or hold no valid status, each skipped and reported on its own
+    (with the file and line)."""
     path = aligned_dir / REGISTRATION_CSV
     if not require_regular(path, error=DatasetGenError):
         return None, []
     try:
-        reader = csv.DictReader(read_text(path, error=DatasetGenError).splitlines())
-        columns = set(reader.fieldnames or ())
-        rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetGenError(f"cannot read: {exc}", path=path, hint="run prep register again") from exc
+        rows, problems = read_csv_rows(path, error=DatasetGenError)
+    except OSError as exc:
+        raise DatasetGenError(f"cannot read: {exc.strerror or exc}", path=path, hint="run prep register again") from exc
+    columns = rows[0].values.keys() if rows else {"subject", "pose", "status"}
     if not ({"subject", "pose", "status"} <= columns or ({"pair", "key"} & columns and "status" in columns)):
         raise DatasetGenError("expected columns subject, pose and status", path=path,
                               hint="run prep register again to rewrite it")
-    statuses: dict[str, str] = {}
-    bad: list[SkippedPair] = []
-    for number, row in enumerate(rows, start=2):  # line 1 is the header
+    statuses: dict[str, _Verdict] = {}
+    bad = [SkippedPair(f"{REGISTRATION_CSV} line {p.line}", f"{p} (the row is ignored; run prep register again)")
+           for p in problems]
+    for number, row in ((r.line, r.values) for r in rows):
         status = (row.get("status") or "").strip()
         reason = (row.get("reason") or "").strip()
         if row.get("subject") and row.get("pose"):
@@ -373,11 +394,11 @@ def _registration_status(aligned_dir: Path) -> tuple[dict[str, str] | None, list
                 bad.append(SkippedPair(what, f"{path} line {number} names no pair (subject and pose are needed)"))
             continue
         if status not in ("ok", "flagged", "failed"):
-            statuses[key] = "invalid"
+            statuses[key] = _Verdict("invalid", line=number)
             bad.append(SkippedPair(key, f"{path} line {number}: status {status!r} is not ok, flagged or failed "
                                         "(run prep register again)"))
             continue
-        statuses[key] = status
+        statuses[key] = _Verdict(status, reason, number)
     return statuses, bad
 
 
@@ -397,18 +418,25 @@ def _select(aligned_dir: Path, config: BuildConfig) -> tuple[list[Pair], list[Sk
     skipped += bad_rows
     if statuses is None and any((pair.directory / POSE_RECORD).is_file() for pair in discovery.pairs):
         # prep register stopped before writing its CSV: each finished pose still holds its own verdict.
-        statuses = {pair.key: status for pair in discovery.pairs
+        statuses = {pair.key: _Verdict(status) for pair in discovery.pairs
                     if (status := _pose_record_status(pair.directory)) is not None}
+    present = {pair.key for pair in discovery.pairs}
+    for key, verdict in (statuses or {}).items():
+        if key not in present and verdict.line is not None and verdict.status in ("ok", "flagged"):
+            skipped.append(SkippedPair(key, f"{aligned_dir / REGISTRATION_CSV} line {verdict.line}: there is no "
+                                            f"pose folder {aligned_dir / key} (the row is ignored; run prep "
+                                            "register again)"))
     chosen = []
     for pair in discovery.pairs:
-        status = "ok" if statuses is None else statuses.get(pair.key)
-        if status is None:
+        verdict = _Verdict("ok") if statuses is None else statuses.get(pair.key)
+        status = None if verdict is None else verdict.status
+        if verdict is None:
             skipped.append(SkippedPair(pair.key, f"not in {REGISTRATION_CSV} (run prep register)", broken=False))
         elif status == "invalid":
             continue  # reported with its line of the CSV
         elif status == "failed":
-            skipped.append(SkippedPair(pair.key, f"registration failed (its reason is in {REGISTRATION_CSV})",
-                                       broken=False))
+            skipped.append(SkippedPair(pair.key, f"registration failed: {verdict.reason or 'no reason recorded'} "
+                                                 f"({_failed_advice(verdict.reason)})", broken=False))
         elif status == "flagged" and not config.include_flagged:
             skipped.append(SkippedPair(pair.key, "flagged by registration (check it with prep review; "
                                                  "--include-flagged uses it)", broken=False))

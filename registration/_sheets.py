@@ -9,6 +9,7 @@ studio edges green, white where they coincide); lighting differences do not, sin
 
 from __future__ import annotations
 
+import logging
 import math
 import textwrap
 from pathlib import Path
@@ -24,6 +25,8 @@ from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
 from acquisition.progress import ProgressCallback
 
 from ._tree import CSV_NAME, read_registration_csv
+
+log = logging.getLogger(__name__)
 
 __all__ = ["write_contact_sheets"]
 
@@ -162,6 +165,10 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
     for row in read_registration_csv(aligned_dir / CSV_NAME):
         key = f"{row['subject']}/{row['pose']}"
         status, reason = row.get("status", ""), row.get("reason", "")
+        if status != "failed" and key not in folders:
+            log.warning("%s line %s: there is no pose folder %s (the row is left out; run prep register again)",
+                        aligned_dir / CSV_NAME, row["line"], aligned_dir / key)
+            continue
         text = f"{key}  {status.upper()}" + (f"  {reason}" if reason else "")
         rows.append((folders.get(key) if status != "failed" else None, text, reason, status))
         seen.add(key)

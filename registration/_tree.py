@@ -12,12 +12,13 @@ from typing import Final
 
 from acquisition.atomic import write_text_atomic
 from acquisition.errors import PrepError
-from acquisition.files import open_regular, require_regular
+from acquisition.files import require_regular
 from acquisition.folders import check_apart
 from acquisition.layout import LayoutProblem, Pair, discover_pairs, pose_dir
 from acquisition.parallel import map_in_order
 from acquisition.progress import ProgressCallback
 from acquisition.runlock import claim_folder
+from acquisition.tables import read_csv_rows
 
 from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig, RegistrationSummary
 from ._pair import OUTPUT_NAMES, RECORD_NAME, is_complete, read_record, register_pair, result_from_record
@@ -89,12 +90,20 @@ def _csv_text(results: list[PairResult]) -> str:
 
 
 def read_registration_csv(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a ``registration.csv`` as dicts keyed by :data:`CSV_COLUMNS` (empty when missing)."""
+    """The rows of a ``registration.csv`` as dicts keyed by :data:`CSV_COLUMNS` (empty when missing), each with
+    its ``line`` in the file; a damaged row (not UTF-8, a NUL, an unbalanced quote) is logged, file and line,
+    and left out."""
     path = Path(path)
     if not require_regular(path, error=RegistrationError):
         return []
-    with open_regular(path, "r", error=RegistrationError, newline="") as handle:
-        return list(csv.DictReader(handle))
+    try:
+        rows, problems = read_csv_rows(path, required=("subject", "pose", "status"), error=RegistrationError)
+    except OSError as exc:
+        raise RegistrationError(f"cannot be read ({exc.strerror or exc})", path=path,
+                                hint="run prep register again") from exc
+    for problem in problems:
+        log.warning("%s (the row is left out; run prep register again)", problem)
+    return [{**row.values, "line": str(row.line)} for row in rows]
 
 
 def register_tree(raw_dir: str | Path, aligned_dir: str | Path, *, config: RegistrationConfig = DEFAULT_CONFIG,

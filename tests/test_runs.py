@@ -439,3 +439,32 @@ def test_an_image_replaced_with_the_same_size_and_time_is_processed_again(pipeli
                                    np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(PrepError, match="already holds a dataset built from other"):
         build_shards(aligned_again, shards, config=BUILD)
+
+
+def test_damaged_rows_of_registration_csv_are_reported_one_by_one_and_the_others_used(pipeline, tmp_path, caplog):
+    from registration import write_contact_sheets
+
+    aligned = copy(pipeline["aligned"], tmp_path / "aligned")
+    csv_path = aligned / "registration.csv"
+    header, *rows = csv_path.read_bytes().splitlines(keepends=True)
+    tail = b",,,,,,,,,,,,\n"
+    damaged = [b'astronaut,"p02,ok' + tail,  # an unbalanced quote first: it must not swallow the rows after it
+               b"astronaut,p03\xff,ok" + tail,  # a Latin-1 byte saved over UTF-8
+               b"astronaut,p04\x00,ok" + tail,  # a NUL
+               b"ghost,p09,ok" + tail]  # a row for a pose that does not exist
+    csv_path.write_bytes(header + damaged[0] + b"".join(rows) + b"".join(damaged[1:]))
+    lines = {2: "has an unbalanced quote", len(rows) + 3: "is not UTF-8 text (byte 0xff)",
+             len(rows) + 4: "holds a NUL byte",
+             len(rows) + 5: "there is no pose folder"}
+    summary = build_shards(aligned, tmp_path / "shards", config=BUILD)
+    assert summary.pairs["train"] == 2  # astronaut/p01 and the CJK pose: every readable row was used
+    reasons = [s.reason for s in summary.skipped]
+    for number, words in lines.items():
+        assert any(f"{csv_path} line {number}: {words}" in reason for reason in reasons), (number, reasons)
+    assert all("\n" not in reason for reason in reasons)
+    # prep review reads the same file the same way: each damaged row one warning, the sheets drawn.
+    with caplog.at_level(logging.WARNING):
+        sheets = write_contact_sheets(aligned, tmp_path / "sheets")
+    assert sheets and all(path.is_file() for path in sheets)
+    for number, words in lines.items():
+        assert any(f"{csv_path} line {number}: {words}" in record.getMessage() for record in caplog.records), number
