@@ -30,17 +30,35 @@ def setup_logging(verbosity: int) -> None:
 
 
 class _Bar:
-    """The callback :func:`progress_bar` yields: call it with the items done; it can learn its total late."""
+    """The callback :func:`progress_bar` yields: call it with the items done; it can learn its total late.
 
-    def __init__(self, bar: object) -> None:
-        self._bar = bar
+    The bar is drawn at the first call or :meth:`set_total`, not before: a command that refuses to start (a
+    folder another run holds, a bad argument) prints its one line without a bar drawn above it. Libraries
+    announce the total (:func:`announce_total`) once their checks have passed.
+    """
+
+    def __init__(self, make: Callable[[int | None], object], total: int | None) -> None:
+        self._make = make
+        self._total = total
+        self._bar: object | None = None
+
+    def _drawn(self) -> object:
+        if self._bar is None:
+            self._bar = self._make(self._total)
+        return self._bar
 
     def __call__(self, done: int) -> None:
-        self._bar.update(done)  # type: ignore[attr-defined]
+        self._drawn().update(done)  # type: ignore[attr-defined]
 
     def set_total(self, total: int) -> None:
-        self._bar.total = total  # type: ignore[attr-defined]
-        self._bar.refresh()  # type: ignore[attr-defined]
+        self._total = total
+        bar = self._drawn()
+        bar.total = total  # type: ignore[attr-defined]
+        bar.refresh()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()  # type: ignore[attr-defined]
 
 
 def announce_total(progress: ProgressCallback | None, total: int) -> None:
@@ -55,10 +73,17 @@ def announce_total(progress: ProgressCallback | None, total: int) -> None:
 def progress_bar(total: int | None, description: str, *, unit: str = "pair") -> Iterator[ProgressCallback]:
     """Yield a callback that advances a tqdm bar (with ETA) on stderr; silent under ``-q``.
 
-    Pass ``total`` when the CLI knows it; otherwise the library announces it with :func:`announce_total`.
+    Pass ``total`` when the CLI knows it; otherwise the library announces it with :func:`announce_total`. The
+    bar is drawn at the first progress or announcement (after the library's checks), never before.
     """
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=description, unit=unit, disable=_quiet, dynamic_ncols=True,
-              file=sys.stderr, leave=True) as bar:
-        yield _Bar(bar)
+    def make(known: int | None) -> object:
+        return tqdm(total=known, desc=description, unit=unit, disable=_quiet, dynamic_ncols=True, file=sys.stderr,
+                    leave=True)
+
+    bar = _Bar(make, total)
+    try:
+        yield bar
+    finally:
+        bar.close()

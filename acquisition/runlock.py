@@ -26,6 +26,7 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +42,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: the record alone decides
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "RunLock", "RunOwner", "claim_folder", "folder_writer", "refuse_if_being_written"]
+__all__ = ["LOCK_NAME", "RunLock", "RunOwner", "claim_folder", "folder_writer", "note_folders_being_written",
+           "refuse_if_being_written"]
 
 log = logging.getLogger(__name__)
 
@@ -349,3 +351,20 @@ def refuse_if_being_written(folder: str | Path, *, error: type[PrepError] = Prep
     owner = folder_writer(folder)
     if owner is not None:
         raise _busy(Path(folder), owner, error, then=then)
+
+
+def note_folders_being_written(folders: Iterable[str | Path], *, then: str) -> list[Path]:
+    """Log a one-line note for each of ``folders`` that a run is writing now; return those folders.
+
+    For stages that may go on with what is finished (``prep register`` over ``raw/<subject>`` folders a capture
+    is still filling: its finished poses are complete, the one under way is not yet there). ``then`` says how to
+    catch up, e.g. "run prep register again once it has finished".
+    """
+    busy = []
+    for folder in folders:
+        owner = folder_writer(folder)
+        if owner is not None:
+            log.warning("%s is being written by another run (%s); what it has finished is used: %s", folder,
+                        owner if owner.pid > 0 else "it has not recorded itself yet", then)
+            busy.append(Path(folder))
+    return busy

@@ -182,8 +182,15 @@ def review(folder: Path, sheets: Path, count: int, seed: int, pairs_per_sheet: i
         with progress_bar(None, "review", unit="pair") as update:
             written = write_contact_sheets(folder, sheets, pairs_per_sheet=pairs_per_sheet, progress=update)
     else:
-        raise click.ClickException(f"{folder}: neither a shard folder (dataset.json, *.h5) nor an aligned folder "
-                                   "(registration.csv, <subject>/<pose>/flash.png)")
+        from acquisition.runlock import refuse_if_being_written
+
+        from .errors import DatasetGenError
+
+        # A first prep build-h5 or prep register has written nothing recognisable yet: say so, not "neither".
+        refuse_if_being_written(folder, error=DatasetGenError, then="review it")
+        raise DatasetGenError("neither a shard folder (dataset.json, *.h5) nor an aligned folder (registration.csv, "
+                              "<subject>/<pose>/flash.png)", path=folder,
+                              hint="give the output folder of prep build-h5 or prep register")
     for path in written:
         click.echo(str(path))
 

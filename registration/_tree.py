@@ -16,8 +16,8 @@ from acquisition.files import require_regular
 from acquisition.folders import check_apart
 from acquisition.layout import LayoutProblem, Pair, discover_pairs, pose_dir
 from acquisition.parallel import map_in_order
-from acquisition.progress import ProgressCallback
-from acquisition.runlock import claim_folder
+from acquisition.progress import ProgressCallback, announce_total
+from acquisition.runlock import claim_folder, note_folders_being_written
 from acquisition.tables import read_csv_rows
 
 from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig, RegistrationSummary
@@ -144,8 +144,11 @@ def register_tree(raw_dir: str | Path, aligned_dir: str | Path, *, config: Regis
     csv_path = aligned_dir / CSV_NAME
     with claim_folder(aligned_dir, error=RegistrationError):
         require_regular(csv_path, error=RegistrationError)
+        note_folders_being_written(sorted({pair.directory.parent for pair in discovery.pairs}),
+                                   then="run prep register again once it has finished")
         jobs = [_Job(pair, pose_dir(aligned_dir, pair.subject, pair.pose), config, force)
                 for pair in discovery.pairs]
+        announce_total(progress, len(jobs))
         results = list(map_in_order(_run_job, jobs, workers=workers, progress=progress))
         results += [_problem_row(raw_dir, problem) for problem in discovery.problems]
         write_text_atomic(csv_path, _csv_text(results))

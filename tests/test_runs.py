@@ -468,3 +468,24 @@ def test_damaged_rows_of_registration_csv_are_reported_one_by_one_and_the_others
     assert sheets and all(path.is_file() for path in sheets)
     for number, words in lines.items():
         assert any(f"{csv_path} line {number}: {words}" in record.getMessage() for record in caplog.records), number
+
+
+# -- readers of a folder another stage is writing; no bar before a refusal (items 6 and 8 of the re-test) ----
+def test_readers_name_the_run_writing_their_input_and_no_bar_is_drawn_before_a_refusal(pipeline, tmp_path, caplog):
+    from registration import register_tree
+
+    shards, aligned, raw = tmp_path / "shards", tmp_path / "aligned", tmp_path / "raw"
+    shutil.copytree(pipeline["raw"] / "astronaut", raw / "astronaut")
+    with claim_folder(raw / "astronaut"):  # a capture still filling this subject's folder
+        with caplog.at_level(logging.WARNING):
+            summary = register_tree(raw, aligned)
+    assert summary.ok + summary.flagged == 1
+    assert any(f"{raw / 'astronaut'} is being written by another run" in r.getMessage() and
+               "run prep register again" in r.getMessage() for r in caplog.records), caplog.text
+    with claim_folder(shards):  # a first build-h5 under way: nothing but its lock file there yet
+        one_line_error(prep("review", shards, tmp_path / "sheets"), str(shards), "is being written by another run",
+                       f"PID {os.getpid()}")
+    with claim_folder(aligned):  # without -q: the refusal is the only output, no progress bar above it
+        result = CliRunner().invoke(main, ["register", str(raw), str(aligned)])
+        assert result.exit_code == 1 and result.output.strip().startswith("Error:"), result.output
+        assert "register:" not in result.output and "%|" not in result.output, result.output

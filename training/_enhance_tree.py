@@ -30,6 +30,7 @@ from acquisition.files import content_fingerprint
 from acquisition.folders import check_apart
 from acquisition.imageio import IMAGE_EXTENSIONS
 from acquisition.layout import is_inside
+from acquisition.progress import announce_total
 from acquisition.runlock import claim_folder
 
 from ._enhance import Enhancer, EnhanceResult, FaceChoice, Paste, enhance
@@ -153,6 +154,7 @@ def _enhance_claimed(checkpoint: str | Path, in_dir: Path, out_dir: Path, files:
                      progress: Callable[[int], None] | None) -> EnhanceTreeResult:
     """:func:`enhance_tree` with the output folder claimed (one run per folder)."""
     enhancer = Enhancer(checkpoint, device=device)
+    announce_total(progress, len(files))
     options = {"faces": faces, "paste": paste, "min_face_px": os.environ.get(MIN_FACE_ENV) or None}
     done: list[EnhanceResult] = []
     skipped: list[Path] = []
