@@ -243,14 +243,16 @@ def _lock(fd: int) -> bool | None:
     return True
 
 
-def _still_claims(previous: RunOwner, me: RunOwner, locked: bool | None) -> bool:
+def _still_claims(previous: RunOwner, locked: bool | None) -> bool:
     """Whether the run recorded in a lock file whose flock this process just got (or that has no flock) counts."""
     if not previous.on_this_host:
         return True  # another computer's lock may be invisible from here: the record is all there is
-    if not previous.is_alive():
+    if locked:
+        # Locks work here and this one was free: no run holds the folder (a run holds its flock until it ends).
+        # The record's PID may be alive all the same: reused by another process (an older or hand-made record
+        # has no process start to tell), or this very process, having lost its lock object.
         return False
-    # A live run on a file system whose locks do not work; or this very process, having lost its lock object.
-    return locked is None or previous.pid != me.pid
+    return previous.is_alive()  # no locks on this file system: the record decides
 
 
 def claim_folder(folder: str | Path, *, error: type[PrepError] = PrepError) -> RunLock:
@@ -297,7 +299,7 @@ def claim_folder(folder: str | Path, *, error: type[PrepError] = PrepError) -> R
                 os.close(fd)
                 continue
             previous = _read_owner(fd)
-            if previous is not None and _still_claims(previous, me, locked):
+            if previous is not None and _still_claims(previous, locked):
                 raise _busy(folder, previous, error)
             if previous is not None:
                 log.warning("%s: taking over from a run that ended without releasing the folder (%s)", folder,

@@ -476,9 +476,8 @@ def test_readers_name_the_run_writing_their_input_and_no_bar_is_drawn_before_a_r
 
     shards, aligned, raw = tmp_path / "shards", tmp_path / "aligned", tmp_path / "raw"
     shutil.copytree(pipeline["raw"] / "astronaut", raw / "astronaut")
-    with claim_folder(raw / "astronaut"):  # a capture still filling this subject's folder
-        with caplog.at_level(logging.WARNING):
-            summary = register_tree(raw, aligned)
+    with claim_folder(raw / "astronaut"), caplog.at_level(logging.WARNING):  # a capture still filling it
+        summary = register_tree(raw, aligned)
     assert summary.ok + summary.flagged == 1
     assert any(f"{raw / 'astronaut'} is being written by another run" in r.getMessage() and
                "run prep register again" in r.getMessage() for r in caplog.records), caplog.text
@@ -489,3 +488,21 @@ def test_readers_name_the_run_writing_their_input_and_no_bar_is_drawn_before_a_r
         result = CliRunner().invoke(main, ["register", str(raw), str(aligned)])
         assert result.exit_code == 1 and result.output.strip().startswith("Error:"), result.output
         assert "register:" not in result.output and "%|" not in result.output, result.output
+
+
+def test_an_older_or_hand_made_lock_is_taken_over_when_no_run_holds_it(tmp_path, monkeypatch):
+    """A record without boot_id / process_start whose PID is now another live process (PIDs are reused), or
+    is dead: the free flock says no run holds the folder. Without locks, a dead PID lets it go too."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    here = socket.gethostname()
+    for pid in (os.getppid(), 2 ** 22 + 1):  # alive (reused: it is not a prep run), and no such process
+        (folder / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": here, "started": "2026-01-01 10:00:00",
+                                                    "command": "prep register raw aligned"}))
+        with claim_folder(folder) as lock:
+            assert lock.taken_over is not None and lock.taken_over.pid == pid
+            assert folder_writer(folder).pid == os.getpid()
+    monkeypatch.setattr("acquisition.runlock._lock", lambda fd: None)  # a file system without locks
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": 2 ** 22 + 1, "host": here, "started": "x", "command": "y"}))
+    with claim_folder(folder) as lock:
+        assert lock.taken_over is not None and lock.taken_over.pid == 2 ** 22 + 1
