@@ -20,6 +20,7 @@ are informational.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -38,12 +39,17 @@ from ._augment import aug_table as make_aug_table
 from .errors import REBUILD_HINT, DatasetGenError
 from .schema import FORMAT_VERSION, SPLITS, check_shard, open_shard, parse_shard_filename, read_error_words
 
-__all__ = ["DATASET_JSON", "INDEX_COLUMNS", "INDEX_CSV", "Problem", "ShardFolder", "check_hashes",
-           "check_shard_folder", "write_manifest"]
+__all__ = ["DATASET_JSON", "INDEX_COLUMNS", "INDEX_CSV", "MANIFEST_KEYS", "Problem", "ShardFolder", "check_hashes",
+           "check_manifest_checksum", "check_shard_folder", "write_manifest"]
 
 DATASET_JSON: Final = "dataset.json"
 INDEX_CSV: Final = "index.csv"
 INDEX_COLUMNS: Final = ("file", "row", "subject", "pose", "aug", "split")
+#: The keys of dataset.json. ``tool``, ``tool_version`` and ``skipped`` are informational (no shard holds them):
+#: ``checksum`` (SHA-256 of the others, canonical JSON) is what shows that they, too, are as the build wrote them.
+MANIFEST_KEYS: Final = ("format_version", "tool", "tool_version", "parameters", "aug_table", "counts", "subjects",
+                        "shards", "skipped", "fingerprint", "checksum")
+_INFORMATIONAL: Final = ("tool", "tool_version", "skipped")
 _REQUIRED: Final = ("format_version", "parameters", "aug_table", "counts", "subjects", "shards")
 
 
@@ -153,11 +159,40 @@ def write_manifest(shards_dir: str | Path, shards: Sequence[str | Path], *, para
         "skipped": list(skipped),
         "fingerprint": fingerprint,
     }
+    dataset["checksum"] = _manifest_checksum(dataset)
     write_json_atomic(shards_dir / DATASET_JSON, dataset)
     return dataset
 
 
 # ------------------------------------------------------------------------------------------------------ check
+def _manifest_checksum(meta: dict[str, Any]) -> str:
+    body = {key: value for key, value in meta.items() if key != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_manifest_checksum(folder: str | Path, meta: dict[str, Any]) -> list[Problem]:
+    """dataset.json against its own ``checksum``: an edit anywhere, the informational fields included.
+
+    The fields the shards also hold are checked against them by :func:`check_shard_folder` (which names the
+    field); this catches what only dataset.json holds (``tool``, ``tool_version``, ``skipped``) and keys the
+    build never writes. A dataset.json written before the checksum existed is not checked here.
+    """
+    path = Path(folder) / DATASET_JSON
+    problems = []
+    extra = sorted(set(meta) - set(MANIFEST_KEYS))
+    if extra:
+        problems.append(Problem(path, f"holds key(s) prep build-h5 does not write: {', '.join(extra)}",
+                                "remove them, or rebuild the shards with prep build-h5 --force"))
+    recorded = meta.get("checksum")
+    if recorded is not None and not extra and recorded != _manifest_checksum(meta):
+        problems.append(Problem(path, "was edited after the build: its checksum does not match its content (the "
+                                      f"informational {', '.join(_INFORMATIONAL)} cannot be checked against the "
+                                      "shards; other fields that differ from them are reported on their own)",
+                                "restore it from a copy, or rebuild the shards with prep build-h5 --force"))
+    return problems
+
+
 def _scalar(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 

@@ -16,7 +16,7 @@ import numpy as np
 from acquisition.errors import PrepError
 from acquisition.runlock import folder_writer
 
-from ._manifest import Problem, _text, check_hashes, check_shard_folder
+from ._manifest import Problem, _text, check_hashes, check_manifest_checksum, check_shard_folder
 from .errors import DatasetGenError
 from .schema import open_shard, read_error_words
 
@@ -64,6 +64,8 @@ def verify_shards(shards_dir: str | Path) -> list[Problem]:
                         hint="wait for it to finish, then run prep verify again")]
     checked = check_shard_folder(shards_dir)
     problems = list(checked.problems)
+    if checked.meta:
+        problems += check_manifest_checksum(shards_dir, checked.meta)
     problems += check_hashes(checked)
     n_aug = len(checked.meta["aug_table"]) if checked.meta else None
     for name in sorted(checked.contents):

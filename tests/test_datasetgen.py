@@ -412,6 +412,10 @@ def _edit(meta: dict, path: list, value: object) -> None:
     (["skipped", "+"], {"key": "ann/front", "reason": "x", "broken": True}, "lists pair ann/front as skipped"),
     (["fingerprint"], "0" * 64, "comes from another build"),
     (["format_version"], 2, "has format_version 1, dataset.json says 2"),
+    # Only dataset.json holds these: its checksum shows the edit, and the message says they are informational.
+    (["tool_version"], "9.9.9", "was edited after the build: its checksum does not match"),
+    (["tool"], "something else", "informational tool, tool_version, skipped cannot be checked"),
+    (["note"], "hand-made", "holds key(s) prep build-h5 does not write: note"),
 ])
 def test_verify_checks_every_field_of_dataset_json(built: tuple[Path, object], tmp_path: Path, path: list,
                                                    value: object, words: str) -> None:
