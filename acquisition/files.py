@@ -9,6 +9,7 @@ last MiB, so a photo replaced by another of the same size and time (``cp`` then 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -17,8 +18,8 @@ from typing import IO, Any, Final
 
 from .errors import PrepError
 
-__all__ = ["FINGERPRINT_BLOCK", "content_fingerprint", "file_kind", "open_regular", "read_bytes", "read_text",
-           "require_regular"]
+__all__ = ["FINGERPRINT_BLOCK", "content_fingerprint", "file_kind", "human_size", "is_disk_full", "open_regular",
+           "read_bytes", "read_text", "require_regular"]
 
 #: :func:`content_fingerprint` hashes this many bytes at each end of a file (the whole file when it is smaller
 #: than two blocks).
@@ -141,3 +142,30 @@ def content_fingerprint(path: str | Path, *, error: type[PrepError] = PrepError)
             handle.seek(-FINGERPRINT_BLOCK, os.SEEK_END)
             digest.update(handle.read(FINGERPRINT_BLOCK))
     return {"name": path.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns, "sha256": digest.hexdigest()}
+
+
+def human_size(size: float) -> str:
+    """A byte count in words that never rounds a non-zero size to 0: ``"512 B"``, ``"3.4 MB"``, ``"12 GB"``.
+
+    Decimal units (1 GB = 10**9 bytes, as disk tools and shops count), the largest in which the value is at
+    least 1; one decimal below 10.
+    """
+    value, unit = float(size), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(value) < 1000 or unit == "PB":
+            break
+        value /= 1000
+    if unit == "B":
+        return f"{int(value)} B"
+    return f"{value:.1f} {unit}" if abs(value) < 10 else f"{value:.0f} {unit}"
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised from or while handling, is a full disk (or quota)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

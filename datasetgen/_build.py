@@ -39,7 +39,15 @@ from acquisition.atomic import (
 from acquisition.checks import check_finite_fields
 from acquisition.errors import PrepError
 from acquisition.faces import FaceBox
-from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
+from acquisition.files import (
+    content_fingerprint,
+    file_kind,
+    human_size,
+    is_disk_full,
+    open_regular,
+    read_text,
+    require_regular,
+)
 from acquisition.folders import check_apart
 from acquisition.layout import REGISTER_AGAIN_HINT, Pair, discover_pairs
 from acquisition.parallel import map_in_order
@@ -476,8 +484,12 @@ def _clean(shards_dir: Path) -> None:
     for entry in shards_dir.iterdir():
         ours = (parse_shard_filename(entry.name) is not None or entry.name in (INDEX_CSV, DATASET_JSON)
                 or entry.name.startswith(TEMP_PREFIX))
-        if entry.name == WORK_DIR and entry.is_dir():
+        if entry.name == WORK_DIR and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
+        elif entry.name == WORK_DIR:
+            kind = file_kind(entry.lstat().st_mode) if not entry.is_symlink() else "a symbolic link"
+            raise DatasetGenError(f"is {kind or 'a file'}, where prep build-h5 keeps its work folder", path=entry,
+                                  hint="remove or rename it, then run the command again")
         elif ours and entry.is_file():
             entry.unlink()
 
@@ -490,9 +502,9 @@ def _check_disk(shards_dir: Path, config: BuildConfig, samples: int) -> None:
     free = shutil.disk_usage(shards_dir).free
     if needed > free:
         raise DatasetGenError(
-            f"not enough free disk: the build needs about {needed / 1e9:.1f} GB "
-            f"({samples} samples of {config.size}x{config.size}, ~{per_sample / 1e6:.1f} MB each), "
-            f"{free / 1e9:.1f} GB are free", path=shards_dir,
+            f"not enough free disk: the build needs about {human_size(needed)} "
+            f"({samples} samples of {config.size}x{config.size}, ~{human_size(per_sample)} each), "
+            f"{human_size(free)} are free", path=shards_dir,
             hint="free some space, choose another folder, or use --compression lzf or a smaller --size")
 
 
@@ -642,6 +654,16 @@ def _record_path(work: Path, pair: Pair) -> Path:
     return work / "records" / f"{_work_name(pair)}.json"
 
 
+def _free_work_samples(work: Path, exc: BaseException) -> None:
+    """On a full disk, give back the space of the per-pair sample files not yet in a finished shard (the bulk
+    of ``.work/``): a resume makes them again; its records and the finished shards stay."""
+    samples = work / "samples"
+    freed = sum(p.stat().st_size for p in samples.glob("*.npz") if p.is_file()) if samples.is_dir() else 0
+    shutil.rmtree(samples, ignore_errors=True)
+    if freed and isinstance(exc, PrepError):
+        exc.message += f"; {human_size(freed)} of unfinished work files in {work} were removed to free space"
+
+
 def _samples_path(work: Path, pair: Pair) -> Path:
     return work / "samples" / f"{_work_name(pair)}.npz"
 
@@ -764,9 +786,11 @@ def _build(aligned_dir: Path, shards_dir: Path, config: BuildConfig, *, workers:
                 log.info("%s: skipped: %s", pair.key, record["reason"])  # the summary lists it for the user
             assembler.add(record, _samples_path(work, pair))
         assembler.flush()
-    except BaseException:  # Ctrl-C, kill, a write error: stop the workers, delete the unfinished shard
+    except BaseException as exc:  # Ctrl-C, kill, a write error: stop the workers, delete the unfinished shard
         results.close()
         assembler.abort()
+        if is_disk_full(exc):
+            _free_work_samples(work, exc)
         raise
     if not assembler.written:
         raise DatasetGenError("no samples: every pair was skipped", path=aligned_dir,

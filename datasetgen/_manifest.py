@@ -293,7 +293,7 @@ def _check_attrs(h5: Any, entry: dict[str, Any], split: str, meta: dict[str, Any
     if compression is not None and (h5["flash"].compression or "none") != compression:
         found.append(f"is stored with compression {h5['flash'].compression or 'none'}, dataset.json says "
                      f"{compression}")
-    return found
+    return list(dict.fromkeys(found))  # sigma_s is both an attribute and in "parameters": say it once
 
 
 def check_shard_folder(shards_dir: str | Path) -> ShardFolder:

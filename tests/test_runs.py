@@ -506,3 +506,43 @@ def test_an_older_or_hand_made_lock_is_taken_over_when_no_run_holds_it(tmp_path,
     (folder / LOCK_NAME).write_text(json.dumps({"pid": 2 ** 22 + 1, "host": here, "started": "x", "command": "y"}))
     with claim_folder(folder) as lock:
         assert lock.taken_over is not None and lock.taken_over.pid == 2 ** 22 + 1
+
+
+def test_a_full_disk_during_build_h5_gives_back_the_work_files_and_says_how_much(pipeline, tmp_path, monkeypatch):
+    import datasetgen._build as build_module
+    from acquisition.atomic import atomic_write, write_error
+
+    shards, calls = tmp_path / "shards", []
+
+    def fills_on_the_second_pair(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the first pair's samples wait in .work/samples for their shard
+            cause = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise write_error(path, cause) from cause
+        return atomic_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "atomic_write", fills_on_the_second_pair)
+    with pytest.raises(PrepError) as full:
+        build_shards(pipeline["aligned"], shards, config=BUILD)
+    message = str(full.value)
+    assert "the disk is full" in message and " of unfinished work files in " in message, message
+    assert " 0.0 " not in message and not (shards / ".work" / "samples").exists()
+    monkeypatch.undo()
+    build_shards(pipeline["aligned"], shards, config=BUILD)  # the resume makes them again
+    assert (shards / "train-00000.h5").read_bytes() == (pipeline["shards"] / "train-00000.h5").read_bytes()
+
+
+def test_sizes_in_words_never_round_to_zero():
+    from acquisition.files import human_size
+
+    assert [human_size(n) for n in (0, 1, 999, 1000, 45_000, 1_234_567, 9.96e9, 12e9)] == \
+        ["0 B", "1 B", "999 B", "1.0 KB", "45 KB", "1.2 MB", "10.0 GB", "12 GB"]
+
+
+def test_a_fifo_where_build_h5_keeps_its_work_folder_is_one_line_with_the_fix(pipeline, tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    os.mkfifo(shards / ".work")
+    one_line_error(prep("build-h5", pipeline["aligned"], shards, "--size", "64", "--split", "1,0,0"),
+                   f"{shards / '.work'}: is a FIFO (named pipe), where prep build-h5 keeps its work folder",
+                   "remove or rename it")

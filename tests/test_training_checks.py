@@ -565,3 +565,24 @@ def test_a_stop_as_loader_workers_start_is_the_interruption(run, shards, tmp_pat
     assert done.stderr.strip() == f"Interrupted ({signum.name}): finished work is kept; run the same command again " \
                                   "to resume.", done.stderr
     assert _snapshot(folder) == before
+
+
+def test_a_fifo_at_samples_is_refused_before_training(run, shards, tmp_path):
+    for resume in (False, True):
+        folder = shutil.copytree(run, tmp_path / f"run-{resume}") if resume else tmp_path / "new"
+        folder.mkdir(exist_ok=True)
+        shutil.rmtree(folder / "samples", ignore_errors=True)
+        os.mkfifo(folder / "samples")
+        before = _snapshot(folder)
+        result = prep("train", shards, folder, *(["--resume", "--epochs", "2"] if resume else TRAIN_ARGS))
+        line = one_line(result.output)
+        assert result.exit_code == 1 and f"{folder / 'samples'}: is a FIFO (named pipe), where the folder of " \
+                                          "sample pictures goes (remove or rename it" in line, line
+        assert _snapshot(folder) == before
+
+
+def test_a_parameter_that_differs_is_said_once(shards, tmp_path):
+    folder = shutil.copytree(shards, tmp_path / "shards")
+    _edit_json(folder, lambda meta: meta["parameters"].update(sigma_s=16.0))
+    result = prep("train", folder, tmp_path / "run", *TRAIN_ARGS)
+    assert one_line(result.output).count("sigma_s") == 1, result.output

@@ -23,6 +23,7 @@ import io
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import closing, contextmanager, nullcontext
@@ -38,7 +39,7 @@ from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, write_bytes_atomic, write_text_atomic
 from acquisition.checks import check_finite_fields
 from acquisition.errors import PrepError
-from acquisition.files import require_regular
+from acquisition.files import file_kind, require_regular
 from acquisition.folders import check_apart
 from acquisition.progress import announce_total
 from acquisition.runlock import claim_folder
@@ -532,6 +533,7 @@ def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, r
     """:func:`train` with the run folder claimed (one run per folder)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     with _on_every_rank(world):
+        _check_output_kinds(run_dir)
         checkpoint = _resume_checkpoint(run_dir) if resume else None
         if checkpoint is not None:
             config = _resume_config(checkpoint, config, given)
@@ -557,6 +559,23 @@ def _train_claimed(shards_dir: str | Path, run_dir: Path, config: TrainConfig, r
 
 #: What a run writes into its folder: a fresh run refuses a folder holding any of them (it would replace them).
 RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.csv", "loss.png", "samples")
+
+
+def _check_output_kinds(run_dir: Path) -> None:
+    """Refuse, before any work, a FIFO, device or folder where a run writes a file, or anything but a folder at
+    ``samples``: found at the end of an epoch, it would stop the run after its last.pt, at every resume."""
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # missing (or a symbolic link to nothing: replaced like a missing file)
+        if name == "samples":
+            if not stat.S_ISDIR(mode):
+                raise TrainingError(f"is {file_kind(mode) or 'a file'}, where the folder of sample pictures goes",
+                                    path=path, hint="remove or rename it, then run the command again")
+        else:
+            require_regular(path, error=TrainingError)
 
 
 def _resume_checkpoint(run_dir: Path) -> dict[str, Any]:
