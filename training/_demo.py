@@ -145,6 +145,7 @@ def run_demo(out_dir: str | Path, *, config: DemoConfig = DemoConfig()) -> DemoR
     from datasetgen import BuildConfig, build_shards, write_shard_sheets
     from registration import face_box_error, register_tree, write_contact_sheets
 
+    from ._checkpoint import resolve_checkpoint
     from ._enhance import Enhancer, enhance
     from ._evaluate import evaluate
     from ._train import TrainConfig, train
@@ -190,7 +191,7 @@ def run_demo(out_dir: str | Path, *, config: DemoConfig = DemoConfig()) -> DemoR
     held_out = [p for p in discover_pairs(raw).pairs if p.subject == subjects[-1]]
     enhanced = tuple(out / "enhanced" / f"{pair.subject}-{pair.pose}-studio.jpg" for pair in held_out)
     # The epoch with the lowest validation loss: on one training subject a short run soon starts to overfit.
-    checkpoint = run / "best.pt" if (run / "best.pt").is_file() else last
+    checkpoint = resolve_checkpoint(run)  # best.pt, else last.pt; a FIFO or a folder there is an error
 
     def enhance_held_out() -> None:
         enhancer = Enhancer(checkpoint)
