@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Final, NoReturn
 
 __all__ = ["STOP_SIGNALS", "Interrupted", "deferred_stop_signals", "handle_stop_signals", "raise_if_interrupted",
-           "raise_stop_signal", "received_signal"]
+           "raise_stop_signal", "received_signal", "unblock_stop_signals"]
 
 #: The signals that stop a command: Ctrl-C, ``kill`` and a closed terminal.
 STOP_SIGNALS: Final = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None),
@@ -144,11 +144,25 @@ def deferred_stop_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not _handler:
         yield
         return
+    # Blocked too: a child started here (fork, or spawn: the mask survives exec) gets no stop before it has set
+    # up its own handling and called unblock_stop_signals(); a fresh interpreter hit during start-up crashes.
+    masked = hasattr(signal, "pthread_sigmask")
     try:
         for signum in STOP_SIGNALS:
             signal.signal(signum, _record)
+        if masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         yield
     finally:
         for signum in STOP_SIGNALS:
             signal.signal(signum, _handler)
+        if masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop is recorded here
     raise_if_interrupted()
+
+
+def unblock_stop_signals() -> None:
+    """In a worker process started inside :func:`deferred_stop_signals`: accept stop signals again (call it once
+    the worker's own handlers are in place)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -30,7 +30,14 @@ from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
 from typing import Final, NoReturn, TypeVar
 
-from .interrupts import STOP_SIGNALS, Interrupted, deferred_stop_signals, raise_stop_signal, received_signal
+from .interrupts import (
+    STOP_SIGNALS,
+    Interrupted,
+    deferred_stop_signals,
+    raise_stop_signal,
+    received_signal,
+    unblock_stop_signals,
+)
 from .progress import ProgressCallback
 
 __all__ = ["limit_threads", "map_in_order", "signal_on_parent_death", "stop_when_parent_dies"]
@@ -125,6 +132,7 @@ def _init_worker(parent_pid: int) -> None:
     _parent_pid = parent_pid
     for signum in STOP_SIGNALS:
         signal.signal(signum, _worker_stop)
+    unblock_stop_signals()  # the parent started this worker with them blocked (see map_in_order)
     signal_on_parent_death(signal.SIGTERM)
     stop_when_parent_dies(parent_pid)
     if os.getppid() != parent_pid:  # the parent died before the request above
@@ -202,10 +210,12 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
                                   initargs=(os.getpid(),))
     futures: list[cf.Future[R]] = []
     try:
-        for item in items:
-            futures.append(pool.submit(_run_item, function, item))
-            if progress:
-                futures[-1].add_done_callback(lambda _: progress(1))
+        # Workers start during submit: a stop then would hit a fresh interpreter before it can handle it.
+        with deferred_stop_signals():
+            for item in items:
+                futures.append(pool.submit(_run_item, function, item))
+                if progress:
+                    futures[-1].add_done_callback(lambda _: progress(1))
         for future in futures:
             yield future.result()
     except BaseException as exc:

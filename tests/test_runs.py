@@ -546,3 +546,27 @@ def test_a_fifo_where_build_h5_keeps_its_work_folder_is_one_line_with_the_fix(pi
     one_line_error(prep("build-h5", pipeline["aligned"], shards, "--size", "64", "--split", "1,0,0"),
                    f"{shards / '.work'}: is a FIFO (named pipe), where prep build-h5 keeps its work folder",
                    "remove or rename it")
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="needs /proc (Linux)")
+@pytest.mark.parametrize("when", ["as the workers start", "mid-run"])
+def test_ctrl_c_to_the_whole_group_of_a_build_with_workers_is_one_line(pipeline, tmp_path, when):
+    """What a terminal does: SIGINT to the command and its workers at once (the parent may see it last)."""
+    shards, stderr = tmp_path / "shards", tmp_path / "stderr.txt"
+    process = spawn_prep("build-h5", pipeline["aligned"], shards, "--size", "64", "--split", "1,0,0", "--workers",
+                         "2", stderr=stderr)
+    try:
+        if when == "as the workers start":
+            wait_for(lambda: (shards / LOCK_NAME).exists() or process.poll() is not None)
+        else:
+            wait_for(lambda: any((shards / ".work").rglob("*.json")) or process.poll() is not None)
+        assert process.poll() is None, stderr.read_text()
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = stderr.read_text()
+    assert process.returncode == 130, text
+    assert text.strip() == "Interrupted (SIGINT): finished work is kept; run the same command again to resume.", text
+    assert not list(shards.rglob(".tmp-*")) and not (shards / LOCK_NAME).exists()

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from acquisition.errors import PrepError
-from acquisition.interrupts import STOP_SIGNALS, deferred_stop_signals, raise_if_interrupted
+from acquisition.interrupts import STOP_SIGNALS, deferred_stop_signals, raise_if_interrupted, unblock_stop_signals
 from acquisition.parallel import signal_on_parent_death
 from acquisition.runlock import refuse_if_being_written
 from datasetgen import ShardFolder, check_hashes, check_shard_folder
@@ -307,6 +307,7 @@ def worker_init(_worker_id: int) -> None:
     """
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    unblock_stop_signals()  # blocked while the workers started (iterate): now ignored
     signal_on_parent_death(signal.SIGKILL)
     torch.set_num_threads(1)
 
