@@ -6,11 +6,13 @@ __all__ = [
     "CSV_NAME",
     "AffineEstimate",
     "AffineParts",
+    "FaceCheck",
     "PairResult",
     "RegistrationConfig",
     "RegistrationError",
     "RegistrationSummary",
     "affine_from_matrix",
+    "check_face_alignment",
     "decompose",
     "estimate_affine",
     "eye_state",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 
+from ._check import FaceCheck, check_face_alignment
 from ._config import AffineEstimate, PairResult, RegistrationConfig, RegistrationSummary
 from ._estimate import estimate_affine, overlap_fraction
 from ._pair import register_pair

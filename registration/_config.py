@@ -11,6 +11,8 @@ from acquisition.checks import check_finite_fields
 if TYPE_CHECKING:  # annotations only: `prep register --help` reads the defaults without loading SimpleITK
     import SimpleITK as sitk
 
+    from acquisition.faces import FaceBox
+
 __all__ = ["DEFAULT_CONFIG", "AffineEstimate", "PairResult", "RegistrationConfig", "RegistrationSummary"]
 
 Status = Literal["ok", "flagged", "failed"]
@@ -20,146 +22,156 @@ Status = Literal["ok", "flagged", "failed"]
 class RegistrationConfig:
     """Settings of the mutual-information affine registration and of its quality control.
 
-    The defaults are those measured in ``bench/register.py``: 0.02-0.1 px at the face box on relit portraits,
-    about a second for a 12 MP pair on one core.
+    The defaults are those measured in ``bench/register.py`` (subject motion in front of a still room or
+    backdrop, real flash/ambient pairs, 12 MP timing). Sizes in pixels of the working images ("view pixels")
+    say so; every transform is in full-resolution pixels.
 
     Parameters
     ----------
+    region : {"face", "frame"}
+        ``face``: when both shots show a face, the face decides the match: the metric compares the head and
+        shoulders (the flash face box grown by ``head_scale``), then the face box itself; the background, which
+        stays put while the subject moves, takes no part. Without a face, and with ``frame``, the whole frame.
+    head_scale, face_scale : float
+        The two regions of the face-led search, as multiples of the flash shot's face box.
+    head_side_px, face_side_px : int
+        Longer side of those regions in the working images (they are downscaled to it, never upscaled).
+    context_scale : float
+        The normalisation sees this much more than the region (so its edges are normalised like its middle).
     max_side_px : int
-        Registration runs on a copy downscaled (INTER_AREA) by an integer factor until its longer side is at
-        most this; the transform is still expressed in full-resolution pixels (spacing = factor).
+        Whole-frame search: longer side of the working copy (a first level at half of it).
+    contrast_sigma_px : float
+        Gaussian of the local contrast normalisation (:mod:`registration._views`), in view pixels.
     histogram_bins : int
         Mattes mutual information bins.
-    sampling : {"random", "regular", "none"}
-        Metric sampling strategy; ``sampling_fraction`` of the (masked) pixels per level.
-    sampling_fraction : float
+    samples : int
+        Pixels sampled per metric evaluation (random, seeded); all of them when the region is smaller.
     seed : int
         Sampling seed: the same seed gives byte-identical outputs.
     learning_rate_px, min_step_px : float
-        RegularStepGradientDescent's first and last step, in pixels of the registration copy.
+        RegularStepGradientDescent's first step at the first level (a quarter of it at the last) and its last
+        step at the last level (twice it at the first), in view pixels.
     iterations : int
-        Maximum optimiser iterations per pyramid level.
+        Maximum optimiser iterations per start and level.
     relaxation : float
         Step shrink factor when the gradient changes direction.
-    shrink_factors, smoothing_sigmas_px : tuple of int / float
-        The multi-resolution pyramid (over the registration copy), coarse to fine.
-    refine : bool
-        When the registration copy is downscaled by 2 or more, a last single-level pass at twice its
-        resolution, on the flash image cropped to the face box grown by ``refine_scale`` (the whole frame
-        without a face), with ``refine_sampling_fraction`` of its pixels, a first step of ``refine_step_px``, a
-        last of ``refine_min_step_px`` (pixels of that copy) and at most ``refine_iterations`` iterations. It
-        replaces the pyramid's last level when that level has shrink factor 1 (the same precision for about
-        half the time at 12 MP).
-    refine_scale, refine_sampling_fraction, refine_step_px, refine_min_step_px : float
-    refine_iterations : int
+    keep : int
+        Starts handed from one level to the next (the best by the metric over the whole region).
+    escape_px, escape_scale : float
+        Whole-frame search: the last level also starts from the best result shifted by ``escape_px`` view pixels
+        each way and scaled by ``1 +- escape_scale`` (repeated textures have optima a few pixels apart).
+    frame_rotations_deg : tuple of float
+        Whole-frame search: the image centres are also tried turned by these angles.
+    features : int
+        Whole-frame search: SIFT features per shot for the feature-matched starts (0 = none).
+    feature_ratios : tuple of float
+        Lowe's ratio tests tried, one start (affine and similarity) per ratio.
+    ecc_max_move_px : float
+        The ECC polish is kept when it moves the region's corners by at most this (view pixels) from the
+        mutual-information optimum.
     threads : int
         SimpleITK threads; 1 keeps results identical whatever the machine (floating-point sums in order).
     initialization : {"landmarks", "geometry"}
-        ``landmarks``: a similarity fitted to dlib's 68 face landmarks of both shots, falling back to
-        ``geometry`` (image centres aligned) when no face is found in either.
+        ``landmarks``: a similarity fitted to dlib's 68 face landmarks of both shots is one of the starts;
+        ``geometry``: only the image centres (and, without a face, matched features).
     face_max_side_px : int
         Face detection and landmarks run on a copy this large.
     min_face_px : float, optional
         When that copy shows no face, larger copies are searched for faces down to this width in pixels of
         the full image (:func:`acquisition.faces.detect_faces`); default 2 % of the longer side.
-    mask : {"face", "none"}
-        ``face``: the metric only samples the flash image inside the face box grown by ``mask_scale`` (keeps
-        a background or body that moves differently out of the metric); the whole image when no face.
-    mask_scale : float
     max_rotation_deg, max_scale_change, max_shear, max_shift_fraction : float
         Quality control: a transform beyond any of these is ``flagged`` (shift as a fraction of the width).
     min_mutual_information : float
-        A pair whose mutual information after registration (minus the Mattes metric) stays under this is
-        ``flagged`` as a weak match (aligned pairs reach 1 or more; shots of different scenes ~0.1).
+        A pair whose mutual information after registration (minus the Mattes metric, on the normalised images
+        of the last region) stays under this is ``flagged`` as a weak match.
+    max_face_error_px : float
+        The independent check of the face (:func:`check_face_alignment`): a pair whose face it finds off by
+        more than this many pixels of the face's working image (about ``face_side_px`` across) is ``flagged``.
     ear_threshold : float
         Eye aspect ratio under which an eye counts as closed; a pair with eyes open in one shot and closed in
         the other (mean of both eyes) is ``flagged``.
     min_overlap : float
         A transform that leaves less than this fraction of the flash frame covered by the studio image
         ``failed`` (nothing to learn from).
-    interpolator : {"linear", "bspline", "lanczos"}
-        Interpolation of the final RGB warp.
+    interpolator : {"linear", "cubic", "lanczos"}
+        Interpolation of the final RGB warp (OpenCV).
     png_compression : int
         zlib level of the PNGs written (1 is ~5x faster than 9 on photos).
     """
 
-    max_side_px: int = 1024
-    histogram_bins: int = 50
-    sampling: Literal["random", "regular", "none"] = "random"
-    sampling_fraction: float = 0.05
+    region: Literal["face", "frame"] = "face"
+    head_scale: float = 3.0
+    face_scale: float = 1.0
+    head_side_px: int = 160
+    face_side_px: int = 320
+    context_scale: float = 1.6
+    max_side_px: int = 640
+    contrast_sigma_px: float = 3.0
+    histogram_bins: int = 32
+    samples: int = 30000
     seed: int = 0
     learning_rate_px: float = 1.0
-    min_step_px: float = 1e-3
-    iterations: int = 200
+    min_step_px: float = 0.005
+    iterations: int = 80
     relaxation: float = 0.5
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas_px: tuple[float, ...] = (1.0, 0.5, 0.0)
+    keep: int = 2
+    escape_px: float = 4.0
+    escape_scale: float = 0.012
+    frame_rotations_deg: tuple[float, ...] = (-6.0, 6.0)
+    features: int = 3000
+    feature_ratios: tuple[float, ...] = (0.9, 0.8)
+    ecc_max_move_px: float = 2.0
     threads: int = 1
-    refine: bool = True
-    refine_scale: float = 4.0
-    refine_sampling_fraction: float = 0.02
-    refine_step_px: float = 0.25
-    refine_min_step_px: float = 0.01
-    refine_iterations: int = 100
     initialization: Literal["landmarks", "geometry"] = "landmarks"
-    coarse_side_px: int = 128
-    coarse_iterations: int = 60
-    coarse_rotations_deg: tuple[float, ...] = (-8.0, 8.0)
     face_max_side_px: int = 800
     face_upsample: int = 0
     min_face_px: float | None = None
-    mask: Literal["face", "none"] = "none"
-    mask_scale: float = 2.5
     max_rotation_deg: float = 15.0
     max_scale_change: float = 0.15
     max_shear: float = 0.1
     max_shift_fraction: float = 0.1
+    min_mutual_information: float = 0.02
+    max_face_error_px: float = 1.0
     ear_threshold: float = 0.2
-    min_mutual_information: float = 0.25
     min_overlap: float = 0.5
-    interpolator: Literal["linear", "bspline", "lanczos"] = "linear"
+    interpolator: Literal["linear", "cubic", "lanczos"] = "linear"
     png_compression: int = 1
 
     def __post_init__(self) -> None:
         check_finite_fields(self)
-        if self.max_side_px < 32:
-            raise ValueError(f"max_side_px must be >= 32, got {self.max_side_px}")
+        if self.region not in ("face", "frame"):
+            raise ValueError(f"region must be 'face' or 'frame', not {self.region!r}")
+        if min(self.max_side_px, self.face_side_px, self.head_side_px) < 32:
+            raise ValueError("max_side_px, face_side_px and head_side_px must be >= 32")
+        if self.face_scale <= 0 or self.head_scale < self.face_scale or self.context_scale < 1.0:
+            raise ValueError("face_scale must be > 0, head_scale >= face_scale and context_scale >= 1")
         if self.histogram_bins < 4:
             raise ValueError(f"histogram_bins must be >= 4, got {self.histogram_bins}")
-        if self.sampling not in ("random", "regular", "none"):
-            raise ValueError(f"sampling must be 'random', 'regular' or 'none', not {self.sampling!r}")
-        if not (0.0 < self.sampling_fraction <= 1.0 and 0.0 < self.refine_sampling_fraction <= 1.0):
-            raise ValueError("sampling_fraction and refine_sampling_fraction must be in (0, 1]")
-        if len(self.shrink_factors) != len(self.smoothing_sigmas_px) or not self.shrink_factors:
-            raise ValueError("shrink_factors and smoothing_sigmas_px must be non-empty and of the same length")
-        if any(f < 1 for f in self.shrink_factors):
-            raise ValueError(f"shrink_factors must be >= 1, got {self.shrink_factors}")
+        if self.samples < 100:
+            raise ValueError(f"samples must be >= 100, got {self.samples}")
         if self.learning_rate_px <= 0 or self.min_step_px <= 0 or self.iterations < 1:
             raise ValueError("learning_rate_px and min_step_px must be > 0 and iterations >= 1")
         if not 0.0 < self.relaxation < 1.0:
             raise ValueError(f"relaxation must be in (0, 1), got {self.relaxation}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.threads < 1 or self.keep < 1:
+            raise ValueError("threads and keep must be >= 1")
+        if self.contrast_sigma_px <= 0 or self.features < 0:
+            raise ValueError("contrast_sigma_px must be > 0 and features >= 0")
+        if not all(0.0 < r < 1.0 for r in self.feature_ratios):
+            raise ValueError(f"feature_ratios must lie in (0, 1), got {self.feature_ratios}")
         if self.initialization not in ("landmarks", "geometry"):
             raise ValueError(f"initialization must be 'landmarks' or 'geometry', not {self.initialization!r}")
-        if self.mask not in ("face", "none"):
-            raise ValueError(f"mask must be 'face' or 'none', not {self.mask!r}")
-        if self.refine_scale <= 1.0 or min(self.refine_step_px, self.refine_min_step_px) <= 0 \
-                or self.refine_iterations < 1:
-            raise ValueError("refine_scale must be > 1, refine_step_px and refine_min_step_px > 0 and "
-                             "refine_iterations >= 1")
-        if self.mask_scale <= 1.0:
-            raise ValueError(f"mask_scale must be > 1 (the face box grown), got {self.mask_scale}")
-        if self.interpolator not in ("linear", "bspline", "lanczos"):
-            raise ValueError(f"interpolator must be 'linear', 'bspline' or 'lanczos', not {self.interpolator!r}")
+        if self.interpolator not in ("linear", "cubic", "lanczos"):
+            raise ValueError(f"interpolator must be 'linear', 'cubic' or 'lanczos', not {self.interpolator!r}")
         if self.min_face_px is not None and not self.min_face_px > 0:
             raise ValueError(f"min_face_px must be positive, got {self.min_face_px}")
         if not 0 <= self.png_compression <= 9:
             raise ValueError(f"png_compression must be in 0..9, got {self.png_compression}")
         for name in ("max_rotation_deg", "max_scale_change", "max_shear", "max_shift_fraction", "ear_threshold",
-                     "min_overlap", "min_mutual_information"):
+                     "min_overlap", "min_mutual_information", "escape_px", "escape_scale", "ecc_max_move_px",
+                     "max_face_error_px"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -181,19 +193,24 @@ class AffineEstimate:
     transform : sitk.AffineTransform
         Maps a flash point to the studio point, full-resolution pixels (centre (0, 0): ``studio = M x + t``).
     initial : sitk.AffineTransform
-        The starting transform (landmark similarity or image centres).
+        The start the winning result came from (landmark similarity, matched features or image centres).
     initialization : str
-        ``"landmarks"`` or ``"geometry"`` (what ``initial`` came from).
+        Name of that start (``"landmarks"``, ``"geometry"``, ``"geometry+6deg"``, ``"features-affine-0.9"``...).
     metric_before, metric_after : float
-        Mattes MI (negative; lower is better) with the image centres aligned, and at ``transform``.
+        Mattes MI (negative; lower is better) over the region's normalised images at the first level (best start
+        after its optimisation) and at ``transform`` (last level).
     iterations : int
-        Optimiser iterations, summed over the pyramid levels.
+        Optimiser iterations, summed over starts and levels.
     stop_condition : str
-        SimpleITK's description of why the last level stopped.
+        SimpleITK's description of why the winning run of the last level stopped.
     seconds : float
         Wall time of the estimate (face landmarks included).
-    downscale : int
-        The factor of the registration copy.
+    region : {"face", "frame"}
+        What decided the match: the face (head, then face box) or the whole frame.
+    scale_px : float
+        Full-resolution pixels per pixel of the last level's working image.
+    flash_face, studio_face : FaceBox or None
+        The matched faces (full-resolution pixels), when found.
     flash_landmarks, studio_landmarks : dict or None
         dlib's landmarks of the face used (full-resolution pixels), when one was found in that shot.
     """
@@ -206,7 +223,10 @@ class AffineEstimate:
     iterations: int
     stop_condition: str
     seconds: float
-    downscale: int
+    region: Literal["face", "frame"] = "frame"
+    scale_px: float = 1.0
+    flash_face: FaceBox | None = field(default=None, repr=False)
+    studio_face: FaceBox | None = field(default=None, repr=False)
     flash_landmarks: dict | None = field(default=None, repr=False)
     studio_landmarks: dict | None = field(default=None, repr=False)
 
@@ -225,6 +245,8 @@ class PairResult:
     seconds: float = 0.0
     parameters: tuple[float, ...] = (float("nan"),) * 6
     initialization: str = ""
+    region: str = ""
+    face_check_px: float = float("nan")
     out_dir: Path | None = None
     skipped: bool = False
 
@@ -263,9 +285,3 @@ class RegistrationSummary:
     @property
     def any_failed(self) -> bool:
         return self.failed > 0
-
-
-def _interpolator(name: str) -> int:
-    import SimpleITK as sitk
-
-    return {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline, "lanczos": sitk.sitkLanczosWindowedSinc}[name]

@@ -25,6 +25,7 @@ from acquisition.files import content_fingerprint, read_text
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import Pair
 
+from ._check import check_face_alignment
 from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig
 from ._estimate import estimate_affine, overlap_fraction
 from ._qc import eye_state, quality_reasons
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 #: The files of an aligned pose folder, in the order they are written; ``RECORD_NAME`` last marks completion.
 OUTPUT_NAMES: Final = ("flash.png", "studio.png", "valid.png", "transform.tfm")
 RECORD_NAME: Final = "registration.json"
-_RECORD_VERSION: Final = 1
+_RECORD_VERSION: Final = 2
 
 
 def _fingerprint(path: Path) -> dict:
@@ -89,7 +90,8 @@ def result_from_record(pair: Pair, out_dir: Path, record: dict) -> PairResult:
     return PairResult(subject=pair.subject, pose=pair.pose, status=row["status"], reason=row["reason"],
                       metric_before=_from_json(row["metric_before"]), metric_after=_from_json(row["metric_after"]),
                       iterations=row["iterations"], seconds=row["seconds"], parameters=tuple(row["parameters"]),
-                      initialization=row["initialization"], out_dir=out_dir, skipped=True)
+                      initialization=row["initialization"], region=row.get("region", ""),
+                      face_check_px=_from_json(row.get("face_check_px")), out_dir=out_dir, skipped=True)
 
 
 def _remove_outputs(out_dir: Path) -> None:
@@ -119,9 +121,10 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
     Returns
     -------
     PairResult
-        ``ok``, ``flagged`` (kept, with the reasons) or ``failed`` (with the reason: the read error, different
-        aspect ratios, no overlap); the metric before and after, iterations, seconds and the six parameters
-        ``(a, b, c, d, tx, ty)`` of ``studio = [[a, b], [c, d]] @ flash + (tx, ty)``.
+        ``ok``, ``flagged`` (kept, with the reasons) or ``failed`` (with the reason, naming the file and the fix:
+        the read error, a blank or tiny shot, different aspect ratios, no overlap); the region that led (face or
+        frame), the independent face check's reading, the metric before and after, iterations, seconds and the
+        six parameters ``(a, b, c, d, tx, ty)`` of ``studio = [[a, b], [c, d]] @ flash + (tx, ty)``.
 
     Notes
     -----
@@ -133,24 +136,30 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
     """
     out_dir = Path(out_dir)
     start = time.perf_counter()
+    names = (pair.flash.name, pair.studio.name)
     try:
         inputs = [_fingerprint(pair.flash), _fingerprint(pair.studio)]
         flash = read_image(pair.flash)
         studio = read_image(pair.studio)
     except OSError as exc:
-        return _failed(pair, out_dir, f"cannot read the input ({exc.strerror or exc})", time.perf_counter() - start)
+        return _failed(pair, out_dir, f"cannot read {exc.filename or 'the input'} ({exc.strerror or exc})",
+                       time.perf_counter() - start)
     except PrepError as exc:
         return _failed(pair, out_dir, str(exc), time.perf_counter() - start)
     try:
-        estimate = estimate_affine(flash, studio, config=config)
+        estimate = estimate_affine(flash, studio, config=config, names=names)
     except RegistrationError as exc:
-        return _failed(pair, out_dir, exc.message, time.perf_counter() - start)
+        return _failed(pair, out_dir, str(exc), time.perf_counter() - start)
     covered = overlap_fraction(estimate.transform, flash.shape, studio.shape)
     if covered < config.min_overlap:
-        return _failed(pair, out_dir, f"the studio image covers only {covered:.0%} of the flash frame after "
-                       f"registration (minimum {config.min_overlap:.0%}): no usable overlap",
+        return _failed(pair, out_dir, f"{names[1]} covers only {covered:.0%} of the frame of {names[0]} after "
+                       f"registration (minimum {config.min_overlap:.0%}): no usable overlap (the two shots must "
+                       "show the same scene, framed about the same way; retake the pose)",
                        time.perf_counter() - start)
-    reasons = quality_reasons(estimate, flash.shape, studio.shape, config)
+    check = None
+    if estimate.region == "face" and estimate.flash_face is not None:
+        check = check_face_alignment(flash, studio, estimate.transform, estimate.flash_face, config=config)
+    reasons = quality_reasons(estimate, flash.shape, studio.shape, config, check)
     warped, valid = warp_studio(studio, estimate.transform, flash.shape, interpolator=config.interpolator)
     del studio
 
@@ -173,7 +182,8 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
     result = PairResult(pair.subject, pair.pose, "flagged" if reasons else "ok", "; ".join(reasons),
                         metric_before=estimate.metric_before, metric_after=estimate.metric_after,
                         iterations=estimate.iterations, seconds=seconds, parameters=parameters,
-                        initialization=estimate.initialization, out_dir=out_dir)
+                        initialization=estimate.initialization, region=estimate.region,
+                        face_check_px=math.nan if check is None else check.error_px, out_dir=out_dir)
     if reasons:
         log.info("%s flagged: %s", pair.key, result.reason)
     record = {
@@ -184,9 +194,13 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         "result": {"status": result.status, "reason": result.reason, "metric_before": _json_float(result.metric_before),
                    "metric_after": _json_float(result.metric_after), "iterations": result.iterations,
                    "seconds": round(seconds, 3), "parameters": list(parameters),
-                   "initialization": result.initialization},
+                   "initialization": result.initialization, "region": result.region,
+                   "face_check_px": _json_float(result.face_check_px)},
         "stop_condition": estimate.stop_condition,
-        "downscale": estimate.downscale,
+        "scale_px": estimate.scale_px,
+        "face_check": None if check is None else {"error_px": _json_float(check.error_px),
+                                                  "scale_px": check.scale_px, "response": check.response,
+                                                  "ok": check.ok},
         "eye_aspect_ratio": {"flash": eye_state(estimate.flash_landmarks),
                              "studio": eye_state(estimate.studio_landmarks)},
         "config": config.as_dict(),

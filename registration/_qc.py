@@ -1,8 +1,10 @@
-"""Quality control of one registration: is the transform plausible, did the metric improve, did anyone blink?
+"""Quality control of one registration: is the transform plausible, did the metric improve, did anyone blink,
+and does the independent check find the face where the transform puts it?
 
 A flagged pair is kept and marked so a person can look at it (``prep review``); nothing here deletes data. The
 blink test is the paper's known limitation (a blink between the two shots cannot be registered away), which
-it never detected: dlib's eye landmarks give Soukupova and Cech's eye aspect ratio in both shots.
+it never detected: dlib's eye landmarks give Soukupova and Cech's eye aspect ratio in both shots. A blink is
+its own reason; the face check's reading of that pair (the eyes differ, so it may read a shift) is not added.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from acquisition.faces import eye_aspect_ratio
 
+from ._check import FaceCheck
 from ._config import AffineEstimate, RegistrationConfig
 from ._transform import decompose, matrix_of
 
@@ -27,11 +30,12 @@ def eye_state(landmarks: dict[str, np.ndarray] | None) -> float | None:
 
 
 def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], studio_shape: tuple[int, ...],
-                    config: RegistrationConfig) -> list[str]:
+                    config: RegistrationConfig, check: FaceCheck | None = None) -> list[str]:
     """Why a registration looks wrong, in words (empty when it looks right).
 
     Scale is judged relative to the size ratio of the two images (a studio shot saved at another resolution is
-    not a zoom), and the shift is that of the flash image centre, as a fraction of the studio width.
+    not a zoom), and the shift is that of the flash image centre, as a fraction of the studio width. ``check``
+    is :func:`check_face_alignment`'s reading of the face, when there is one.
     """
     reasons: list[str] = []
     fh, fw = flash_shape[:2]
@@ -63,4 +67,7 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
             closed_in = "flash" if flash_closed else "studio"
             reasons.append(f"eyes closed in the {closed_in} shot only (eye aspect ratio flash {flash_ear:.2f}, "
                            f"studio {studio_ear:.2f}): a blink cannot be registered away")
+            return reasons
+    if check is not None and not check.ok:
+        reasons.append(check.reason)
     return reasons

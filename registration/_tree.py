@@ -14,6 +14,7 @@ from acquisition.atomic import write_text_atomic
 from acquisition.errors import PrepError
 from acquisition.files import require_regular
 from acquisition.folders import check_apart
+from acquisition.interrupts import raise_if_interrupted
 from acquisition.layout import LayoutProblem, Pair, discover_pairs, pose_dir
 from acquisition.parallel import map_in_order
 from acquisition.progress import ProgressCallback, announce_total
@@ -29,9 +30,11 @@ __all__ = ["CSV_COLUMNS", "CSV_NAME", "read_registration_csv", "register_tree"]
 log = logging.getLogger(__name__)
 
 CSV_NAME: Final = "registration.csv"
-#: ``a, b, c, d, tx, ty``: ``studio = [[a, b], [c, d]] @ flash + (tx, ty)`` in full-resolution pixels.
+#: ``a, b, c, d, tx, ty``: ``studio = [[a, b], [c, d]] @ flash + (tx, ty)`` in full-resolution pixels;
+#: ``region``: what led the match (``face`` or ``frame``); ``face_check_px``: the independent check's
+#: reading of the face's misalignment, full-resolution pixels (empty without a face).
 CSV_COLUMNS: Final = ("subject", "pose", "status", "reason", "metric_before", "metric_after", "iterations",
-                      "seconds", "a", "b", "c", "d", "tx", "ty", "initialization")
+                      "seconds", "a", "b", "c", "d", "tx", "ty", "initialization", "region", "face_check_px")
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,20 @@ def _run_job(job: _Job) -> PairResult:
     try:
         return register_pair(job.pair, job.out_dir, config=job.config)
     except (RuntimeError, ValueError, MemoryError) as exc:
+        # A stop signal that a C++ library turned into its own error stops the command, not this pair.
+        raise_if_interrupted()
         # SimpleITK and OpenCV raise RuntimeError/ValueError on input they cannot handle; one bad pair must not
-        # stop a session of hundreds, so the pair fails with the message and the others go on.
-        log.exception("%s: unexpected error", job.pair.key)
-        return PairResult(job.pair.subject, job.pair.pose, "failed",
-                          f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}",
-                          out_dir=job.out_dir)
+        # stop a session of hundreds, so the pair fails with one line and the others go on (-v shows where).
+        log.debug("%s: unexpected error", job.pair.key, exc_info=True)
+        names = f"{job.pair.flash.name} and {job.pair.studio.name}"
+        if isinstance(exc, MemoryError):
+            reason = (f"not enough memory to register {names} (close other programs, or run with --workers 1)")
+        else:
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            reason = (f"{names} could not be registered: unexpected {type(exc).__name__} ({detail}); this is a bug: "
+                      "please report it with the two files (prep -v register shows where it happened)")
+        log.warning("%s failed: %s", job.pair.key, reason)
+        return PairResult(job.pair.subject, job.pair.pose, "failed", reason, out_dir=job.out_dir)
 
 
 def _problem_row(raw_dir: Path, problem: LayoutProblem) -> PairResult:
@@ -85,7 +96,8 @@ def _csv_text(results: list[PairResult]) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in results:
         writer.writerow([r.subject, r.pose, r.status, r.reason, _number(r.metric_before), _number(r.metric_after),
-                         r.iterations, f"{r.seconds:.3f}", *(_number(v) for v in r.parameters), r.initialization])
+                         r.iterations, f"{r.seconds:.3f}", *(_number(v) for v in r.parameters), r.initialization,
+                         r.region, _number(r.face_check_px)])
     return out.getvalue()
 
 

@@ -49,20 +49,27 @@ _DEFAULTS = {f.name: f.default for f in fields(RegistrationConfig)}
 @click.option("--min-mi", "min_mutual_information", type=FiniteFloatRange(min=0), show_default=True,
               default=_DEFAULTS["min_mutual_information"], metavar="NATS",
               help="Flag a pair whose mutual information after registration stays under this (weak match).")
-@click.option("--mask", type=click.Choice(["none", "face"]), default="none", show_default=True,
-              help="'face': measure the match only around the face (a background that moves differently).")
+@click.option("--max-face-error", "max_face_error_px", type=click.FloatRange(min=0), show_default=True,
+              default=_DEFAULTS["max_face_error_px"], metavar="PX",
+              help="Flag a pair whose face the independent check finds off by more (pixels of the face's working "
+                   "image, about 320 across).")
+@click.option("--region", type=click.Choice(["face", "frame"]), default=_DEFAULTS["region"], show_default=True,
+              help="'face': the face decides the match when both shots show one (the subject moves, the "
+                   "background stays); 'frame': always the whole frame (e.g. a hand-held camera, no subject).")
 @click.option("--max-side", "max_side_px", type=click.IntRange(min=32), default=_DEFAULTS["max_side_px"],
-              show_default=True, metavar="PX", help="Register on a copy downscaled to at most this many pixels.")
+              show_default=True, metavar="PX",
+              help="Whole-frame registration works on a copy downscaled to at most this many pixels.")
 @min_face_option
 @reports_errors
-def register(raw: Path, aligned: Path, workers: int, force: bool, seed: int, **limits: float | None) -> None:
+def register(raw: Path, aligned: Path, workers: int, force: bool, seed: int, **limits: float | str | None) -> None:
     """Align each studio shot onto its flash shot (affine, mutual information).
 
     RAW holds <subject>/<pose>/flash.<ext> and studio.<ext>. For every pair, ALIGNED/<subject>/<pose>/
     receives flash.png (upright, untouched), studio.png (warped into the flash frame), valid.png (255 where
     the warped studio shot has data), transform.tfm (flash point to studio point, full-resolution pixels,
     readable by SimpleITK.ReadTransform) and registration.json; ALIGNED/registration.csv has one row per pair:
-    status ok / flagged (implausible transform, metric not improved, a blink) / failed (with the reason).
+    status ok / flagged (implausible transform, metric not improved, a blink, a face the independent check
+    finds misaligned) / failed (with the reason), and the region that led (face, or frame without a face).
 
     A re-run skips finished pairs (--force redoes them) and redoes interrupted ones. The exit status is 1
     when any pair failed.

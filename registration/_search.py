@@ -1,0 +1,271 @@
+"""The optimisation: Mattes mutual information from several starts, coarse to fine, then an ECC polish.
+
+Mutual information of a flash and a studio shot has more than one optimum near the truth (on a real
+flash/ambient pair, two optima 10 px apart whose metric differed by a quarter), and where a single run stops
+depends on trivia such as JPEG noise: the same pixels saved as PNG and as a JPEG landed 3 px apart. So every
+level optimises every candidate, ranks them by the metric over *all* pixels of the region (the optimiser
+itself samples, which moves its optimum), and hands the best few to the next level; the last level also tries
+the best candidate nudged by a few pixels and by a percent of scale, to leave a neighbouring optimum.
+
+The winner is then polished by OpenCV's enhanced correlation coefficient (ECC, Evangelidis and Psarakis 2008)
+on the same normalised images: a Gauss-Newton fit over every pixel of the region, whose optimum does not
+depend on where it starts within its basin. It makes the result independent of the input's trivia (PNG and
+JPEG of the same pixels within 0.01 px on the real pairs) and is kept only when it stays within
+``ecc_max_move_px`` of the mutual-information optimum (otherwise the correlation is not trusted: strong
+shadows can pull it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import SimpleITK as sitk
+
+from acquisition.interrupts import raise_if_interrupted
+
+from ._config import RegistrationConfig
+from ._starts import Start
+from ._transform import affine_from_matrix, matrix_of
+from ._views import Box, View
+from .errors import RegistrationError
+
+__all__ = ["Level", "Result", "search"]
+
+log = logging.getLogger(__name__)
+
+_OUTSIDE = "Too many samples map outside moving image buffer"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One scale of the search.
+
+    ``region`` is what the metric compares (the face box, or the whole frame); ``context`` the larger crop the
+    normalisation sees around it. ``scale`` is in full-resolution pixels per view pixel; the optimiser's first
+    and last steps are in view pixels.
+    """
+
+    region: Box
+    context: Box
+    scale: float
+    learning_rate_px: float
+    min_step_px: float
+    escapes: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    """The search's answer: ``studio = matrix @ flash + translation``, and how it was reached."""
+
+    matrix: np.ndarray
+    translation: np.ndarray
+    start: str
+    metric: float
+    metric_start: float
+    iterations: int
+    stop_condition: str
+    polished: bool
+    scale: float
+
+
+@dataclass
+class _Candidate:
+    name: str
+    matrix: np.ndarray
+    translation: np.ndarray
+    metric: float = math.nan
+
+
+def _corners(box: Box) -> np.ndarray:
+    left, top, right, bottom = box
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float64)
+
+
+def corner_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], box: Box) -> float:
+    """RMS distance (full-resolution pixels) between where two affines send the corners of ``box``."""
+    corners = _corners(box)
+    pa = corners @ a[0].T + a[1]
+    pb = corners @ b[0].T + b[1]
+    return float(np.sqrt(np.mean(np.sum((pa - pb) ** 2, axis=1))))
+
+
+def _failure(exc: RuntimeError) -> RegistrationError:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return RegistrationError(f"SimpleITK failed: {lines[-1] if lines else exc}",
+                             hint="run again; if it persists, report it with the two files")
+
+
+def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
+    """``method.Execute``, with SimpleITK's errors in words and a swallowed Ctrl-C raised again."""
+    try:
+        return method.Execute(fixed, moving)
+    except RuntimeError as exc:
+        # A stop signal that arrived inside the C++ optimiser comes back as SimpleITK's own error
+        # ("error executing the Python Callable") or not at all: it stops the command, not this pair.
+        raise_if_interrupted()
+        if _OUTSIDE in str(exc):
+            raise _OutsideError(str(exc)) from exc
+        raise _failure(exc) from exc
+
+
+class _OutsideError(Exception):
+    """The optimiser left the studio image (this start only)."""
+
+
+def _method(config: RegistrationConfig, fraction: float) -> sitk.ImageRegistrationMethod:
+    """The ImageRegistrationMethod, every setting from ``config`` (one line per choice)."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetNumberOfThreads(config.threads)
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=config.histogram_bins)
+    if fraction >= 1.0:
+        method.SetMetricSamplingStrategy(method.NONE)
+    else:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        # SimpleITK reads seed 0 as "seed from the wall clock": shift by one so every seed is reproducible.
+        method.SetMetricSamplingPercentage(fraction, config.seed + 1)
+    method.SetInterpolator(sitk.sitkLinear)
+    return method
+
+
+def _metric(config: RegistrationConfig, fixed: sitk.Image, moving: sitk.Image, candidate: _Candidate,
+            centre: tuple[float, float]) -> float:
+    """Mattes MI over every pixel of ``fixed`` (NaN when the transform leaves the studio image)."""
+    method = _method(config, 1.0)
+    method.SetInitialTransform(affine_from_matrix(candidate.matrix, candidate.translation, center=centre),
+                               inPlace=False)
+    try:
+        return float(method.MetricEvaluate(fixed, moving))
+    except RuntimeError as exc:
+        raise_if_interrupted()
+        if _OUTSIDE in str(exc):
+            return math.nan
+        raise _failure(exc) from exc
+
+
+def _optimise(config: RegistrationConfig, level: Level, step_px: float, fraction: float, fixed: sitk.Image,
+              moving: sitk.Image, candidate: _Candidate, centre: tuple[float, float]
+              ) -> tuple[_Candidate, int, str]:
+    method = _method(config, fraction)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=level.learning_rate_px * step_px, minStep=level.min_step_px * step_px,
+        numberOfIterations=config.iterations, relaxationFactor=config.relaxation, gradientMagnitudeTolerance=1e-8)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetInitialTransform(affine_from_matrix(candidate.matrix, candidate.translation, center=centre),
+                               inPlace=False)
+    result = _execute(method, fixed, moving)
+    matrix, translation = matrix_of(sitk.CompositeTransform(result))
+    return (_Candidate(candidate.name, matrix, translation), method.GetOptimizerIteration(),
+            method.GetOptimizerStopConditionDescription())
+
+
+def _escapes(best: _Candidate, config: RegistrationConfig, step_px: float, centre: np.ndarray) -> list[_Candidate]:
+    """The best candidate nudged by ``escape_px`` view pixels each way and scaled by ``1 +- escape_scale``."""
+    out = []
+    shift = config.escape_px * step_px
+    for dx, dy in ((shift, 0.0), (-shift, 0.0), (0.0, shift), (0.0, -shift)):
+        out.append(_Candidate(best.name + "~", best.matrix, best.translation + np.array([dx, dy])))
+    for factor in (1.0 - config.escape_scale, 1.0 + config.escape_scale):
+        # Scale the flash frame about ``centre``: x -> centre + f (x - centre).
+        out.append(_Candidate(best.name + "~", best.matrix * factor,
+                              best.matrix @ (centre * (1.0 - factor)) + best.translation))
+    return out
+
+
+def _moving_view(studio: np.ndarray, level: Level, candidates: list[_Candidate], config: RegistrationConfig
+                 ) -> View:
+    """The studio shot around where the candidates put the flash context (with a margin for the optimiser)."""
+    corners = _corners(level.context)
+    points = np.vstack([corners @ c.matrix.T + c.translation for c in candidates])
+    margin = 0.25 * max(level.context[2] - level.context[0], level.context[3] - level.context[1])
+    box = (points[:, 0].min() - margin, points[:, 1].min() - margin, points[:, 0].max() + margin,
+           points[:, 1].max() + margin)
+    return View.of(studio, box, level.scale, config.contrast_sigma_px)
+
+
+def polish(fixed: View, moving: View, region: Box, matrix: np.ndarray, translation: np.ndarray, *,
+           iterations: int = 50) -> tuple[np.ndarray, np.ndarray] | None:
+    """ECC (affine) on the normalised views, over ``region``; None when it does not converge."""
+    template, first = fixed.sub(region)
+    if min(template.shape) < 8:
+        return None
+    kf, km = fixed.scale, moving.scale
+    # Template pixel i sits at x = kf * i + first; moving pixel j at y = km * j + moving.origin.
+    a = (matrix * kf[None, :]) / km[:, None]
+    b = (matrix @ first + translation - moving.origin) / km
+    warp = np.hstack([a, b[:, None]]).astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
+    try:
+        _, warp = cv2.findTransformECC(template, moving.normalised, warp, cv2.MOTION_AFFINE, criteria, None, 1)
+    except cv2.error:
+        return None  # "the algorithm stopped before its convergence": uncorrelated or no overlap
+    a, b = warp[:, :2].astype(np.float64), warp[:, 2].astype(np.float64)
+    new_matrix = (a * km[:, None]) / kf[None, :]
+    return new_matrix, km * b + moving.origin - new_matrix @ first
+
+
+def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: list[Start], *,
+           config: RegistrationConfig, centre: tuple[float, float], keep: int, reference: Start,
+           names: tuple[str, str] = ("the flash shot", "the studio shot")) -> Result:
+    """Optimise every start through ``levels`` (keeping the ``keep`` best after each), then polish the winner.
+
+    ``reference`` (the image centres aligned) gives ``metric_start``: the metric before registration, at the
+    last level.
+
+    Raises
+    ------
+    RegistrationError
+        When every start leaves the studio image.
+    """
+    candidates = [_Candidate(s.name, s.matrix, s.translation) for s in starts]
+    iterations = 0
+    stop = ""
+    centre_array = np.asarray(centre, dtype=np.float64)
+    for index, level in enumerate(levels):
+        fixed_view = View.of(flash, level.context, level.scale, config.contrast_sigma_px)
+        step_px = fixed_view.step_px
+        fixed = fixed_view.image(level.region)
+        if level.escapes and candidates:
+            candidates = candidates + _escapes(candidates[0], config, step_px, centre_array)
+        moving_view = _moving_view(studio, level, candidates, config)
+        moving = moving_view.image()
+        fraction = min(1.0, config.samples / float(np.prod(fixed.GetSize())))
+        optimised = []
+        for candidate in candidates:
+            try:
+                result, count, stop_condition = _optimise(config, level, step_px, fraction, fixed, moving, candidate,
+                                                          centre)
+            except _OutsideError:
+                continue  # this start led off the picture; the others may not
+            iterations += count
+            result.metric = _metric(config, fixed, moving, result, centre)
+            if not math.isnan(result.metric):
+                optimised.append((result, stop_condition))
+        if not optimised:
+            raise RegistrationError(f"{names[1]} does not overlap {names[0]} from any starting point (the optimiser "
+                                    "left the picture)",
+                                    hint="the two shots must show the same scene, framed about the same way; retake "
+                                         "the pose")
+        optimised.sort(key=lambda pair: pair[0].metric)
+        log.debug("level %d (%.2f px): %s", index, step_px,
+                  ", ".join(f"{c.name} {c.metric:.4f}" for c, _ in optimised))
+        stop = optimised[0][1]
+        candidates = [c for c, _ in optimised[:keep]] if index < len(levels) - 1 else [optimised[0][0]]
+    best = candidates[0]
+    matrix, translation, polished = best.matrix, best.translation, False
+    polished_pair = polish(fixed_view, moving_view, levels[-1].region, matrix, translation)
+    if polished_pair is not None:
+        moved = corner_distance(polished_pair, (matrix, translation), levels[-1].region) / step_px
+        if moved <= config.ecc_max_move_px:
+            matrix, translation = polished_pair
+            polished = True
+        else:
+            log.debug("ECC polish moved %.2f px (more than %.2f): kept the MI optimum", moved, config.ecc_max_move_px)
+    final = _Candidate(best.name, matrix, translation)
+    metric = _metric(config, fixed, moving, final, centre) if polished else best.metric
+    reference_metric = _metric(config, fixed, moving, _Candidate(reference.name, reference.matrix,
+                                                                 reference.translation), centre)
+    return Result(matrix, translation, best.name, metric, reference_metric, iterations, stop, polished, step_px)
