@@ -112,12 +112,20 @@ def force_option(command: F) -> F:
     return click.option("--force", is_flag=True, help="Redo finished items instead of skipping them.")(command)
 
 
-def min_face_option(command: F) -> F:
-    """``--min-face-px PX``: the smallest face searched for (:func:`acquisition.faces.detect_faces`)."""
-    return click.option("--min-face-px", type=FiniteFloatRange(min=1), default=None, metavar="PX",
-                        help="Smallest face width to search for, in pixels of the full photo (default: 2% of "
-                             "its longer side). Lower finds smaller faces; a photo without a face then takes "
-                             "longer.")(command)
+def min_face_option(command: F | None = None, *, default_fraction: float = 0.02) -> F | Callable[[F], F]:
+    """``--min-face-px PX``: the smallest face searched for (:func:`acquisition.faces.detect_faces`).
+
+    Used bare (``@min_face_option``) it documents the toolkit's default (``DEFAULT_MIN_FACE_FRACTION`` of
+    :mod:`acquisition.faces`, not imported here: it loads OpenCV); a stage with its own default says so with
+    ``@min_face_option(default_fraction=0.05)``.
+    """
+    def decorate(inner: F) -> F:
+        return click.option("--min-face-px", type=FiniteFloatRange(min=1), default=None, metavar="PX",
+                            help=f"Smallest face width to search for, in pixels of the full photo (default: "
+                                 f"{default_fraction:.0%} of its longer side). Lower finds smaller faces; a photo "
+                                 "without a face then takes longer.")(inner)
+
+    return decorate(command) if command is not None else decorate
 
 
 @contextlib.contextmanager

@@ -3,9 +3,10 @@
 Mutual information of a flash and a studio shot has more than one optimum near the truth (on a real
 flash/ambient pair, two optima 10 px apart whose metric differed by a quarter), and where a single run stops
 depends on trivia such as JPEG noise: the same pixels saved as PNG and as a JPEG landed 3 px apart. So every
-level optimises every candidate, ranks them by the metric over *all* pixels of the region (the optimiser
-itself samples, which moves its optimum), and hands the best few to the next level; the last level also tries
-the best candidate nudged by a few pixels and by a percent of scale, to leave a neighbouring optimum.
+level optimises every candidate, ranks them by the metric and hands the best few to the next level; the last
+level also tries the best candidate nudged by a few pixels and by a percent of scale, to leave a neighbouring
+optimum. Starts are ranked by the metric over the optimiser's own samples, which are the same for every start
+(a fixed seed on the same fixed image); starts that land within a working pixel of each other count once.
 
 The winner is then polished by OpenCV's enhanced correlation coefficient (ECC, Evangelidis and Psarakis 2008)
 on the same normalised images: a Gauss-Newton fit over every pixel of the region, whose optimum does not
@@ -55,6 +56,7 @@ class Level:
     learning_rate_px: float
     min_step_px: float
     escapes: bool = False
+    polish_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,10 @@ def _optimise(config: RegistrationConfig, level: Level, step_px: float, fraction
                                inPlace=False)
     result = _execute(method, fixed, moving)
     matrix, translation = matrix_of(sitk.CompositeTransform(result))
-    return (_Candidate(candidate.name, matrix, translation), method.GetOptimizerIteration(),
-            method.GetOptimizerStopConditionDescription())
+    # The metric over the run's samples: the same seed on the same fixed image draws the same samples for
+    # every start, so the values rank the starts (a full evaluation would cost as much as a short run).
+    return (_Candidate(candidate.name, matrix, translation, float(method.GetMetricValue())),
+            method.GetOptimizerIteration(), method.GetOptimizerStopConditionDescription())
 
 
 def _escapes(best: _Candidate, config: RegistrationConfig, step_px: float, centre: np.ndarray) -> list[_Candidate]:
@@ -207,6 +211,16 @@ def polish(fixed: View, moving: View, region: Box, matrix: np.ndarray, translati
     return new_matrix, km * b + moving.origin - new_matrix @ first
 
 
+def _distinct(candidates: list[_Candidate], box: Box, tolerance_px: float) -> list[_Candidate]:
+    """The candidates without those that put ``box`` within ``tolerance_px`` of an earlier one (same basin)."""
+    kept: list[_Candidate] = []
+    for candidate in candidates:
+        pair = (candidate.matrix, candidate.translation)
+        if all(corner_distance(pair, (k.matrix, k.translation), box) > tolerance_px for k in kept):
+            kept.append(candidate)
+    return kept
+
+
 def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: list[Start], *,
            config: RegistrationConfig, centre: tuple[float, float], keep: int, reference: Start,
            names: tuple[str, str] = ("the flash shot", "the studio shot")) -> Result:
@@ -228,6 +242,7 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
         fixed_view = View.of(flash, level.context, level.scale, config.contrast_sigma_px)
         step_px = fixed_view.step_px
         fixed = fixed_view.image(level.region)
+        candidates = _distinct(candidates, level.region, step_px)
         if level.escapes and candidates:
             candidates = candidates + _escapes(candidates[0], config, step_px, centre_array)
         moving_view = _moving_view(studio, level, candidates, config)
@@ -241,8 +256,7 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
             except _OutsideError:
                 continue  # this start led off the picture; the others may not
             iterations += count
-            result.metric = _metric(config, fixed, moving, result, centre)
-            if not math.isnan(result.metric):
+            if math.isfinite(result.metric):
                 optimised.append((result, stop_condition))
         if not optimised:
             raise RegistrationError(f"{names[1]} does not overlap {names[0]} from any starting point (the optimiser "
@@ -250,6 +264,8 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
                                     hint="the two shots must show the same scene, framed about the same way; retake "
                                          "the pose")
         optimised.sort(key=lambda pair: pair[0].metric)
+        distinct = {id(c) for c in _distinct([c for c, _ in optimised], level.region, step_px)}
+        optimised = [(c, stop_condition) for c, stop_condition in optimised if id(c) in distinct]
         log.debug("level %d (%.2f px): %s", index, step_px,
                   ", ".join(f"{c.name} {c.metric:.4f}" for c, _ in optimised))
         stop = optimised[0][1]
@@ -264,8 +280,17 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
             polished = True
         else:
             log.debug("ECC polish moved %.2f px (more than %.2f): kept the MI optimum", moved, config.ecc_max_move_px)
-    final = _Candidate(best.name, matrix, translation)
-    metric = _metric(config, fixed, moving, final, centre) if polished else best.metric
+    last = levels[-1]
+    if polished and last.polish_scale is not None and last.polish_scale < last.scale:
+        # Once more at a finer scale: the same basin, more pixels (on the real pairs: median error 0.09 -> 0.06 px,
+        # worst 0.74 -> 0.43 px). Kept when it stays within a pixel of the last level.
+        fine = Level(last.region, last.context, last.polish_scale, last.learning_rate_px, last.min_step_px)
+        fine_fixed = View.of(flash, last.context, fine.scale, config.contrast_sigma_px)
+        fine_moving = _moving_view(studio, fine, [_Candidate(best.name, matrix, translation)], config)
+        pair = polish(fine_fixed, fine_moving, last.region, matrix, translation)
+        if pair is not None and corner_distance(pair, (matrix, translation), last.region) <= step_px:
+            matrix, translation = pair
+    metric = _metric(config, fixed, moving, _Candidate(best.name, matrix, translation), centre)
     reference_metric = _metric(config, fixed, moving, _Candidate(reference.name, reference.matrix,
                                                                  reference.translation), centre)
     return Result(matrix, translation, best.name, metric, reference_metric, iterations, stop, polished, step_px)

@@ -1,8 +1,8 @@
 """Contact sheets of an aligned tree, so a person can check hundreds of registrations in minutes.
 
 A header names the panels; one row per pair: flash | aligned studio | checkerboard of the two | edge
-difference, under a label with
-subject/pose, status and reason (green ok, orange flagged, red failed). A misregistration shows as broken
+difference, under a label with subject/pose, status, the region that led the registration (face or frame)
+and the reason (green ok, orange flagged, red failed; a flagged row's reason is also written under it in full). A misregistration shows as broken
 lines at the checkerboard's tile borders and as doubled, coloured edges in the overlay (flash edges magenta,
 studio edges green, white where they coincide); lighting differences do not, since only edges are compared.
 """
@@ -126,7 +126,10 @@ def _row(folder: Path | None, label: str, reason: str, status: str, panel_width:
         if body.shape[1] < width:
             pad = np.full((body.shape[0], width - body.shape[1], 3), _BACKGROUND, np.uint8)
             body = np.hstack([body, pad])
-    return np.vstack([_label(width, label, status), body[:, :width]])
+        body = body[:, :width]
+        if status == "flagged" and reason:  # the label cuts long reasons short; a flagged pair is to be read
+            body = np.vstack([body, _message_panel(width, reason)])
+    return np.vstack([_label(width, label, status), body])
 
 
 def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pairs_per_sheet: int = 8,
@@ -169,7 +172,8 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
             log.warning("%s line %s: there is no pose folder %s (the row is left out; run prep register again)",
                         aligned_dir / CSV_NAME, row["line"], aligned_dir / key)
             continue
-        text = f"{key}  {status.upper()}" + (f"  {reason}" if reason else "")
+        region = row.get("region", "")
+        text = f"{key}  {status.upper()}" + (f"  [{region}-led]" if region else "") + (f"  {reason}" if reason else "")
         rows.append((folders.get(key) if status != "failed" else None, text, reason, status))
         seen.add(key)
     for key, folder in folders.items():

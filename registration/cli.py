@@ -18,7 +18,7 @@ from acquisition.cli_common import (
     workers_option,
 )
 
-from ._config import RegistrationConfig
+from ._config import MIN_FACE_FRACTION, RegistrationConfig
 
 __all__ = ["commands", "register"]
 
@@ -59,7 +59,7 @@ _DEFAULTS = {f.name: f.default for f in fields(RegistrationConfig)}
 @click.option("--max-side", "max_side_px", type=click.IntRange(min=32), default=_DEFAULTS["max_side_px"],
               show_default=True, metavar="PX",
               help="Whole-frame registration works on a copy downscaled to at most this many pixels.")
-@min_face_option
+@min_face_option(default_fraction=MIN_FACE_FRACTION)
 @reports_errors
 def register(raw: Path, aligned: Path, workers: int, force: bool, seed: int, **limits: float | str | None) -> None:
     """Align each studio shot onto its flash shot (affine, mutual information).
