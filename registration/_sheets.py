@@ -2,9 +2,10 @@
 
 A header names the panels; one row per pair: flash | aligned studio | checkerboard of the two | edge
 difference, under a label with subject/pose, status, the region that led the registration (face or frame)
-and the reason (green ok, orange flagged, red failed; a flagged row's reason is also written under it in full). A misregistration shows as broken
-lines at the checkerboard's tile borders and as doubled, coloured edges in the overlay (flash edges magenta,
-studio edges green, white where they coincide); lighting differences do not, since only edges are compared.
+and the reason (green ok, orange flagged, red failed; a flagged row's reason is also written under it in
+full). A misregistration shows as broken lines at the checkerboard's tile borders and as doubled, coloured
+edges in the overlay (flash edges magenta, studio edges green, white where they coincide); lighting
+differences do not, since only edges are compared.
 """
 
 from __future__ import annotations
