@@ -1,0 +1,122 @@
+"""Registration led by the face: subject motion over a still room, the independent face check, the same answer
+for the same pixels however they were stored, and the whole-frame fall-back without a face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acquisition.exif import make_exif
+from acquisition.imageio import apply_orientation, read_image, write_image
+from acquisition.layout import Pair
+from registration import (
+    RegistrationConfig,
+    affine_from_matrix,
+    check_face_alignment,
+    estimate_affine,
+    ground_truth_error,
+    matrix_of,
+    quality_reasons,
+    read_registration_csv,
+    register_pair,
+    register_tree,
+)
+from registration._synthetic import PerturbationRanges, perturb, random_affine, relight_flash
+
+
+@pytest.fixture(scope="module")
+def room_pair():
+    """The subject moved ~10 px at the face (rotation, scale, shift, a head turn) in front of a still room."""
+    from acquisition.sim import StudioConfig, default_portraits, render_pair
+
+    return render_pair(default_portraits()[0], size=(480, 640), seed=0,
+                       config=StudioConfig(motion="subject", backdrop="room", blink_probability=0.0))
+
+
+def _face_corners(rendered) -> np.ndarray:
+    left, top, right, bottom = rendered.face_box
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def room_estimate(room_pair):
+    return estimate_affine(room_pair.flash, room_pair.studio)
+
+
+def test_room_background_pair_registers_on_the_face(room_pair, room_estimate):
+    truth, corners = room_pair.ground_truth.as_meta(), _face_corners(room_pair)
+    assert ground_truth_error(affine_from_matrix(np.eye(2), np.zeros(2)), truth, corners) > 8  # it did move
+    assert room_estimate.region == "face" and room_estimate.initialization in ("landmarks", "geometry")
+    face_error = ground_truth_error(room_estimate.transform, truth, corners)
+    assert face_error < 0.3
+    # The same pair matched on the whole frame, where the room stays put: the face comes out worse.
+    frame = estimate_affine(room_pair.flash, room_pair.studio, config=RegistrationConfig(region="frame"))
+    assert frame.region == "frame"
+    assert ground_truth_error(frame.transform, truth, corners) > face_error + 0.2
+
+
+def test_a_wrong_transform_is_flagged_by_the_independent_check(room_pair, room_estimate):
+    flash, studio, face = room_pair.flash, room_pair.studio, room_estimate.flash_face
+    good = check_face_alignment(flash, studio, room_estimate.transform, face)
+    assert good.ok and good.checked and good.error_px < 0.6 and good.reason == ""
+    matrix, translation = matrix_of(room_estimate.transform)
+    config = RegistrationConfig()
+    for shift in ((2.5, 0.0), (0.0, -2.5), (1.8, 1.8)):
+        wrong = affine_from_matrix(matrix, translation + np.array(shift))
+        check = check_face_alignment(flash, studio, wrong, face)
+        assert not check.ok and 1.5 < check.error_px < 3.5, (shift, check)
+        assert "independent check finds the face" in check.reason
+        reasons = quality_reasons(room_estimate, flash.shape, studio.shape, config, check)
+        assert reasons == [check.reason]
+    turned = np.array([[np.cos(0.02), -np.sin(0.02)], [np.sin(0.02), np.cos(0.02)]]) @ matrix
+    centre = np.array(face.center)
+    wrong = affine_from_matrix(turned, matrix @ centre + translation - turned @ centre)
+    true_error = ground_truth_error(wrong, room_pair.ground_truth.as_meta(), _face_corners(room_pair))
+    check = check_face_alignment(flash, studio, wrong, face)
+    assert true_error > 1.5 and not check.ok  # 1.15 degrees about the face centre
+
+
+def test_png_and_exif_jpeg_of_the_same_pixels_give_the_same_transform(room_pair, tmp_path):
+    """The studio shot as PNG, and as a JPEG stored sideways with EXIF orientation 6 (as phones do)."""
+    write_image(tmp_path / "studio.png", room_pair.studio)
+    stored = apply_orientation(room_pair.studio, 8)  # rotated back by orientation 6 when read
+    write_image(tmp_path / "studio.jpg", stored, quality=95,
+                exif=make_exif(make="Phone", model="X", flash_fired=False, orientation=6))
+    as_png, as_jpeg = read_image(tmp_path / "studio.png"), read_image(tmp_path / "studio.jpg")
+    assert as_jpeg.shape == as_png.shape and 0 < np.abs(as_jpeg.astype(int) - as_png).mean() < 3
+    a = estimate_affine(room_pair.flash, as_png).transform
+    b = estimate_affine(room_pair.flash, as_jpeg).transform
+    matrix, translation = matrix_of(a)
+    apart = ground_truth_error(b, {"matrix": matrix, "translation": translation}, _face_corners(room_pair))
+    assert apart <= 0.05
+
+
+def test_a_pair_without_a_face_falls_back_to_the_whole_frame_and_says_so(tmp_path):
+    from skimage import data
+
+    scene = data.coffee()  # 400x600, a cup on a table: no face
+    truth = random_affine(np.random.default_rng(3), scene.shape[1], scene.shape[0],
+                          PerturbationRanges(rotation_deg=4, scale=0.04, shear=0.02, shift_fraction=0.03))
+    raw = tmp_path / "raw" / "still-life" / "pose-1"
+    write_image(raw / "flash.jpg", relight_flash(scene, seed=3), quality=95)
+    write_image(raw / "studio.jpg", perturb(scene, truth), quality=95)
+    summary = register_tree(tmp_path / "raw", tmp_path / "aligned")
+    (result,) = summary.results
+    assert result.status == "ok", result.reason
+    assert result.region == "frame" and np.isnan(result.face_check_px)
+    row = read_registration_csv(summary.csv_path)[0]
+    assert row["region"] == "frame" and row["face_check_px"] == ""
+    h, w = scene.shape[:2]
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+    matrix = np.array(result.parameters[:4]).reshape(2, 2)
+    estimate = affine_from_matrix(matrix, np.array(result.parameters[4:]))
+    assert ground_truth_error(estimate, truth, corners) < 0.5
+
+
+def test_face_led_result_is_recorded(room_pair, tmp_path):
+    raw = tmp_path / "raw" / "s" / "p"
+    write_image(raw / "flash.jpg", room_pair.flash, quality=95)
+    write_image(raw / "studio.jpg", room_pair.studio, quality=95)
+    result = register_pair(Pair("s", "p", raw / "flash.jpg", raw / "studio.jpg"), tmp_path / "aligned" / "s" / "p")
+    assert result.status == "ok", result.reason
+    assert result.region == "face" and 0 <= result.face_check_px < 0.6
