@@ -35,13 +35,16 @@ class RegistrationConfig:
     Parameters
     ----------
     region : {"face", "frame"}
-        ``face``: when both shots show a face, the face decides the match: the metric compares the head and
-        shoulders (the flash face box grown by ``head_scale``), then the face box itself; the background, which
-        stays put while the subject moves, takes no part. Without a face, and with ``frame``, the whole frame.
+        ``face``: when both shots show a face, the face decides the match: after a small whole-frame level
+        that sorts the starts, the metric compares the head and shoulders (the flash face box grown by
+        ``head_scale``), then the face box itself; the background, which stays put while the subject moves,
+        does not decide. Without a face, and with ``frame``, the whole frame.
     head_scale, face_scale : float
         The two regions of the face-led search, as multiples of the flash shot's face box.
     head_side_px, face_side_px : int
         Longer side of those regions in the working images (they are downscaled to it, never upscaled).
+    coarse_side_px : int
+        The face-led search starts with the whole frame at this size (which start is in the right basin).
     context_scale : float
         The normalisation sees this much more than the region (so its edges are normalised like its middle).
     max_side_px : int
@@ -67,7 +70,7 @@ class RegistrationConfig:
         Whole-frame search: the last level also starts from the best result shifted by ``escape_px`` view pixels
         each way and scaled by ``1 +- escape_scale`` (repeated textures have optima a few pixels apart).
     frame_rotations_deg : tuple of float
-        Whole-frame search: the image centres are also tried turned by these angles.
+        The image centres are also tried turned by these angles (about the face centre when face-led).
     features : int
         Whole-frame search: SIFT features per shot for the feature-matched starts (0 = none).
     feature_ratios : tuple of float
@@ -112,6 +115,7 @@ class RegistrationConfig:
     face_scale: float = 1.0
     head_side_px: int = 160
     face_side_px: int = 320
+    coarse_side_px: int = 160
     context_scale: float = 1.6
     max_side_px: int = 640
     contrast_sigma_px: float = 3.0
@@ -149,8 +153,8 @@ class RegistrationConfig:
         check_finite_fields(self)
         if self.region not in ("face", "frame"):
             raise ValueError(f"region must be 'face' or 'frame', not {self.region!r}")
-        if min(self.max_side_px, self.face_side_px, self.head_side_px) < 32:
-            raise ValueError("max_side_px, face_side_px and head_side_px must be >= 32")
+        if min(self.max_side_px, self.face_side_px, self.head_side_px, self.coarse_side_px) < 32:
+            raise ValueError("max_side_px, face_side_px, head_side_px and coarse_side_px must be >= 32")
         if self.face_scale <= 0 or self.head_scale < self.face_scale or self.context_scale < 1.0:
             raise ValueError("face_scale must be > 0, head_scale >= face_scale and context_scale >= 1")
         if self.histogram_bins < 4:

@@ -55,7 +55,8 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     if shift > config.max_shift_fraction:
         reasons.append(f"shift {shift:.1%} of the width exceeds {config.max_shift_fraction:.0%}")
     before, after = estimate.metric_before, estimate.metric_after
-    if math.isnan(after) or (not math.isnan(before) and after > before):
+    # The ECC polish may give back a hair of mutual information for precision: only a real loss counts.
+    if math.isnan(after) or (not math.isnan(before) and after > before + 0.01 * abs(before)):
         reasons.append(f"mutual information did not improve (before {-before:.3f}, after {-after:.3f})")
     elif -after < config.min_mutual_information:
         reasons.append(f"weak match: mutual information {-after:.3f} < {config.min_mutual_information:g} (do the "
