@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ from acquisition.faces import MIN_FACE_ENV, FaceBox, default_min_face_px, detect
 
 from ._config import DEFAULT_CONFIG, MIN_FACE_FRACTION, AffineEstimate, RegistrationConfig
 from ._search import Level, search
+from ._search import Result as SearchResult
 from ._starts import Face, Start, feature_starts, geometry_start, landmark_start, turned
 from ._transform import affine_from_matrix, matrix_of
 from ._views import Box, View, luminance
@@ -182,6 +184,71 @@ def _frame_levels(shape: tuple[int, ...], config: RegistrationConfig) -> list[Le
                   polish_scale=max(1.0, scale / 2))]
 
 
+@dataclass(frozen=True)
+class _Shrunk:
+    """A shot downscaled once (INTER_AREA); pixel ``i`` sits at full-resolution ``scale * i + origin``."""
+
+    rgb: np.ndarray
+    scale: np.ndarray
+    origin: np.ndarray
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, factor: float) -> _Shrunk:
+        h, w = rgb.shape[:2]
+        size = (max(1, round(w / factor)), max(1, round(h / factor)))
+        if size == (w, h):
+            return cls(rgb, np.ones(2), np.zeros(2))
+        scale = np.array([w / size[0], h / size[1]])
+        return cls(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale, (scale - 1.0) / 2.0)
+
+
+def _to_shrunk(start: Start, flash: _Shrunk, studio: _Shrunk) -> Start:
+    """``start`` (full-resolution pixels) in the pixels of the two shrunk shots."""
+    matrix = (start.matrix * flash.scale[None, :]) / studio.scale[:, None]
+    translation = (start.matrix @ flash.origin + start.translation - studio.origin) / studio.scale
+    return Start(start.name, matrix, translation)
+
+
+def _to_full(matrix: np.ndarray, translation: np.ndarray, flash: _Shrunk, studio: _Shrunk
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """An affine in the pixels of the two shrunk shots, back in full-resolution pixels."""
+    full = (matrix * studio.scale[:, None]) / flash.scale[None, :]
+    return full, studio.scale * translation + studio.origin - full @ flash.origin
+
+
+def _frame_search(flash_rgb: np.ndarray, studio_rgb: np.ndarray, starts: list[Start], config: RegistrationConfig,
+                  names: tuple[str, str]) -> tuple[SearchResult, Start]:
+    """The whole-frame search, on copies shrunk once to the finest scale it uses (the polish's).
+
+    Every level of a whole-frame search looks at the whole frame; downscaling a 12 MP shot for each of them
+    (and for the features) cost a sixth of the estimate, so the shots are shrunk once and the result is
+    brought back to full-resolution pixels.
+    """
+    fh, fw = flash_rgb.shape[:2]
+    factor = max(1.0, max(fh, fw) / config.max_side_px / 2)
+    flash = _Shrunk.of(flash_rgb, factor)
+    studio = _Shrunk.of(studio_rgb, factor * studio_rgb.shape[1] / fw)
+    shape, studio_shape = flash.rgb.shape, studio.rgb.shape
+    centre = ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
+    levels = _frame_levels(shape, config)
+    geometry_small = geometry_start(shape, studio_shape)
+    small = [_to_shrunk(s, flash, studio) for s in starts]
+    small += [turned(geometry_small, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
+    if config.features:
+        scale = levels[-1].scale
+        small += feature_starts(View.of(flash.rgb, levels[-1].region, scale, config.contrast_sigma_px),
+                                View.of(studio.rgb, (-0.5, -0.5, studio_shape[1] - 0.5, studio_shape[0] - 0.5),
+                                        scale * studio_shape[1] / shape[1], config.contrast_sigma_px),
+                                features=config.features, ratios=config.feature_ratios)
+    result = search(flash.rgb, studio.rgb, levels, small, config=config, centre=centre, keep=config.keep,
+                    reference=geometry_small, names=names)
+    matrix, translation = _to_full(result.matrix, result.translation, flash, studio)
+    chosen = next((s for s in small if s.name == result.start.rstrip("~")), geometry_small)
+    initial = Start(chosen.name, *_to_full(chosen.matrix, chosen.translation, flash, studio))
+    return (dataclasses.replace(result, matrix=matrix, translation=translation,
+                                scale=result.scale * float(flash.scale.max())), initial)
+
+
 def estimate_affine(flash_rgb: np.ndarray, studio_rgb: np.ndarray, *,
                     config: RegistrationConfig = DEFAULT_CONFIG,
                     names: tuple[str, str] = ("the flash shot", "the studio shot")) -> AffineEstimate:
@@ -234,8 +301,7 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
     flash_rgb = _check_rgb(flash_rgb, "flash", names[0])
     studio_rgb = _check_rgb(studio_rgb, "studio", names[1])
     _check_shapes(flash_rgb, studio_rgb, names)
-    fh, fw = flash_rgb.shape[:2]
-    sh, sw = studio_rgb.shape[:2]
+    fw, sw = flash_rgb.shape[1], studio_rgb.shape[1]
     _check_contrast(flash_rgb, names[0])
     _check_contrast(studio_rgb, names[1])
 
@@ -260,25 +326,16 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
         centre = box.center
         levels = _face_levels(box, flash_rgb.shape, config)
         starts += [turned(geometry, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
+        result = search(flash_rgb, studio_rgb, levels, starts, config=config, centre=centre, keep=config.keep,
+                        reference=geometry, names=names)
+        initial = next((s for s in starts if s.name == result.start.rstrip("~")), geometry)
     else:
         region = "frame"
-        centre = ((fw - 1) / 2, (fh - 1) / 2)
-        levels = _frame_levels(flash_rgb.shape, config)
-        starts += [turned(geometry, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
-        if config.features:
-            scale = levels[-1].scale
-            starts += feature_starts(View.of(flash_rgb, levels[-1].region, scale, config.contrast_sigma_px),
-                                     View.of(studio_rgb, (-0.5, -0.5, sw - 0.5, sh - 0.5), scale * sw / fw,
-                                             config.contrast_sigma_px),
-                                     features=config.features, ratios=config.feature_ratios)
-    result = search(flash_rgb, studio_rgb, levels, starts, config=config, centre=centre, keep=config.keep,
-                    reference=geometry, names=names)
-    name = result.start.rstrip("~")
-    initial = next((s for s in starts if s.name == name), geometry)
+        result, initial = _frame_search(flash_rgb, studio_rgb, starts, config, names)
     log.debug("%s-led registration from %s (polished: %s)", region, result.start, result.polished)
     return AffineEstimate(
         transform=affine_from_matrix(result.matrix, result.translation),
-        initial=affine_from_matrix(initial.matrix, initial.translation), initialization=name,
+        initial=affine_from_matrix(initial.matrix, initial.translation), initialization=initial.name,
         metric_before=result.metric_start, metric_after=result.metric, iterations=result.iterations,
         stop_condition=result.stop_condition, seconds=math.nan, region=region, scale_px=result.scale,
         flash_face=None if flash_face is None else flash_face.box,

@@ -136,6 +136,20 @@ def _find_ground_truth(meta: dict) -> dict | None:
     return None
 
 
+def _find_face_box(meta: dict) -> np.ndarray | None:
+    """The corners of the ``face_box`` [left, top, right, bottom] a meta.json records (top level or nested)."""
+    value = meta.get("face_box")
+    if isinstance(value, list) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value):
+        left, top, right, bottom = (float(v) for v in value)
+        return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float64)
+    for nested in meta.values():
+        if isinstance(nested, dict):
+            found = _find_face_box(nested)
+            if found is not None:
+                return found
+    return None
+
+
 def face_box_error(aligned_pose_dir: str | Path, meta_json_path: str | Path) -> float:
     """RMS error (pixels) of a registered pose at the corners of the face box of its flash image.
 
@@ -150,8 +164,8 @@ def face_box_error(aligned_pose_dir: str | Path, meta_json_path: str | Path) -> 
     Returns
     -------
     float
-        The error at the four corners of the largest face found in the flash image (the whole frame's
-        corners when no face is found).
+        The error at the four corners of the face box the meta.json records (the region the virtual studio
+        fitted its target over), else of the largest face found in the flash image, else of the whole frame.
 
     Raises
     ------
@@ -171,13 +185,15 @@ def face_box_error(aligned_pose_dir: str | Path, meta_json_path: str | Path) -> 
     if truth is None:
         raise RegistrationError("no ground_truth_transform {matrix, translation} in this meta.json",
                                 path=meta_path, hint="only the virtual studio (prep capture --simulate) records one")
-    from acquisition.faces import detect_faces
+    corners = _find_face_box(meta)
+    if corners is None:
+        from acquisition.faces import detect_faces
 
-    flash = read_image(folder / "flash.png")
-    boxes = detect_faces(flash)
-    if boxes:
-        corners = boxes[0].corners()
-    else:
-        h, w = flash.shape[:2]
-        corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+        flash = read_image(folder / "flash.png")
+        boxes = detect_faces(flash)
+        if boxes:
+            corners = boxes[0].corners()
+        else:
+            h, w = flash.shape[:2]
+            corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
     return ground_truth_error(sitk.ReadTransform(str(tfm)), truth, corners)
