@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,34 +121,41 @@ def ground_truth_error(transform: sitk.Transform, ground_truth: dict, points: np
     return float(np.sqrt(np.mean(np.sum((estimate - truth) ** 2, axis=1))))
 
 
-def _find_ground_truth(meta: dict) -> dict | None:
-    """The ``{"matrix", "translation"}`` record in a meta.json, at the top level or one level down."""
+def _find(meta: dict, pick: Callable[[dict], object | None]) -> object | None:
+    """What ``pick`` finds in a meta.json dict, at the top level or in a nested dict (depth first)."""
+    found = pick(meta)
+    if found is not None:
+        return found
+    for value in meta.values():
+        if isinstance(value, dict) and (found := _find(value, pick)) is not None:
+            return found
+    return None
+
+
+def _ground_truth_here(meta: dict) -> dict | None:
     for key in ("ground_truth_transform", "ground_truth"):
         value = meta.get(key)
         if isinstance(value, dict) and "matrix" in value and "translation" in value:
             return value
-    if "matrix" in meta and "translation" in meta:
-        return meta
-    for value in meta.values():
-        if isinstance(value, dict):
-            found = _find_ground_truth(value)
-            if found is not None:
-                return found
-    return None
+    return meta if "matrix" in meta and "translation" in meta else None
 
 
-def _find_face_box(meta: dict) -> np.ndarray | None:
-    """The corners of the ``face_box`` [left, top, right, bottom] a meta.json records (top level or nested)."""
+def _face_box_here(meta: dict) -> np.ndarray | None:
     value = meta.get("face_box")
     if isinstance(value, list) and len(value) == 4 and all(isinstance(v, (int, float)) for v in value):
         left, top, right, bottom = (float(v) for v in value)
         return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float64)
-    for nested in meta.values():
-        if isinstance(nested, dict):
-            found = _find_face_box(nested)
-            if found is not None:
-                return found
     return None
+
+
+def _find_ground_truth(meta: dict) -> dict | None:
+    """The ``{"matrix", "translation"}`` record in a meta.json, at the top level or nested."""
+    return _find(meta, _ground_truth_here)  # type: ignore[return-value]
+
+
+def _find_face_box(meta: dict) -> np.ndarray | None:
+    """The corners of the ``face_box`` [left, top, right, bottom] a meta.json records (top level or nested)."""
+    return _find(meta, _face_box_here)  # type: ignore[return-value]
 
 
 def face_box_error(aligned_pose_dir: str | Path, meta_json_path: str | Path) -> float:
