@@ -217,24 +217,28 @@ def test_public_names_resolve():
         assert getattr(registration, name) is not None
 
 
-def test_simulated_camera_pair_stored_sideways(tmp_path):
+# Subject motion here includes the studio's largest head turn (1.6 px at the nose, which no affine follows):
+# the target's least squares over the face box and a match led by the features differ by up to a third of it.
+@pytest.mark.parametrize(("motion", "limit"), [("camera", 0.25), ("subject", 0.6)])
+def test_simulated_camera_pair_stored_sideways(tmp_path, motion, limit):
     """A phone-like pair (pixels stored sideways, EXIF orientation 6) from the simulated camera: flash.png is
-    upright and the registration meets the recorded ground truth."""
+    upright and the registration meets the recorded ground truth, whether the whole frame moved (a hand-held
+    phone) or the subject moved in front of the still scene (a tripod; the target is fitted over the face box,
+    which the meta.json records)."""
     from PIL import Image
 
     from acquisition.sim import SimulatedCamera, SimulatedLamps, StudioConfig, default_portraits
 
     lamps = SimulatedLamps()
-    # Whole-frame motion (what this tests); subject motion over a still background is tested on its own.
     camera = SimulatedCamera(default_portraits()[0], lambda: lamps.state, size=(480, 640), seed=5, orientation=6,
-                             config=StudioConfig(motion="camera"))
+                             config=StudioConfig(motion=motion, blink_probability=0.0))
     raw = tmp_path / "raw" / "astronaut" / "p01"
     raw.mkdir(parents=True)
     lamps.on()
     studio = camera.capture(raw / "studio.jpg", flash="off")
     lamps.off()
     camera.capture(raw / "flash.jpg", flash="auto")
-    write_json_atomic(raw / "meta.json", {"ground_truth_transform": studio.extra["ground_truth_transform"]})
+    write_json_atomic(raw / "meta.json", {key: studio.extra[key] for key in ("ground_truth_transform", "face_box")})
     with Image.open(raw / "flash.jpg") as stored:
         assert stored.size == (640, 480)  # sensor order: landscape
     out = tmp_path / "aligned" / "astronaut" / "p01"
@@ -243,4 +247,5 @@ def test_simulated_camera_pair_stored_sideways(tmp_path):
     flash_png = read_image(out / "flash.png")
     assert flash_png.shape == (640, 480, 3)
     np.testing.assert_array_equal(flash_png, read_image(raw / "flash.jpg"))
-    assert face_box_error(out, raw / "meta.json") <= 0.25
+    assert result.region == "face"
+    assert face_box_error(out, raw / "meta.json") <= limit
