@@ -126,7 +126,7 @@ class RegistrationConfig:
     min_step_px: float = 0.005
     iterations: int = 80
     relaxation: float = 0.5
-    keep: int = 2
+    keep: int = 3
     escape_px: float = 4.0
     escape_scale: float = 0.012
     frame_rotations_deg: tuple[float, ...] = (-6.0, 6.0)
