@@ -90,9 +90,17 @@ def _end_worker(signum: int) -> NoReturn:
     os._exit(128 + signum)
 
 
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """A stop signal after the first: nothing to do (the first one is already stopping this worker)."""
+
+
 def _worker_stop(signum: int, _frame: FrameType | None) -> None:
-    for other in STOP_SIGNALS:  # one stop is enough: a second one must not interrupt the clean-up of the first
-        signal.signal(other, signal.SIG_IGN)
+    # One stop is enough: a second one must not interrupt the clean-up of the first. A Python no-op, not SIG_IGN:
+    # a Ctrl-C reaches the worker and the parent's SIGTERM follows while the worker is inside C code, so both
+    # are pending when this runs; a pending signal whose handler became SIG_IGN meanwhile makes Python print
+    # "OSError: Signal 15 ignored due to race condition" with a traceback.
+    for other in STOP_SIGNALS:
+        signal.signal(other, _ignore)
     if not _in_item:
         _end_worker(signum)
     raise_stop_signal(signum)  # the item's clean-up runs, then _run_item ends the worker
