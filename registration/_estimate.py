@@ -85,7 +85,7 @@ def _check_shapes(flash: np.ndarray, studio: np.ndarray, names: tuple[str, str])
         (landscape, lw, lh), (portrait, pw, ph) = shots if fw > fh else shots[::-1]
         raise RegistrationError(f"{landscape} is landscape ({lw}x{lh}) and {portrait} portrait ({pw}x{ph}): the "
                                 "camera's orientation tag is missing from one of them",
-                                hint="rotate the sideways one upright (or retake the pose)")
+                                hint="rotate the sideways one upright, or retake the pose")
     raise RegistrationError(f"{names[0]} ({fw}x{fh}) and {names[1]} ({sw}x{sh}) have different aspect ratios",
                             hint="both shots must come from the same camera with the same size setting; retake "
                                  "the pose")

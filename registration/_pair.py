@@ -21,9 +21,9 @@ import SimpleITK as sitk
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, atomic_path, write_bytes_atomic, write_json_atomic
 from acquisition.errors import PrepError
-from acquisition.files import content_fingerprint, read_text
+from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
 from acquisition.imageio import read_image, write_image
-from acquisition.layout import Pair
+from acquisition.layout import META_NAME, Pair
 
 from ._check import check_face_alignment
 from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig
@@ -141,6 +141,11 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         inputs = [_fingerprint(pair.flash), _fingerprint(pair.studio)]
         flash = read_image(pair.flash)
         studio = read_image(pair.studio)
+        # The pose's record (optional): a FIFO, a folder or a device there is refused, not silently skipped.
+        meta = None
+        if require_regular(pair.directory / META_NAME, error=RegistrationError):
+            with open_regular(pair.directory / META_NAME, error=RegistrationError) as handle:
+                meta = handle.read()
     except OSError as exc:
         return _failed(pair, out_dir, f"cannot read {exc.filename or 'the input'} ({exc.strerror or exc})",
                        time.perf_counter() - start)
@@ -173,8 +178,8 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
     write_image(out_dir / "studio.png", warped, png_compression=config.png_compression)
     _write_mask(out_dir / "valid.png", valid, config.png_compression)
     _write_transform(out_dir / "transform.tfm", estimate.transform)
-    if pair.meta is not None:
-        write_bytes_atomic(out_dir / "meta.json", pair.meta.read_bytes())
+    if meta is not None:
+        write_bytes_atomic(out_dir / META_NAME, meta)
 
     matrix, translation = matrix_of(estimate.transform)
     parameters = (*(float(v) for v in matrix.ravel()), *(float(v) for v in translation))

@@ -186,6 +186,39 @@ def test_ctrl_c_inside_an_optimisation_stops_the_run_and_leaves_the_pair_to_redo
     assert summary.ok == 3 and summary.skipped == 0
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_with_two_workers_leaves_no_traceback_and_no_false_failure(good_raw, tmp_path, signum):
+    """A Ctrl-C (to the whole process group, as a terminal sends it) or a kill while two workers optimise: exit
+    130/143, no worker traceback (the worker's own SIGINT and the parent's SIGTERM used to race: "Signal 15
+    ignored due to race condition"), no pair marked failed, no registration.csv, the rest redone next run."""
+    aligned = tmp_path / "aligned"
+    command = [sys.executable, "-c", "from acquisition.prep import main; main()", "register", "--workers", "2",
+               "--region", "frame", str(good_raw), str(aligned)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(aligned.rglob("*.png")) and process.poll() is None:
+            time.sleep(0.02)  # the first pair is being written: the other worker is optimising its own
+        assert process.poll() is None, process.communicate()
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signum, err
+    text = out + err
+    assert "Traceback" not in text and "race condition" not in text and "Python Callable" not in text, text
+    assert "failed" not in text, text
+    assert not (aligned / "registration.csv").exists()
+    summary = register_tree(good_raw, aligned, config=RegistrationConfig(region="frame"))
+    assert summary.ok == 3  # what the stop abandoned is redone
+
+
 def test_every_pair_error_names_the_file_and_the_fix(grace_hopper, astronaut, tmp_path):
     """A studio shot stored sideways without its orientation tag, a blank shot, a 9x12 px pair: one line each
     naming the file and what to do, no traceback, and the good pair beside them is registered."""
@@ -200,10 +233,13 @@ def test_every_pair_error_names_the_file_and_the_fix(grace_hopper, astronaut, tm
     tiny = raw / "tiny" / "pose-1"
     write_image(tiny / "flash.png", astronaut[:12, :9])
     write_image(tiny / "studio.png", astronaut[1:13, :9])
+    fifo = raw / "fifo" / "pose-1"
+    _write_pair(fifo, astronaut, 4)
+    os.mkfifo(fifo / "meta.json")  # the pose's record is not a file: said, not silently skipped (or hung on)
     result = CliRunner().invoke(main, ["register", str(raw), str(tmp_path / "aligned")])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and "unexpected" not in result.output
-    assert "1 ok, 0 flagged, 3 failed" in result.output
+    assert "1 ok, 0 flagged, 4 failed" in result.output
     rows = _rows(tmp_path / "aligned")
     reason = {key: row["reason"] for key, row in rows.items()}
     assert rows["good/pose-1"]["status"] == "ok"
@@ -212,7 +248,8 @@ def test_every_pair_error_names_the_file_and_the_fix(grace_hopper, astronaut, tm
     assert "studio.png is blank" in reason["blank/pose-1"] and "retake the pose" in reason["blank/pose-1"]
     assert "flash.png is too small to register (9x12 px" in reason["tiny/pose-1"]
     assert "full-size photo" in reason["tiny/pose-1"]
-    for key in ("sideways/pose-1", "blank/pose-1", "tiny/pose-1"):
+    assert f"{fifo / 'meta.json'}: is a FIFO" in reason["fifo/pose-1"] and "remove or rename" in reason["fifo/pose-1"]
+    for key in ("sideways/pose-1", "blank/pose-1", "tiny/pose-1", "fifo/pose-1"):
         assert f"failed  {key}: {reason[key]}" in result.output  # the same sentence on the terminal
 
 
