@@ -39,6 +39,7 @@ __all__ = ["Level", "Result", "search"]
 log = logging.getLogger(__name__)
 
 _OUTSIDE = "Too many samples map outside moving image buffer"
+_WEAK_FRACTION = 0.5  # of the best start's mutual information: weaker starts are not carried to a finer level
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,12 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
         log.debug("level %d (%.2f px): %s", index, step_px,
                   ", ".join(f"{c.name} {c.metric:.4f}" for c, _ in optimised))
         stop = optimised[0][1]
+        if index < len(levels) - 1 and levels[index + 1].region == level.region:
+            # The next level compares the same region, finer: a candidate with less than a fraction of the
+            # best's mutual information is in another basin and would only cost time there (12 MP real
+            # content: a third of a second per dropped start).
+            best_metric = optimised[0][0].metric
+            optimised = [pair for pair in optimised if pair[0].metric <= _WEAK_FRACTION * best_metric]
         candidates = [c for c, _ in optimised[:keep]] if index < len(levels) - 1 else [optimised[0][0]]
     best = candidates[0]
     matrix, translation, polished = best.matrix, best.translation, False
