@@ -179,18 +179,24 @@ class Outcome:
     notebook: float
     ecc: float
     seconds: float
+    scale: float  # full-resolution pixels per working pixel of the registration's last level
 
 
-def subject_motion(size: tuple[int, int], count: int, backdrops: tuple[str, ...], anchors: bool
-                   ) -> tuple[list[Outcome], list[tuple[float, float, float]]]:
-    """Register ``count`` subject-motion pairs per backdrop; also read the face check on moved results."""
+def subject_motion(size: tuple[int, int], count: int, backdrops: tuple[str, ...], anchors: bool,
+                   head_turn: float | None = None) -> tuple[list[Outcome], list[tuple[float, float, float]]]:
+    """Register ``count`` subject-motion pairs per backdrop; also read the face check on moved results.
+
+    ``head_turn``: the studio's largest head turn (default: StudioConfig's); 0 leaves only the affine motion.
+    """
+    turn = {} if head_turn is None else {"max_head_turn": head_turn}
     portraits = default_portraits()
     outcomes, readings = [], []
     rng = np.random.default_rng(0)
     for backdrop in backdrops:
         for index in range(count):
             rendered = render_pair(portraits[index % len(portraits)], size=size, seed=100 + index,
-                                   config=StudioConfig(motion="subject", backdrop=backdrop, blink_probability=0.0))
+                                   config=StudioConfig(motion="subject", backdrop=backdrop, blink_probability=0.0,
+                                                      **turn))
             truth, corners = rendered.ground_truth.as_meta(), box_corners(rendered.face_box)
             estimate, seconds = timed(lambda f, s: estimate_affine(f, s, config=CONFIG), rendered.flash,
                                       rendered.studio)
@@ -205,7 +211,8 @@ def subject_motion(size: tuple[int, int], count: int, backdrops: tuple[str, ...]
                 ecc = error_of(ecc_affine(rendered.flash, rendered.studio), truth, corners)
             outcomes.append(Outcome(backdrop, ground_truth_error(estimate.transform, truth, corners),
                                     "flagged" if reasons else "ok", "; ".join(reasons),
-                                    math.nan if check is None else check.error_px, notebook, ecc, seconds))
+                                    math.nan if check is None else check.error_px, notebook, ecc, seconds,
+                                    estimate.scale_px))
             if estimate.flash_face is None:
                 continue
             matrix, translation = matrix_of(estimate.transform)
@@ -233,11 +240,22 @@ def subject_rows(label: str, outcomes: list[Outcome], anchors: bool) -> list[str
             notebook, ecc = [o.notebook for o in chosen], [o.ecc for o in chosen]
             anchor_text = f"SITK notebook {median_max(notebook)}; ECC {median_max(ecc)}"
             ratio = f"{ratio_text(errors, notebook)} / {ratio_text(errors, ecc)} better"
-        lines.append(row(f"subject motion, {label}, {'+'.join(backdrops)}: face-box corner RMS median / max over "
+        present = "+".join(b for b in backdrops if any(o.backdrop == b for o in chosen))
+        lines.append(row(f"subject motion, {label}, {present}: face-box corner RMS median / max over "
                          f"{len(chosen)} pairs", median_max(errors), anchor_text, ratio,
                          "median <= 0.3 px" if backdrops != ("scene",) else "-"))
         lines.append(row("  within 1 px; pairs > 1 px off with status ok; flagged", f"{share(errors, 1.0):.0%}; "
                          f"{bad_ok}; {flagged}", "-", "-", ">= 95 %; 0" if backdrops != ("scene",) else "-"))
+        if max(o.scale for o in chosen) > 1.0:
+            # The face box is larger than the registration's working image: its pixels are the scale at which
+            # the independent check (and the issue's "~1 px at the registration scale") judges.
+            working = [o.error / o.scale for o in chosen]
+            bad_working = sum(w > 1.0 and o.status == "ok" for w, o in zip(working, chosen, strict=True))
+            scale = statistics.median(o.scale for o in chosen)
+            lines.append(row(f"  in working pixels (face box at {CONFIG.face_side_px} px, {scale:.1f} full px each): "
+                             "median / max; within 1; > 1 off with status ok",
+                             f"{median_max(working, 'wpx')}; {share(working, 1.0):.0%}; {bad_working}", "-", "-",
+                             "-; -; 0"))
     seconds = [o.seconds for o in outcomes]
     lines.append(row(f"  estimate per pair, {label} (median)", f"{statistics.median(seconds):.2f} s", "-", "-", "-"))
     return lines
@@ -429,6 +447,10 @@ def main() -> None:
     if not quick:
         big, _ = subject_motion((3120, 4160), 4, ("room", "plain"), anchors=False)
         lines += subject_rows("3120x4160", big, anchors=False)
+        # The same poses without the head turn: what is left of the error above is the turn's non-affine part
+        # (the target is the least-squares affine of a field whose nose moves up to ~20 px at 12 MP).
+        still, _ = subject_motion((3120, 4160), 4, ("room",), anchors=False, head_turn=0.0)
+        lines += subject_rows("3120x4160 without head turn", still, anchors=False)
     rates, perturb_errors = relit_perturbations(10 if quick else 100)
     lines.append(row(f"success (<= 1 px) on {10 if quick else 100} relit perturbations (+-10 deg, +-10 %, +-0.05, "
                      f"+-5 %)", f"{rates['ours']:.0%} (median {statistics.median(perturb_errors['ours']):.3f} px)",
