@@ -49,7 +49,7 @@ _DEFAULTS = {f.name: f.default for f in fields(RegistrationConfig)}
 @click.option("--min-mi", "min_mutual_information", type=FiniteFloatRange(min=0), show_default=True,
               default=_DEFAULTS["min_mutual_information"], metavar="NATS",
               help="Flag a pair whose mutual information after registration stays under this (weak match).")
-@click.option("--max-face-error", "max_face_error_px", type=click.FloatRange(min=0), show_default=True,
+@click.option("--max-face-error", "max_face_error_px", type=FiniteFloatRange(min=0), show_default=True,
               default=_DEFAULTS["max_face_error_px"], metavar="PX",
               help="Flag a pair whose face the independent check finds off by more (pixels of the face's working "
                    "image, about 320 across).")
