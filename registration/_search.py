@@ -96,10 +96,13 @@ def corner_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.nd
     return float(np.sqrt(np.mean(np.sum((pa - pb) ** 2, axis=1))))
 
 
-def _failure(exc: RuntimeError) -> RegistrationError:
+class _LibraryFailure(Exception):
+    """SimpleITK failed on this pair; :func:`search` says so naming the two files."""
+
+
+def _failure(exc: RuntimeError) -> _LibraryFailure:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return RegistrationError(f"SimpleITK failed: {lines[-1] if lines else exc}",
-                             hint="run again; if it persists, report it with the two files")
+    return _LibraryFailure(lines[-1] if lines else str(exc))
 
 
 def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
@@ -233,8 +236,19 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
     Raises
     ------
     RegistrationError
-        When every start leaves the studio image.
+        When every start leaves the studio image, or SimpleITK fails (naming the two shots).
     """
+    try:
+        return _search(flash, studio, levels, starts, config=config, centre=centre, keep=keep, reference=reference,
+                       names=names)
+    except _LibraryFailure as exc:
+        raise RegistrationError(f"{names[0]} and {names[1]} could not be registered: SimpleITK failed ({exc})",
+                                hint="run again; if it persists, report it with the two files") from exc
+
+
+def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: list[Start], *,
+            config: RegistrationConfig, centre: tuple[float, float], keep: int, reference: Start,
+            names: tuple[str, str]) -> Result:
     candidates = [_Candidate(s.name, s.matrix, s.translation) for s in starts]
     iterations = 0
     stop = ""

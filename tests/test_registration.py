@@ -154,6 +154,20 @@ def test_different_aspect_ratio_and_blank_images_raise(astronaut):
         estimate_affine(astronaut[..., 0], astronaut)
 
 
+def test_a_simpleitk_failure_names_both_files(astronaut, monkeypatch):
+    """SimpleITK's own error (e.g. a region too small for the histogram) in one line naming the two shots."""
+    def fail(*_args):
+        raise RuntimeError("Exception thrown in SimpleITK ImageRegistrationMethod_Execute:\n"
+                           "itk::ERROR: MattesMutualInformationImageToImageMetricv4: All samples map outside")
+
+    monkeypatch.setattr(sitk.ImageRegistrationMethod, "Execute", fail)
+    with pytest.raises(RegistrationError) as caught:
+        estimate_affine(astronaut, astronaut, names=("flash.jpg", "studio.jpg"))
+    message = str(caught.value)
+    assert "flash.jpg and studio.jpg could not be registered: SimpleITK failed" in message
+    assert "All samples map outside" in message and "\n" not in message and "report it" in message
+
+
 def _estimate(matrix, translation=(0.0, 0.0), *, before=-0.5, after=-1.0, flash_eye=0.3, studio_eye=0.3):
     def eye(ratio):  # six landmarks with a given eye aspect ratio (eye 3 wide, 3 * ratio tall)
         h = 1.5 * ratio
