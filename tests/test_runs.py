@@ -35,7 +35,7 @@ from acquisition.runlock import LOCK_NAME, RunOwner, claim_folder, folder_writer
 from acquisition.session import simulate_sessions
 from datasetgen import BuildConfig, build_shards
 from datasetgen.schema import open_shard
-from registration import register_tree
+from registration import CSV_COLUMNS, register_tree
 from registration._pair import is_complete
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +156,8 @@ def test_long_cjk_names_and_a_subject_level_failure_row_go_through_register_and_
 def test_a_damaged_row_of_registration_csv_is_skipped_and_reported(pipeline, tmp_path):
     aligned = copy(pipeline["aligned"], tmp_path / "aligned")
     with open(aligned / "registration.csv", "a", encoding="utf-8") as handle:
-        handle.write("astronaut,p01,maybe,,,,,,,,,,,,\n,,,,,,,,,,,,,,\n")
+        empty = "," * (len(CSV_COLUMNS) - 3)  # rows as wide as the header: only their content is damaged
+        handle.write(f"astronaut,p01,maybe{empty}\n,,{empty}\n")
     summary = build_shards(aligned, tmp_path / "shards", config=BUILD)
     reasons = {s.key: s.reason for s in summary.skipped}
     assert "status 'maybe'" in reasons["astronaut/p01"] and "line" in reasons["astronaut/p01"]
@@ -447,7 +448,7 @@ def test_damaged_rows_of_registration_csv_are_reported_one_by_one_and_the_others
     aligned = copy(pipeline["aligned"], tmp_path / "aligned")
     csv_path = aligned / "registration.csv"
     header, *rows = csv_path.read_bytes().splitlines(keepends=True)
-    tail = b",,,,,,,,,,,,\n"
+    tail = b"," * (len(CSV_COLUMNS) - 3) + b"\n"
     damaged = [b'astronaut,"p02,ok' + tail,  # an unbalanced quote first: it must not swallow the rows after it
                b"astronaut,p03\xff,ok" + tail,  # a Latin-1 byte saved over UTF-8
                b"astronaut,p04\x00,ok" + tail,  # a NUL
