@@ -495,8 +495,13 @@ def _device(last: Path) -> None:
     last.symlink_to("/dev/zero")  # a character device (reading it would never end)
 
 
+def _copy_of_best(last: Path) -> None:
+    shutil.copyfile(last.with_name("best.pt"), last)  # what a user who lost last.pt tries: no optimizer state
+
+
 @pytest.mark.parametrize(("damage", "words"), [
     (_no_last_pt, "there is no last.pt to resume from (the folder holds best.pt"),
+    (_copy_of_best, "cannot resume: it holds no optimizer"),
     (_truncated, "cannot resume: cannot read the checkpoint (RuntimeError: PytorchStreamReader"),
     (_fifo, "is a FIFO (named pipe), not a regular file"),
     (_device, "is a character device, not a regular file"),

@@ -578,6 +578,10 @@ def _check_output_kinds(run_dir: Path) -> None:
             require_regular(path, error=TrainingError)
 
 
+#: What --resume reads from last.pt beyond the weights (best.pt lacks the optimizer's state).
+_RESUME_KEYS = ("optimizer", "epoch", "step_in_epoch")
+
+
 def _resume_checkpoint(run_dir: Path) -> dict[str, Any]:
     """``run_dir/last.pt``, loaded for ``--resume``; anything else there is an error, never a fresh start.
 
@@ -597,13 +601,19 @@ def _resume_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise TrainingError("is a symbolic link to nothing: there is no last.pt to resume from", path=last,
                             hint="point it at the run's last.pt, or start a new run in another RUN_DIR")
     try:
-        return load_checkpoint(last)
+        checkpoint = load_checkpoint(last)
     except TrainingError as exc:
         if exc.path is not None and Path(exc.path) != last:
             raise
         raise TrainingError(f"cannot resume: {exc.message}", path=last,
                             hint="it is damaged or not a checkpoint: restore last.pt from a copy, or start a new "
                                  "run in another RUN_DIR (without --resume); the folder is left as it is") from exc
+    missing = [key for key in _RESUME_KEYS if key not in checkpoint]
+    if missing:  # e.g. a copy of best.pt, which is written without the optimizer's state
+        raise TrainingError(f"cannot resume: it holds no {' and no '.join(missing)} (a copy of best.pt?)", path=last,
+                            hint="restore the run's own last.pt, or start a new run from these weights in another "
+                                 "RUN_DIR (without --resume); the folder is left as it is")
+    return checkpoint
 
 
 def _refuse_a_used_folder(run_dir: Path) -> None:
