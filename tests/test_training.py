@@ -679,6 +679,16 @@ def test_enhance_tree_redoes_what_changed_and_only_that(trained, astronaut, grac
                   and p.name != ".prep-lock") == ["a.jpg", "b.png"]
 
 
+def test_enhance_into_another_folder_inside_the_photos_leaves_earlier_outputs_out(trained, astronaut, tmp_path):
+    """prep enhance photos photos/out, then photos photos/out2, enhanced photos/out's outputs a second time."""
+    src = tmp_path / "in"
+    _tree(src, astronaut)
+    assert len(enhance_tree(trained, src, src / "out").done) == 2
+    second = enhance_tree(trained, src, src / "out2")
+    assert sorted(r.input_path for r in second.done) == [src / "a.jpg", src / "sub" / "b.png"]
+    assert not (src / "out2" / "out").exists()
+
+
 def test_enhance_tree_reports_any_failure_of_one_photo_and_goes_on(trained, astronaut, tmp_path, monkeypatch):
     """A libtiff RuntimeError on the 15th of 88 photos stopped the run with a traceback."""
     import training._enhance_tree as tree

@@ -60,7 +60,8 @@ def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
 
     Anything that is not a folder counts, so a broken link or a FIFO named ``photo.jpg`` is reported when it is
     read rather than dropped without a word. ``out_dir`` may lie inside ``in_dir`` (``photos/`` →
-    ``photos/studio/``): its files are never taken as input, so a re-run does not enhance its own outputs.
+    ``photos/studio/``): its files are never taken as input, so a re-run does not enhance its own outputs; nor
+    are those of any folder an earlier enhance wrote (it holds a ``.prep-enhance/`` record folder).
 
     Raises
     ------
@@ -73,9 +74,12 @@ def list_photos(in_dir: str | Path, out_dir: str | Path) -> list[Path]:
     check_apart(in_dir, out_dir, error=TrainingError, output_inside_ok=True, risk="the photos would be overwritten")
     out_resolved = out_dir.resolve()
     out_absolute = out_dir.absolute()
+    # Earlier runs' output folders (they hold a records folder) are outputs too, whatever DEST is this time.
+    earlier = {records.parent for records in in_dir.rglob(RECORDS_DIR) if records.is_dir()}
     return sorted(p for p in in_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir()
                   and not any(part.startswith(".") for part in p.relative_to(in_dir).parts)
-                  and out_absolute not in p.absolute().parents and out_resolved not in p.resolve().parents)
+                  and out_absolute not in p.absolute().parents and out_resolved not in p.resolve().parents
+                  and earlier.isdisjoint(p.parents))
 
 
 def _record_path(out_dir: Path, relative: Path) -> Path:
