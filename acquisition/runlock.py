@@ -255,6 +255,16 @@ def _still_claims(previous: RunOwner, locked: bool | None) -> bool:
     return previous.is_alive()  # no locks on this file system: the record decides
 
 
+def _refuse_inside_a_busy_folder(folder: Path, error: type[PrepError]) -> None:
+    """Raise ``error`` when a folder around ``folder`` is being written by another run (``enhance photos
+    out/sub`` while another run fills ``out/``: its files would mix with that run's)."""
+    me = os.getpid()
+    for around in Path(os.path.abspath(folder)).parents:
+        owner = folder_writer(around)
+        if owner is not None and owner.pid != me:
+            raise _busy(around, owner, error)
+
+
 def claim_folder(folder: str | Path, *, error: type[PrepError] = PrepError) -> RunLock:
     """Create ``folder`` if needed and claim it for this run; a second run refuses until this one releases it.
 
@@ -273,14 +283,16 @@ def claim_folder(folder: str | Path, *, error: type[PrepError] = PrepError) -> R
     Raises
     ------
     PrepError
-        ``error``: another run is writing the folder (named: PID, host, start time, command), the folder was
-        claimed on another computer, or it cannot be created (read-only parent, a file in the way).
+        ``error``: another run is writing the folder or a folder around it (named: PID, host, start time,
+        command), the folder was claimed on another computer, or it cannot be created (read-only parent, a file
+        in the way).
 
     Examples
     --------
     >>> with claim_folder("aligned", error=RegistrationError):   # doctest: +SKIP
     ...     register_every_pair()
     """
+    _refuse_inside_a_busy_folder(Path(folder), error)
     created = not os.path.lexists(folder)
     folder = make_output_folder(folder, error=error)
     path = folder / LOCK_NAME

@@ -198,6 +198,8 @@ def test_every_stage_refuses_a_folder_another_run_holds_and_takes_over_a_dead_ru
         one_line_error(prep("train", pipeline["shards"], run_dir, "--workers", "0"), "run: is being written", who)
         one_line_error(prep("enhance", checkpoint, photos, out), "out: is being written", who)
         one_line_error(prep("enhance", checkpoint, photos / "selfie.jpg", out), "out: is being written", who)
+        one_line_error(prep("enhance", checkpoint, photos, out / "sub"), "out: is being written", who)
+        one_line_error(prep("build-h5", pipeline["aligned"], shards / "again"), "shards: is being written", who)
         with pytest.raises(AcquisitionError, match="is being written by another run"):
             simulate_sessions(raw, subjects=1, poses=1, size=SMALL, resume=True)
         assert folder_writer(aligned).pid == holder.pid
