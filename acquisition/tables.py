@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -64,8 +64,8 @@ def _damage(fields: list[str]) -> str | None:
     return None
 
 
-def read_csv_rows(path: str | Path, *, required: Collection[str] = (), error: type[PrepError] = PrepError
-                  ) -> tuple[list[CsvRow], list[RowProblem]]:
+def read_csv_rows(path: str | Path, *, required: Collection[str] = (), key: Sequence[str] = (),
+                  error: type[PrepError] = PrepError) -> tuple[list[CsvRow], list[RowProblem]]:
     """The rows of a CSV file with a header line, each damaged row reported instead of stopping the reader.
 
     Parameters
@@ -74,6 +74,9 @@ def read_csv_rows(path: str | Path, *, required: Collection[str] = (), error: ty
         A regular file (a FIFO or a folder raises ``error``).
     required : collection of str
         Columns the header must name (what a row holds in them is the caller's to judge).
+    key : sequence of str
+        Columns that name a row's item (``subject``, ``pose``): a later row naming the same item as an earlier
+        one is ambiguous, and both are left out and reported (nobody can tell which one is meant).
     error : type of PrepError
         Raised for a file that cannot be used at all: not readable, or a header without the ``required`` columns.
 
@@ -83,7 +86,7 @@ def read_csv_rows(path: str | Path, *, required: Collection[str] = (), error: ty
         The readable rows, in file order.
     problems : list of RowProblem
         One per left-out record: not UTF-8, a NUL byte, an unbalanced quote, another number of fields than the
-        header.
+        header, the same ``key`` as another row.
 
     Raises
     ------
@@ -99,12 +102,12 @@ def read_csv_rows(path: str | Path, *, required: Collection[str] = (), error: ty
     lines = text.splitlines(keepends=True)
     header_record = _parse(lines[0]) if lines else None
     if header_record is None or _damage(header_record[0]):
-        raise error("the header line cannot be read", path=path, hint="rewrite the file (run the stage again)")
+        raise error("the header line cannot be read", path=path, hint="rewrite the file: run the stage again")
     header = [name.strip() for name in header_record[0]]
     missing = [name for name in required if name not in header]
     if missing:
         raise error(f"the header lacks the column(s) {', '.join(missing)}", path=path,
-                    hint="rewrite the file (run the stage again)")
+                    hint="rewrite the file: run the stage again")
     rows: list[CsvRow] = []
     problems: list[RowProblem] = []
     index = header_record[1]
@@ -132,4 +135,24 @@ def read_csv_rows(path: str | Path, *, required: Collection[str] = (), error: ty
         else:
             rows.append(CsvRow(index + 1, dict(zip(header, fields, strict=True))))
         index += span
+    if key:
+        return _without_repeats(path, rows, problems, key)
     return rows, problems
+
+
+def _without_repeats(path: Path, rows: list[CsvRow], problems: list[RowProblem], key: Sequence[str]
+                     ) -> tuple[list[CsvRow], list[RowProblem]]:
+    """Rows whose ``key`` no other row has, and a problem for each row of a repeated key."""
+    lines: dict[tuple[str, ...], list[int]] = {}
+    for row in rows:
+        lines.setdefault(tuple(row.values.get(name, "").strip() for name in key), []).append(row.line)
+    repeated = {line: others for others in lines.values() if len(others) > 1 for line in others}
+    kept = [row for row in rows if row.line not in repeated]
+    for row in rows:
+        if row.line in repeated:
+            others = ", ".join(str(n) for n in repeated[row.line] if n != row.line)
+            named = "/".join(row.values.get(name, "") for name in key)
+            problems.append(RowProblem(path, row.line, f"names {named} like line {others}: which one holds is "
+                                                       "unclear"))
+    problems.sort(key=lambda problem: problem.line)
+    return kept, problems

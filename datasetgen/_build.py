@@ -401,6 +401,12 @@ def _registration_status(aligned_dir: Path) -> tuple[dict[str, _Verdict] | None,
             else:
                 bad.append(SkippedPair(what, f"{path} line {number} names no pair (subject and pose are needed)"))
             continue
+        if key in statuses:  # named twice (a hand edit): which row holds cannot be told, so neither does
+            first = statuses[key].line
+            statuses[key] = _Verdict("invalid", line=number)
+            bad.append(SkippedPair(key, f"{path} lines {first} and {number} both name it: which one holds is "
+                                        "unclear (delete one row, or run prep register again)"))
+            continue
         if status not in ("ok", "flagged", "failed"):
             statuses[key] = _Verdict("invalid", line=number)
             bad.append(SkippedPair(key, f"{path} line {number}: status {status!r} is not ok, flagged or failed "

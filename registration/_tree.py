@@ -103,13 +103,14 @@ def _csv_text(results: list[PairResult]) -> str:
 
 def read_registration_csv(path: str | Path) -> list[dict[str, str]]:
     """The rows of a ``registration.csv`` as dicts keyed by :data:`CSV_COLUMNS` (empty when missing), each with
-    its ``line`` in the file; a damaged row (not UTF-8, a NUL, an unbalanced quote) is logged, file and line,
-    and left out."""
+    its ``line`` in the file; a damaged row (not UTF-8, a NUL, an unbalanced quote, a pose named twice) is
+    logged, file and line, and left out."""
     path = Path(path)
     if not require_regular(path, error=RegistrationError):
         return []
     try:
-        rows, problems = read_csv_rows(path, required=("subject", "pose", "status"), error=RegistrationError)
+        rows, problems = read_csv_rows(path, required=("subject", "pose", "status"), key=("subject", "pose"),
+                                       error=RegistrationError)
     except OSError as exc:
         raise RegistrationError(f"cannot be read ({exc.strerror or exc})", path=path,
                                 hint="run prep register again") from exc

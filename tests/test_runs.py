@@ -155,7 +155,10 @@ def test_long_cjk_names_and_a_subject_level_failure_row_go_through_register_and_
 
 def test_a_damaged_row_of_registration_csv_is_skipped_and_reported(pipeline, tmp_path):
     aligned = copy(pipeline["aligned"], tmp_path / "aligned")
-    with open(aligned / "registration.csv", "a", encoding="utf-8") as handle:
+    csv_path = aligned / "registration.csv"
+    csv_path.write_text("".join(line for line in csv_path.read_text(encoding="utf-8").splitlines(keepends=True)
+                                if not line.startswith("astronaut,p01,")), encoding="utf-8")
+    with open(csv_path, "a", encoding="utf-8") as handle:
         empty = "," * (len(CSV_COLUMNS) - 3)  # rows as wide as the header: only their content is damaged
         handle.write(f"astronaut,p01,maybe{empty}\n,,{empty}\n")
     summary = build_shards(aligned, tmp_path / "shards", config=BUILD)
@@ -455,13 +458,17 @@ def test_damaged_rows_of_registration_csv_are_reported_one_by_one_and_the_others
                b"astronaut,p03\xff,ok" + tail,  # a Latin-1 byte saved over UTF-8
                b"astronaut,p04\x00,ok" + tail,  # a NUL
                b"ghost,p09,ok" + tail]  # a row for a pose that does not exist
+    twice = next(row for row in rows if row.startswith(b"astronaut,p01,"))  # a pose named twice: ok, flagged
+    damaged.append(twice.replace(b",ok,", b",flagged,", 1))
     csv_path.write_bytes(header + damaged[0] + b"".join(rows) + b"".join(damaged[1:]))
     lines = {2: "has an unbalanced quote", len(rows) + 3: "is not UTF-8 text (byte 0xff)",
              len(rows) + 4: "holds a NUL byte",
              len(rows) + 5: "there is no pose folder"}
     summary = build_shards(aligned, tmp_path / "shards", config=BUILD)
-    assert summary.pairs["train"] == 2  # astronaut/p01 and the CJK pose: every readable row was used
+    assert summary.pairs["train"] == 1  # the CJK pose: every readable row was used; astronaut/p01 is ambiguous
     reasons = [s.reason for s in summary.skipped]
+    first = 2 + 1 + [row.startswith(b"astronaut,p01,") for row in rows].index(True)
+    assert any(f"lines {first} and {len(rows) + 6} both name it" in reason for reason in reasons), reasons
     for number, words in lines.items():
         assert any(f"{csv_path} line {number}: {words}" in reason for reason in reasons), (number, reasons)
     assert all("\n" not in reason for reason in reasons)
@@ -469,7 +476,7 @@ def test_damaged_rows_of_registration_csv_are_reported_one_by_one_and_the_others
     with caplog.at_level(logging.WARNING):
         sheets = write_contact_sheets(aligned, tmp_path / "sheets")
     assert sheets and all(path.is_file() for path in sheets)
-    for number, words in lines.items():
+    for number, words in {**lines, first: "names astronaut/p01 like line"}.items():
         assert any(f"{csv_path} line {number}: {words}" in record.getMessage() for record in caplog.records), number
 
 
