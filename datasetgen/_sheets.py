@@ -50,8 +50,8 @@ def write_shard_sheets(shards_dir: str | Path, sheets_dir: str | Path, *, count:
     refuse_if_being_written(shards_dir, error=DatasetGenError, then="review it")
     index = shards_dir / INDEX_CSV
     if not require_regular(index, error=DatasetGenError):
-        raise DatasetGenError("no index.csv: not a finished shard folder", path=shards_dir,
-                              hint="run prep build-h5 first")
+        raise DatasetGenError("no index.csv: the build did not finish, or this is not a shard folder", path=shards_dir,
+                              hint="run the same prep build-h5 command again to finish it (or prep build-h5 first)")
     try:
         with open_regular(index, "r", error=DatasetGenError, newline="") as handle:
             rows = list(csv.DictReader(handle))
