@@ -760,7 +760,7 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
                     target, replace = last, True
                 elif action != "next":
                     raise ValueError(f"unknown action {action!r}")
-            session.emit("pose", target, f"{subject}/{target}" + (" (retake)" if replace else ""))
+            session.emit("pose", target, f"{subject}/{target}" + (" (retake)" if replace else ""), retake=replace)
             try:
                 record = session.shoot(target, replace=replace)
             except AcquisitionError as exc:
@@ -1006,11 +1006,15 @@ def simulate_sessions(root: str | Path, *, subjects: int, poses: int, size: tupl
             camera = SimulatedCamera(portrait, lambda lamps=lamps: lamps.state, size=tuple(size),
                                      seed=subject_seed(seed, index), config=sim_config)
 
-            def events(event: SessionEvent, camera: Any = camera) -> None:
-                # Each pose renders from its own random stream, so a resumed or retaken pose gets the bytes an
-                # uninterrupted session would have written.
+            def events(event: SessionEvent, camera: Any = camera, retakes: dict[str, int] = {}) -> None:  # noqa: B006
+                # Each pose renders from its own random stream, so a resumed pose, or one retried after a failed
+                # shot, gets the bytes an uninterrupted session would have written; a retake of a complete pose
+                # is a new take of it (the subject poses again).
                 if event.kind == "pose" and event.pose is not None:
                     camera.shot_index = 2 * (int(event.pose[1:]) - 1)
+                    if event.data.get("retake"):
+                        retakes[event.pose] = retakes.get(event.pose, 0) + 1
+                    camera.take = retakes.get(event.pose, 0)
                 if on_event is not None:
                     on_event(event)
 

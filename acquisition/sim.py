@@ -137,6 +137,7 @@ class SimulatedCamera(Camera):
         self.orientation = int(orientation)
         self._lamp_state = lamp_state
         self._shot_index = 0
+        self._take = 0
         self._closed = False
         self._lock = threading.Lock()
 
@@ -150,6 +151,18 @@ class SimulatedCamera(Camera):
         if int(value) != value or value < 0:
             raise ValueError(f"shot_index must be a whole number >= 0, got {value}")
         self._shot_index = int(value)
+
+    @property
+    def take(self) -> int:
+        """Which take of its pose the next capture belongs to: 0 first, 1 the first retake, ... (a retake draws
+        the pose afresh, and a :class:`StudioConfig` fault only in its first ``fault_takes`` takes)."""
+        return self._take
+
+    @take.setter
+    def take(self, value: int) -> None:
+        if int(value) != value or value < 0:
+            raise ValueError(f"take must be a whole number >= 0, got {value}")
+        self._take = int(value)
 
     def info(self) -> CameraInfo:
         """Make ``DeepFlash``, model ``Virtual Studio``; the settings hold the portrait, size, seed and config."""
@@ -179,7 +192,8 @@ class SimulatedCamera(Camera):
             the subject's true motion over the face); ``subject_transform`` and ``camera_transform`` (the drawn
             affines, same form); ``motion``; ``backdrop``; ``blink`` (null, "flash" or "studio": the shot with
             closed eyes); ``head_turn_px`` (the head turn's peak displacement); ``face_box`` ([left, top, right,
-            bottom] of the face in the flash shot: where the target was fitted).
+            bottom] of the face in the flash shot: where the target was fitted); ``take``; ``fault`` (null, or
+            ``{"kind", "shot"}`` and the blur drawn: what :class:`StudioConfig` ``faults`` put in this take).
 
         Raises
         ------
@@ -198,7 +212,7 @@ class SimulatedCamera(Camera):
             fired = flash == "on" or (flash == "auto" and lamps == 0.0)
             index = self._shot_index
             shot = render_shot(self.portrait, lamps=lamps, flash=fired, size=self.size, seed=[self.seed, index],
-                               pose=pose_seed(self.seed, index), config=self.config)
+                               pose=pose_seed(self.seed, index, self._take), config=self.config, take=self._take)
             stored = apply_orientation(shot.image, _INVERSE_ORIENTATION[self.orientation])
             exif = make_exif(make=SIM_MAKE, model=SIM_MODEL, flash_fired=fired, flash_mode=flash,
                              orientation=self.orientation, Software="DeepFlash virtual studio")

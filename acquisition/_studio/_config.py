@@ -7,7 +7,7 @@ from typing import Any, Final, Literal
 
 from ..checks import check_finite_fields
 
-__all__ = ["BACKDROPS", "MOTIONS", "Backdrop", "Motion", "StudioConfig"]
+__all__ = ["BACKDROPS", "FAULTS", "MOTIONS", "Backdrop", "Fault", "Motion", "StudioConfig"]
 
 Motion = Literal["subject", "camera", "both"]
 Backdrop = Literal["scene", "plain", "room"]
@@ -16,6 +16,11 @@ MOTIONS: Final = ("subject", "camera", "both")
 #: What stands behind the subject (see :class:`StudioConfig`).
 BACKDROPS: Final = ("scene", "plain", "room")
 _TEXT_FIELDS: Final = {"motion": MOTIONS, "backdrop": BACKDROPS}
+Fault = Literal["motion", "overexposed", "no_flash", "blur", "blink"]
+#: What can go wrong with a pose, on demand (see :class:`StudioConfig` ``faults``): a large movement between the
+#: shots, an over-exposed studio shot, a flash that did not light the flash shot (it reads "fired" but the
+#: picture is dark), one shot blurred (camera shake or missed focus), a blink in one shot.
+FAULTS: Final = ("motion", "overexposed", "no_flash", "blur", "blink")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,17 @@ class StudioConfig:
         (drawn per pose with subject motion; an affine cannot express it).
     blink_probability : float
         Chance that a pose has a blink: the eyes are closed in one of its two shots (which one is drawn too).
+    faults : tuple of {"motion", "overexposed", "no_flash", "blur", "blink"}
+        What may go wrong with a pose, for tests and benchmarks of the capture-time pair check: ``motion`` moves
+        the subject (the frame with ``motion="camera"``) by 2.5-3.5 times the ``max_*`` limits; ``overexposed``
+        lights the studio shot four times too brightly; ``no_flash`` leaves the flash shot unlit by the flash
+        (the camera still reports it fired: a misfire); ``blur`` blurs one shot (a defocus of 1-1.5 % of the face
+        width, or a shake 4-6 % of it long); ``blink`` closes the eyes in one shot. ``meta.json`` records the pose's ``fault``.
+    fault_probability : float
+        Chance that a pose's take has one of ``faults`` (drawn evenly among them); 1 = every pose.
+    fault_takes : int
+        How many takes of a faulty pose repeat its fault (1: the first retake is clean, as when a subject
+        blinked once). Each retake draws its pose afresh.
     jpeg_quality : int
         JPEG quality of the saved shots.
     max_work_side : int
@@ -108,6 +124,9 @@ class StudioConfig:
     camera_shake: float = 0.25
     max_head_turn: float = 0.015
     blink_probability: float = 0.05
+    faults: tuple[Fault, ...] = ()
+    fault_probability: float = 0.0
+    fault_takes: int = 1
     jpeg_quality: int = 92
     max_work_side: int = 1536
 
@@ -117,9 +136,13 @@ class StudioConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"StudioConfig.{name} must be one of {', '.join(allowed)}; "
                                  f"got {getattr(self, name)!r}")
+        object.__setattr__(self, "faults", tuple(self.faults))
+        unknown = [f for f in self.faults if f not in FAULTS]
+        if unknown:
+            raise ValueError(f"StudioConfig.faults must be among {', '.join(FAULTS)}; got {', '.join(map(repr, unknown))}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _TEXT_FIELDS:
+            if f.name in _TEXT_FIELDS or f.name == "faults":
                 continue
             if f.name == "shadow_offset":
                 if len(value) != 2:
@@ -129,7 +152,8 @@ class StudioConfig:
             if value < 0:
                 raise ValueError(f"StudioConfig.{f.name} must be >= 0, got {value}")
         for name in ("shading_flatten", "shadow_strength", "lighting_jitter", "max_scale", "max_shear",
-                     "camera_shake", "blink_probability"):
+                     "camera_shake", "blink_probability",
+                     "fault_probability"):
             if getattr(self, name) > 1:
                 raise ValueError(f"StudioConfig.{name} must be <= 1, got {getattr(self, name)}")
         if self.max_rotation_deg > 45:
@@ -145,4 +169,5 @@ class StudioConfig:
         """Plain JSON-able values, for ``meta.json``."""
         out = asdict(self)
         out["shadow_offset"] = list(self.shadow_offset)
+        out["faults"] = list(self.faults)
         return out

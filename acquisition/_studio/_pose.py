@@ -85,12 +85,14 @@ class PoseMotion:
         return PoseMotion.from_array(np.hstack([m, (-m @ np.asarray(self.translation, np.float64))[:, None]]))
 
 
-def pose_seed(seed: int, shot_index: int) -> list[int]:
+def pose_seed(seed: int, shot_index: int, take: int = 0) -> list[int]:
     """The random stream of the pose shot ``shot_index`` belongs to: shots ``2k`` and ``2k + 1`` form pose ``k``.
 
-    Both shots of a pose draw the same motion, head turn and blink from it, whichever is taken first.
+    Both shots of a pose draw the same motion, head turn and blink from it, whichever is taken first. A retake
+    (``take`` 1, 2, ...) of the pose draws afresh: the subject does not repeat a pose to the pixel.
     """
-    return [int(seed), int(shot_index) // 2, _POSE_STREAM]
+    stream = [int(seed), int(shot_index) // 2, _POSE_STREAM]
+    return stream + [int(take)] if take else stream
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +118,14 @@ class StudioPose:
         The face in the flash shot (left, top, right, bottom), output pixels: where the target is fitted.
     ground_truth : PoseMotion
         The registration's target: the least-squares affine of the true motion ``T`` over ``face_box``.
+    take : int
+        0 for the pose's first take, 1 for its first retake, ...
+    fault : {"motion", "overexposed", "no_flash", "blur", "blink"} or None
+        What went wrong with this take (:class:`StudioConfig` ``faults``).
+    fault_shot : {"flash", "studio"} or None
+        The shot the fault is in (None for ``motion``, which is between the shots).
+    blur : (str, float, float) or None
+        With ``fault="blur"``: ``("defocus", sigma, 0)`` or ``("shake", length, angle_deg)``, output pixels.
     """
 
     motion: str
@@ -128,6 +138,10 @@ class StudioPose:
     blink: Literal["flash", "studio"] | None
     face_box: tuple[float, float, float, float]
     ground_truth: PoseMotion
+    take: int = 0
+    fault: str | None = None
+    fault_shot: Literal["flash", "studio"] | None = None
+    blur: tuple[str, float, float] | None = None
 
     @property
     def head_turn_px(self) -> float:
@@ -176,7 +190,11 @@ class StudioPose:
         return {"ground_truth_transform": self.ground_truth.as_meta(),
                 "subject_transform": self.subject.as_meta(), "camera_transform": self.camera.as_meta(),
                 "motion": self.motion, "backdrop": self.backdrop, "blink": self.blink,
-                "head_turn_px": round(self.head_turn_px, 4), "face_box": [round(v, 3) for v in self.face_box]}
+                "head_turn_px": round(self.head_turn_px, 4), "face_box": [round(v, 3) for v in self.face_box],
+                "take": self.take, "fault": None if self.fault is None else {
+                    "kind": self.fault, "shot": self.fault_shot,
+                    **({} if self.blur is None else {"blur": self.blur[0], "blur_px": round(self.blur[1], 3),
+                                                     "angle_deg": round(self.blur[2], 2)})}}
 
 
 def _affine(u: np.ndarray, fraction: float, width: int, height: int, cfg: StudioConfig) -> PoseMotion:
@@ -209,21 +227,47 @@ def face_grid(face_box: Sequence[float], count: int = _FIT_GRID) -> np.ndarray:
     return np.column_stack([gx.ravel(), gy.ravel()])
 
 
-def draw_pose(rng: np.random.Generator, an: PortraitAnalysis, framing: Framing, cfg: StudioConfig) -> StudioPose:
-    """Draw one pose: the subject's and the camera's affines, the head turn and the blink, and fit the target.
+def _large(u: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Uniforms in [-1, 1] pushed out to magnitudes in [low, high], signs kept (a fault's large motion)."""
+    return np.where(u < 0, -1.0, 1.0) * (low + (high - low) * np.abs(u))
 
-    Every number is drawn, in a fixed order, whatever the settings, so that each keeps its random stream.
+
+def _draw_fault(u: np.ndarray, cfg: StudioConfig, take: int, can_blink: bool) -> tuple[str | None, str | None]:
+    """The take's fault and the shot it is in, from three uniforms in [0, 1)."""
+    kinds = [k for k in cfg.faults if k != "blink" or can_blink]
+    if take >= cfg.fault_takes or not kinds or u[0] >= cfg.fault_probability:
+        return None, None
+    kind = kinds[min(len(kinds) - 1, int(u[1] * len(kinds)))]
+    shot = {"motion": None, "overexposed": "studio", "no_flash": "flash"}.get(
+        kind, "flash" if u[2] < 0.5 else "studio")
+    return kind, shot
+
+
+def draw_pose(rng: np.random.Generator, an: PortraitAnalysis, framing: Framing, cfg: StudioConfig, *,
+              take: int = 0) -> StudioPose:
+    """Draw one pose: the subject's and the camera's affines, the head turn, the blink and the take's fault (if
+    any), and fit the target.
+
+    Every number is drawn, in a fixed order, whatever the settings, so that each keeps its random stream (the
+    fault's numbers come last: a pose without a fault is the one drawn before faults existed).
     """
     width, height = framing.size
     subject_u = rng.uniform(-1.0, 1.0, size=5)
     camera_u = rng.uniform(-1.0, 1.0, size=5)
     turn_size, turn_angle = rng.uniform(0.0, 1.0), rng.uniform(0.0, 2 * np.pi)
     blink_u, blink_which = rng.uniform(0.0, 1.0, size=2)
+    fault_u = rng.uniform(0.0, 1.0, size=5)
+    fault, fault_shot = _draw_fault(fault_u, cfg, take, an.landmarks is not None)
 
     moves_subject = cfg.motion in ("subject", "both")
+    shake = {"subject": 0.0, "camera": 1.0, "both": cfg.camera_shake}[cfg.motion]
+    if fault == "motion":  # 2.5-3.5 times the limits, in whatever moves
+        if moves_subject:
+            subject_u = _large(subject_u, 2.5, 3.5)
+        else:
+            camera_u = _large(camera_u, 2.5, 3.5)
     subject = _affine(subject_u, 1.0 if moves_subject else 0.0, width, height, cfg)
-    camera = _affine(camera_u, {"subject": 0.0, "camera": 1.0, "both": cfg.camera_shake}[cfg.motion], width, height,
-                     cfg)
+    camera = _affine(camera_u, shake, width, height, cfg)
     f = an.frame
     face_width = f.face_width * framing.scale
     down = f.down
@@ -238,13 +282,20 @@ def draw_pose(rng: np.random.Generator, an: PortraitAnalysis, framing: Framing, 
     blink: Literal["flash", "studio"] | None = None
     if an.landmarks is not None and blink_u < cfg.blink_probability:
         blink = "flash" if blink_which < 0.5 else "studio"
+    if fault == "blink":
+        blink = fault_shot
+    blur = None
+    if fault == "blur":  # defocus, or a shake of 2-3 % of the face width
+        size = (0.02 + 0.01 * fault_u[3]) * face_width
+        blur = ("defocus", 0.5 * size, 0.0) if fault_u[4] < 0.5 else ("shake", 2.0 * size, 360.0 * fault_u[3])
     corners = framing.to_output(np.array([[an.face.left, an.face.top], [an.face.right, an.face.bottom]]))
     face_box = (float(corners[0, 0]), float(corners[0, 1]), float(corners[1, 0]), float(corners[1, 1]))
     pose = StudioPose(motion=cfg.motion, backdrop=cfg.backdrop, subject=subject, camera=camera,
                       nose=(float(nose[0]), float(nose[1])), turn=(float(turn[0]), float(turn[1])),
                       turn_axes=((_TURN_RADII[0] * face_width, _TURN_RADII[1] * face_width),
                                  (float(right[0]), float(right[1]))),
-                      blink=blink, face_box=face_box, ground_truth=PoseMotion.identity())
+                      blink=blink, face_box=face_box, ground_truth=PoseMotion.identity(), take=int(take),
+                      fault=fault, fault_shot=fault_shot, blur=blur)
     if pose.head_turn_px == 0:  # an affine motion is its own best affine
         return replace(pose, ground_truth=subject.then(camera))
     grid = face_grid(face_box)

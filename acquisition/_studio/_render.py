@@ -343,9 +343,22 @@ def _layered(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, fra
     return cv2.add(out, cv2.cvtColor(layer, cv2.COLOR_RGBA2RGB))
 
 
+def _blurred(image: np.ndarray, blur: tuple[str, float, float]) -> np.ndarray:
+    """A defocus (Gaussian of ``sigma`` px) or a camera shake (a line ``length`` px long at ``angle_deg``)."""
+    kind, size, angle = blur
+    if kind == "defocus":
+        return cv2.GaussianBlur(image, (0, 0), max(size, 0.3))
+    length = max(2, round(size))
+    kernel = np.zeros((length | 1, length | 1), np.float32)
+    c = (length | 1) // 2
+    dx, dy = math.cos(math.radians(angle)) * size / 2, math.sin(math.radians(angle)) * size / 2
+    cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
+    return cv2.filter2D(image, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT_101)
+
+
 def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence[int] = DEFAULT_SIZE,
                 seed: int | Sequence[int] = 0, pose: int | Sequence[int] | None = None,
-                config: StudioConfig | None = None) -> RenderedShot:
+                config: StudioConfig | None = None, take: int = 0) -> RenderedShot:
     """Render what the camera sees with the lamps at ``lamps`` (0-1) and the flash firing or not.
 
     Parameters
@@ -366,6 +379,9 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
         simulated camera passes :func:`pose_seed` ``(seed, shot_index)``. Default: ``seed``.
     config : StudioConfig, optional
         Every strength; defaults to ``StudioConfig()``.
+    take : int
+        0 for a pose's first take, 1 for its first retake, ...: a take at or past ``config.fault_takes`` is
+        drawn without a fault.
 
     Returns
     -------
@@ -379,7 +395,7 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
     rng = np.random.default_rng(seed)
     an = analyse_portrait(portrait, max_work_side=cfg.max_work_side)
     framing = frame_portrait(an, width, height, cfg)
-    drawn = draw_pose(np.random.default_rng(seed if pose is None else pose), an, framing, cfg)
+    drawn = draw_pose(np.random.default_rng(seed if pose is None else pose), an, framing, cfg, take=take)
     lighting = lighting_of(lamps, flash)
     # Draw in a fixed order, whatever the lighting, so that each effect keeps its random numbers.
     studio_jitter = 1.0 + cfg.lighting_jitter * rng.uniform(-1.0, 1.0)
@@ -390,11 +406,14 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
     subject = eyes.apply(subject_layer(an)) if closed else subject_layer(an)
     scenery = backdrop(an, cfg.backdrop)
     light = np.full(3, cfg.ambient, np.float32)
+    this_shot = "flash" if flash else "studio"
+    faulty = drawn.fault is not None and drawn.fault_shot == this_shot
     if lamps > 0:
         warm = np.array([1.0 + cfg.studio_warmth, 1.0, 1.0 - cfg.studio_warmth], np.float32)
-        light = light + warm * np.float32(lamps * cfg.studio_exposure * studio_jitter)
+        over = 4.0 if faulty and drawn.fault == "overexposed" else 1.0
+        light = light + warm * np.float32(lamps * cfg.studio_exposure * studio_jitter * over)
     subject_light, background_light = subject * light, scenery * light
-    if flash:
+    if flash and not (faulty and drawn.fault == "no_flash"):  # a misfire: the camera says fired, nothing lit
         flash_subject, flash_background = _flash_light(an, cfg, flash_rng, framing, subject, scenery)
         subject_light, background_light = subject_light + flash_subject, background_light + flash_background
 
@@ -408,6 +427,8 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
         image = _layered(_tone_map(subject_light, cfg.studio_tone), an.mask,
                          _tone_map(background_light, cfg.studio_tone), framing, drawn, moved=not flash)
 
+    if faulty and drawn.blur is not None:
+        image = _blurred(image, drawn.blur)
     level = {"studio": cfg.noise_studio, "flash": cfg.noise_flash, "both": cfg.noise_flash,
              "dark": cfg.noise_dark}[lighting]
     if level > 0:
@@ -418,7 +439,7 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
 
 
 def render_pair(portrait: Portrait, *, size: Sequence[int] = DEFAULT_SIZE, seed: int = 0,
-                config: StudioConfig | None = None) -> RenderedPair:
+                config: StudioConfig | None = None, take: int = 0) -> RenderedPair:
     """A flash shot (lamps off, flash) and a studio shot (lamps on, no flash) of one pose, without files.
 
     The pixels are those :class:`~acquisition.sim.SimulatedCamera` saves (before JPEG) when it takes the flash
@@ -431,9 +452,11 @@ def render_pair(portrait: Portrait, *, size: Sequence[int] = DEFAULT_SIZE, seed:
         translation, fitted over the face) and the whole drawn ``pose``.
     """
     cfg = config or StudioConfig()
-    shared = pose_seed(seed, 0)
-    flash = render_shot(portrait, lamps=0.0, flash=True, size=size, seed=[seed, 0], pose=shared, config=cfg)
-    studio = render_shot(portrait, lamps=1.0, flash=False, size=size, seed=[seed, 1], pose=shared, config=cfg)
+    shared = pose_seed(seed, 0, take)
+    flash = render_shot(portrait, lamps=0.0, flash=True, size=size, seed=[seed, 0], pose=shared, config=cfg,
+                        take=take)
+    studio = render_shot(portrait, lamps=1.0, flash=False, size=size, seed=[seed, 1], pose=shared, config=cfg,
+                         take=take)
     an = analyse_portrait(portrait, max_work_side=cfg.max_work_side)
     return RenderedPair(flash=flash.image, studio=studio.image, ground_truth=studio.pose.ground_truth,
                         pose=studio.pose, _analysis=an, _framing=frame_portrait(an, *_check_size(size), cfg))

@@ -1,0 +1,532 @@
+"""The capture-time pair check: is this pose usable, while the subject is still in the chair?
+
+The paper's dataset keeps flaws found only after the session (§4: open and closed eyes in one pair); a blink, a
+large movement, a flash that did not light the subject, a blurred or over-exposed shot is cheap to retake while
+the person is there and lost afterwards. :func:`check_pair` looks at one pose's two shots with the library
+functions of the later stages (``registration.estimate_affine`` and ``registration.check_face_alignment``,
+``acquisition.faces``) on a shrunken copy of each shot, and says, in words, what would make the pair useless:
+
+- a face in both shots, the same one (dlib's 68 landmarks fit by a similarity);
+- eyes open in both: the registration's eye-aspect-ratio rule, made robust for a verdict on the spot (a loose
+  face box alone can misplace both eyes): each eye is measured on landmarks refitted on three tight boxes
+  placed from the first fit's eyes (the median), and a shot counts as blinking only when both eyes are closed
+  by the absolute rule *and* much more closed than the same eye in the other shot of the pose;
+- subject motion between the shots (rotation, scale and shift of the landmark similarity) under limits;
+- exposure: the studio shot's face neither clipped nor dark; the flash fired on the subject (the face much
+  brighter relative to the background than in the studio shot, as a flash at the lens lights near things more);
+- sharpness: the variance of the Laplacian of each face, relative to its contrast, compared across the pair;
+- the face registers: the face-led estimate on the shrunken copies, then the independent phase-correlation
+  check of the face (the registration's own "never silently wrong" test).
+
+Measured in ``bench/capture.py`` (time per 12 MP pose on one core, false alarms over good virtual-studio poses,
+catch rate over poses with each kind of fault).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import cv2
+import numpy as np
+
+from .faces import FaceBox, eye_aspect_ratio, face_landmarks, to_uint8
+
+__all__ = ["CHECK_IMAGE_NAME", "CheckLimits", "PairCheck", "check_pair", "check_pose", "draw_check"]
+
+#: The picture of a pose's check, in the pose folder.
+CHECK_IMAGE_NAME: Final = "check.jpg"
+_LUMA: Final = np.array([0.299, 0.587, 0.114], np.float32)
+_TIGHT_BOXES: Final = (2.1, 2.3, 2.5)  # refit boxes, in eye distances across (the test suite's robust reading)
+
+Status = Literal["ok", "retake", "unchecked"]
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """The limits of :func:`check_pair` (every number a floor a pose must pass).
+
+    Parameters
+    ----------
+    work_side : int
+        Longer side of the shrunken copies every check runs on, pixels.
+    max_rotation_deg, max_scale_change, max_shift_fraction : float
+        Subject motion between the shots (landmark similarity): rotation in degrees, relative scale change,
+        shift of the face centre as a fraction of the frame width. A person holding still for 0.4 s stays
+        well within them (the virtual studio draws at most 3 deg, 3 %, 2 %).
+    max_landmark_residual : float
+        RMS of the landmarks about the similarity, in eye distances: above it the faces differ (another face,
+        a grimace, a head turned far).
+    ear_closed : float
+        Eye aspect ratio under which an eye counts as closed (the registration's ``ear_threshold``).
+    ear_relative : float
+        ... and only when it is under this fraction of the same eye's ratio in the other shot.
+    max_clipped_fraction : float
+        Share of the studio face's pixels with a channel at 250 or more.
+    min_face_level : float
+        Median face luminance, 0-1, below which a shot is too dark.
+    min_flash_gain : float
+        How much brighter, relative to the background, the face must be in the flash shot than in the studio
+        shot (face/background ratio of the flash shot over that of the studio shot).
+    min_sharpness_ratio : float
+        A shot whose face's sharpness (fine over coarse gradient energy) is under this fraction of the other
+        shot's is blurred.
+    max_face_error_px : float
+        The registration check's limit at its working scale (``RegistrationConfig.max_face_error_px``).
+    """
+
+    work_side: int = 1280
+    max_rotation_deg: float = 6.0
+    max_scale_change: float = 0.06
+    max_shift_fraction: float = 0.05
+    max_landmark_residual: float = 0.12
+    ear_closed: float = 0.2
+    ear_relative: float = 0.75
+    max_clipped_fraction: float = 0.25
+    min_face_level: float = 0.12
+    min_flash_gain: float = 1.3
+    min_sharpness_ratio: float = 0.82
+    max_face_error_px: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.work_side < 256:
+            raise ValueError(f"work_side must be >= 256, got {self.work_side}")
+        for name, value in self.as_dict().items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"CheckLimits.{name} must be a finite number > 0, got {value}")
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """One pose's verdict.
+
+    Attributes
+    ----------
+    status : {"ok", "retake", "unchecked"}
+        ``unchecked``: the check could not run (no face in either shot, an unreadable shot): it says so and
+        never blocks the session.
+    problems : tuple of str
+        Why to retake, most important first, in words (``"eyes closed in the flash shot"``); for
+        ``unchecked``, why the check could not run.
+    figures : dict
+        Every measurement (JSON-able), for ``meta.json``.
+    seconds : float
+        Wall time of the check (decoding excluded).
+    """
+
+    status: Status
+    problems: tuple[str, ...] = ()
+    figures: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def summary(self) -> str:
+        """``ok``, ``RETAKE: eyes closed in the flash shot; ...`` or ``not checked: ...``."""
+        if self.status == "ok":
+            return "ok"
+        head = "RETAKE" if self.status == "retake" else "not checked"
+        return f"{head}: {'; '.join(self.problems)}"
+
+    def as_meta(self) -> dict[str, Any]:
+        """The ``check`` entry of ``meta.json``."""
+        return {"status": self.status, "problems": list(self.problems), "summary": self.summary,
+                "seconds": round(self.seconds, 4), "figures": self.figures}
+
+
+# -- measurements on the shrunken copies -------------------------------------------------------------------
+
+
+def _shrunk(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """A copy whose longer side is at most ``side``, and full-resolution pixels per copy pixel."""
+    image = to_uint8(image)
+    factor = max(image.shape[:2]) / side
+    if factor <= 1.0:
+        return np.ascontiguousarray(image), 1.0
+    size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), image.shape[1] / size[0]
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return (rgb.astype(np.float32) @ _LUMA) / 255.0
+
+
+def _crop(image: np.ndarray, box: FaceBox) -> np.ndarray:
+    h, w = image.shape[:2]
+    x0, y0 = max(0, math.floor(box.left)), max(0, math.floor(box.top))
+    x1, y1 = min(w, math.ceil(box.right)), min(h, math.ceil(box.bottom))
+    return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+
+
+def _eye_box(marks: dict[str, np.ndarray], k: float) -> FaceBox:
+    left, right = marks["left_eye"].mean(axis=0), marks["right_eye"].mean(axis=0)
+    eyes, spread = (left + right) / 2, float(np.hypot(*(left - right)))
+    return FaceBox(eyes[0] - k * spread / 2, eyes[1] - 0.26 * k * spread, eyes[0] + k * spread / 2,
+                   eyes[1] + 0.74 * k * spread)
+
+
+def _eye_ratios(image: np.ndarray, marks: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Eye aspect ratio of each eye (left, right): the median over the first fit and three refits on tight boxes
+    placed from its eyes (dlib's boxes come in ~20 % steps; a loose one can misplace both eyes)."""
+    fits = [marks, *face_landmarks(image, [_eye_box(marks, k) for k in _TIGHT_BOXES])]
+    return (float(np.median([eye_aspect_ratio(m["left_eye"]) for m in fits])),
+            float(np.median([eye_aspect_ratio(m["right_eye"]) for m in fits])))
+
+
+def _points(marks: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(marks[k], np.float64) for k in sorted(marks)])
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, np.ndarray, float]:
+    """Umeyama's least-squares similarity ``dst ≈ s R src + t``: rotation (deg), scale, t, RMS residual."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - mu_s, dst - mu_d
+    u, sing, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.diag([1.0, float(np.sign(np.linalg.det(u @ vt)) or 1.0)])
+    rot = u @ d @ vt
+    scale = float(np.trace(np.diag(sing) @ d) / max(a.var(axis=0).sum(), 1e-12))
+    t = mu_d - scale * rot @ mu_s
+    residual = float(np.sqrt(np.mean(np.sum((src @ (scale * rot).T + t - dst) ** 2, axis=1))))
+    return math.degrees(math.atan2(rot[1, 0], rot[0, 0])), scale, t, residual
+
+
+def _gradient_energy(lum: np.ndarray, sigma: float) -> float:
+    smooth = cv2.GaussianBlur(lum, (0, 0), sigma)
+    return float(np.mean(cv2.Sobel(smooth, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(smooth, cv2.CV_32F, 0, 1) ** 2))
+
+
+def _sharpness(lum: np.ndarray) -> float:
+    """Gradient energy of the face at a fine scale over that at a coarse one (Gaussians of 1 and 3 px).
+
+    A ratio of two scales of the same picture: blind to exposure and to how the light models the face (a flash
+    and soft lamps give the same face different Laplacian variances, 0.4-1x on sharp virtual-studio pairs),
+    while a blur takes the fine scale away (1.4-2.4x on blurred ones).
+    """
+    if min(lum.shape) < 16:
+        return math.nan
+    return _gradient_energy(lum, 1.0) / max(_gradient_energy(lum, 3.0), 1e-12)
+
+
+def _background_level(lum: np.ndarray, face: FaceBox) -> float:
+    """Median luminance of the frame's top and side bands away from the head (mostly background)."""
+    h, w = lum.shape
+    band = max(2, round(0.1 * min(h, w)))
+    mask = np.zeros((h, w), bool)
+    mask[:band, :] = True
+    mask[:, :band] = True
+    mask[:, w - band:] = True
+    head = face.scaled(1.8)
+    mask[max(0, int(head.top)):max(0, int(head.bottom)), max(0, int(head.left)):max(0, int(head.right))] = False
+    values = lum[mask]
+    return float(np.median(values)) if values.size else math.nan
+
+
+# -- the check ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Shot:
+    """What is known about one shot on its shrunken copy."""
+
+    role: str
+    rgb: np.ndarray
+    face: FaceBox | None = None
+    marks: dict[str, np.ndarray] | None = None
+
+
+def _quick_registration(limits: CheckLimits) -> Any:
+    """The registration's settings cut down for a verdict in a fraction of a second: the face at half the working
+    size, fewer samples and iterations, no feature starts (a pair without a face is not checked further), faces
+    searched on a 640 px copy. The turned starts stay: Grace Hopper's glasses throw the landmark start into
+    a wrong basin 20 px off."""
+    from registration import RegistrationConfig
+
+    return RegistrationConfig(face_side_px=160, samples=6000, iterations=40, features=0, face_max_side_px=640,
+                              threads=1,
+                              max_face_error_px=limits.max_face_error_px)
+
+
+def _estimate(flash: _Shot, studio: _Shot, limits: CheckLimits) -> tuple[Any, str | None]:
+    """The registration's face-led estimate on the copies (its faces and landmarks fill in the shots)."""
+    from registration import RegistrationError, estimate_affine
+
+    config = _quick_registration(limits)
+    try:
+        estimate = estimate_affine(flash.rgb, studio.rgb, config=config)
+    except RegistrationError as exc:
+        return None, exc.message
+    flash.face, flash.marks = estimate.flash_face, estimate.flash_landmarks
+    studio.face, studio.marks = estimate.studio_face, estimate.studio_landmarks
+    return estimate, None
+
+
+def _find_face(shot: _Shot) -> None:
+    """A face of ``shot`` when the estimate found none (it searches the studio shot only after the flash's)."""
+    from .faces import detect_faces
+
+    found = detect_faces(shot.rgb, min_face_px=0.05 * max(shot.rgb.shape[:2]))
+    if found:
+        shot.face, shot.marks = found[0], face_landmarks(shot.rgb, found[:1])[0]
+
+
+def check_pair(flash_rgb: np.ndarray, studio_rgb: np.ndarray, *, limits: CheckLimits | None = None) -> PairCheck:
+    """Check one pose's flash and studio shots for what would make the pair useless; say it in words.
+
+    Parameters
+    ----------
+    flash_rgb, studio_rgb : ndarray, shape (H, W, 3)
+        The two shots, upright, uint8 (or uint16, float in [0, 1]); the same size.
+    limits : CheckLimits, optional
+        Every limit; the defaults hold for a person holding still for 0.4 s.
+
+    Returns
+    -------
+    PairCheck
+        ``ok``, ``retake`` with the problems in words (``"eyes closed in the flash shot"``), or ``unchecked``
+        when neither shot shows a face; ``figures`` hold every measurement.
+
+    Notes
+    -----
+    Everything runs on copies shrunk to ``limits.work_side`` (1280 px): about 0.5 s for a 12 MP pair on one
+    core, ``bench/capture.py``. The blink rule is the registration's (mean eye aspect ratio under 0.2,
+    Soukupova and Cech 2016), made robust as the module docstring says.
+    """
+    limits = limits or CheckLimits()
+    start = time.perf_counter()
+    if flash_rgb.shape[:2] != studio_rgb.shape[:2]:
+        raise ValueError(f"the shots differ in size: {flash_rgb.shape[:2]} and {studio_rgb.shape[:2]}")
+    full_w = flash_rgb.shape[1]
+    small_flash, factor = _shrunk(flash_rgb, limits.work_side)
+    small_studio, _ = _shrunk(studio_rgb, limits.work_side)
+    flash, studio = _Shot("flash", small_flash), _Shot("studio", small_studio)
+    figures: dict[str, Any] = {"work_side": limits.work_side, "full_px_per_work_px": round(factor, 4)}
+    problems: list[str] = []
+    estimate, failure = _estimate(flash, studio, limits)
+    if failure is not None:
+        figures["registration_error"] = failure
+    for shot in (flash, studio):
+        if shot.face is None:
+            _find_face(shot)
+    figures["face_found"] = {"flash": flash.face is not None, "studio": studio.face is not None}
+    if flash.face is None and studio.face is None:
+        return PairCheck("unchecked", ("no face found in either shot",), figures, time.perf_counter() - start)
+    flash_lum, studio_lum = _luma(flash.rgb), _luma(studio.rgb)
+    # Where the face is in each shot: its own box, else the other shot's (a dark shot may hide it from dlib).
+    flash_box = flash.face or studio.face
+    studio_box = studio.face or flash.face
+    assert flash_box is not None and studio_box is not None
+
+    lighting = _lighting(flash_lum, studio_lum, studio.rgb, flash_box, studio_box, limits, figures)
+    problems += lighting
+    dark_flash = any("flash" in p and ("dark" in p or "fire" in p) for p in lighting)
+    washed_studio = any("studio shot" in p for p in lighting)
+    for shot, excused in ((flash, dark_flash), (studio, washed_studio)):
+        if shot.face is None and not excused:
+            problems.append(f"no face found in the {shot.role} shot (turned away, covered, or out of frame)")
+    blinked = False
+    figures["face_box"] = [round(v * factor, 2) for v in (flash_box.left, flash_box.top, flash_box.right,
+                                                           flash_box.bottom)]
+    affine = None
+    if estimate is not None and estimate.region == "face":
+        from registration import matrix_of
+
+        matrix, translation = matrix_of(estimate.transform)
+        affine = np.hstack([matrix, np.asarray(translation)[:, None] * factor])
+        figures["transform"] = [[round(float(v), 6) for v in row] for row in affine]
+    if flash.marks is not None and studio.marks is not None:
+        motion, blinked = _faces(flash, studio, factor, full_w, affine, limits, figures)
+        problems += motion
+    if not lighting:  # a dark or washed-out face has no detail to compare
+        problems += _blur(flash_lum, studio_lum, flash_box, studio_box, limits, figures)
+    if estimate is not None and estimate.region == "face" and not blinked and not problems:
+        problems += _registers(flash.rgb, studio.rgb, estimate, factor, limits, figures)
+    status: Status = "retake" if problems else "ok"
+    return PairCheck(status, tuple(dict.fromkeys(problems)), figures, time.perf_counter() - start)
+
+
+def _lighting(flash_lum: np.ndarray, studio_lum: np.ndarray, studio_rgb: np.ndarray, flash_box: FaceBox,
+              studio_box: FaceBox, limits: CheckLimits, figures: dict[str, Any]) -> list[str]:
+    """Exposure of the studio face and whether the flash lit the subject."""
+    problems = []
+    studio_face = _crop(studio_lum, studio_box)
+    flash_face = _crop(flash_lum, flash_box)
+    clipped = float(np.mean(_crop(studio_rgb, studio_box).max(axis=2) >= 250))
+    studio_level, flash_level = float(np.median(studio_face)), float(np.median(flash_face))
+    flash_bg, studio_bg = _background_level(flash_lum, flash_box), _background_level(studio_lum, studio_box)
+    eps = 2.0 / 255.0
+    gain = ((flash_level + eps) / (flash_bg + eps)) / ((studio_level + eps) / (studio_bg + eps))
+    figures.update({"studio_face_clipped": round(clipped, 4), "studio_face_level": round(studio_level, 4),
+                    "flash_face_level": round(flash_level, 4), "flash_background_level": round(flash_bg, 4),
+                    "studio_background_level": round(studio_bg, 4), "flash_gain": round(float(gain), 3)})
+    if clipped > limits.max_clipped_fraction:
+        problems.append(f"studio shot over-exposed ({clipped:.0%} of the face clipped): lower the lamps or the "
+                        "camera's exposure")
+    elif studio_level < limits.min_face_level:
+        problems.append(f"studio shot too dark (face at {studio_level:.0%} of white): raise the lamps or the "
+                        "camera's exposure")
+    if flash_level < limits.min_face_level:
+        problems.append(f"flash shot too dark (face at {flash_level:.0%} of white): the flash did not fire or did "
+                        "not reach the subject")
+    elif gain < limits.min_flash_gain:
+        problems.append(f"the flash did not light the subject in the flash shot (face/background contrast only "
+                        f"{gain:.2f}x the studio shot's): check that the flash fires")
+    return problems
+
+
+def _faces(flash: _Shot, studio: _Shot, factor: float, full_width: int, affine: np.ndarray | None,
+           limits: CheckLimits, figures: dict[str, Any]) -> tuple[list[str], bool]:
+    """Same face, motion between the shots, and the blink rule; returns the problems and whether one blinked.
+
+    The motion is read from the face-led registration when it ran (``affine``, full-resolution pixels: dlib's
+    landmarks can be thrown a tenth of a face off by glasses or a harsh flash), else from the landmarks'
+    similarity.
+    """
+    assert flash.marks is not None and studio.marks is not None
+    problems = []
+    src, dst = _points(flash.marks), _points(studio.marks)
+    rotation, scale, _, residual = _similarity(src, dst)
+    eye_gap = float(np.hypot(*(flash.marks["left_eye"].mean(axis=0) - flash.marks["right_eye"].mean(axis=0))))
+    centre_f = src.mean(axis=0) * factor
+    centre_s = dst.mean(axis=0) * factor
+    if affine is not None:
+        from registration import decompose
+
+        parts = decompose(affine[:, :2])
+        rotation, scale = parts.rotation_deg, math.sqrt(parts.scale_x * parts.scale_y)
+        centre_s = affine[:, :2] @ centre_f + affine[:, 2]
+    shift = float(np.hypot(*(centre_s - centre_f))) / full_width
+    relative = residual / max(eye_gap, 1e-6)
+    figures.update({"rotation_deg": round(rotation, 3), "scale_change": round(scale - 1.0, 4),
+                    "shift_fraction": round(shift, 4), "landmark_residual": round(relative, 4)})
+    if relative > limits.max_landmark_residual:
+        problems.append(f"the faces of the two shots do not match (landmarks {relative:.2f} eye distances apart "
+                        "after the best similarity): another face, or a changed expression")
+    moved = []
+    if abs(rotation) > limits.max_rotation_deg:
+        moved.append(f"turned {rotation:+.1f} deg")
+    if abs(scale - 1.0) > limits.max_scale_change:
+        moved.append(f"{'closer' if scale > 1 else 'farther'} by {abs(scale - 1.0):.0%}")
+    if shift > limits.max_shift_fraction:
+        moved.append(f"shifted {shift:.0%} of the width")
+    if moved:
+        problems.append(f"the subject moved between the shots ({', '.join(moved)})")
+    ears = {"flash": _eye_ratios(flash.rgb, flash.marks), "studio": _eye_ratios(studio.rgb, studio.marks)}
+    figures["eye_aspect_ratio"] = {role: [round(v, 4) for v in pair] for role, pair in ears.items()}
+    blinked = False
+    for role, other in (("flash", "studio"), ("studio", "flash")):
+        mine, theirs = ears[role], ears[other]
+        closed = float(np.mean(mine)) < limits.ear_closed and all(
+            m < limits.ear_relative * t for m, t in zip(mine, theirs, strict=True))
+        if closed:
+            blinked = True
+            problems.insert(0, f"eyes closed in the {role} shot")
+    return problems, blinked
+
+
+def _blur(flash_lum: np.ndarray, studio_lum: np.ndarray, flash_box: FaceBox, studio_box: FaceBox,
+          limits: CheckLimits, figures: dict[str, Any]) -> list[str]:
+    """Sharpness of each face relative to the other's."""
+    values = {"flash": _sharpness(_crop(flash_lum, flash_box)), "studio": _sharpness(_crop(studio_lum, studio_box))}
+    figures["sharpness"] = {k: round(v, 5) for k, v in values.items()}
+    if not all(math.isfinite(v) and v > 0 for v in values.values()):
+        return []
+    for role, other in (("flash", "studio"), ("studio", "flash")):
+        ratio = values[role] / values[other]
+        if ratio < limits.min_sharpness_ratio:
+            return [f"the {role} shot is blurred (face sharpness {ratio:.0%} of the {other} shot's): camera shake "
+                    "or missed focus"]
+    return []
+
+
+def _registers(flash_rgb: np.ndarray, studio_rgb: np.ndarray, estimate: Any, factor: float,
+               limits: CheckLimits, figures: dict[str, Any]) -> list[str]:
+    """The registration's independent check of the face, on the copies."""
+    from registration import check_face_alignment
+
+    reading = check_face_alignment(flash_rgb, studio_rgb, estimate.transform, estimate.flash_face,
+                                   config=_quick_registration(limits))
+    figures["registration"] = {"error_px": round(reading.error_px * factor, 3) if reading.checked else None,
+                               "error_work_px": round(reading.error_view_px, 3) if reading.checked else None,
+                               "response": round(reading.response, 4), "seconds": round(estimate.seconds, 4)}
+    if reading.checked and not reading.ok:
+        return [f"the face does not register ({reading.error_px * factor:.1f} px off after registration): the face "
+                "moved in a way the registration cannot follow"]
+    return []
+
+
+# -- files -------------------------------------------------------------------------------------------------
+
+
+def check_pose(flash: Path, studio: Path, *, limits: CheckLimits | None = None,
+               images: Sequence[np.ndarray] | None = None) -> tuple[PairCheck, np.ndarray]:
+    """Check one pose's shots (files) and draw its picture.
+
+    ``images`` (flash, studio), when the caller has decoded them already (the session does), are used as they
+    are: each shot is decoded once. Returns the verdict and the ``check.jpg`` picture (not written).
+
+    Raises
+    ------
+    AcquisitionError
+        When a shot cannot be read (the message names the file).
+    """
+    from .imageio import read_image
+
+    if images is None:
+        images = [read_image(flash), read_image(studio)]
+    result = check_pair(images[0], images[1], limits=limits)
+    return result, draw_check(images[0], images[1], result)
+
+
+# -- the picture -------------------------------------------------------------------------------------------
+
+_PANEL_HEIGHT: Final = 360
+_BAR: Final = 30
+_COLOURS: Final = {"ok": (40, 160, 60), "retake": (210, 40, 40), "unchecked": (150, 150, 150)}
+
+
+def _fit(image: np.ndarray, height: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.resize(to_uint8(image), (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+
+
+def _face_overlay(flash: np.ndarray, studio: np.ndarray, height: int) -> np.ndarray:
+    """The face region, flash edges magenta and studio edges green (white where they coincide): motion and
+    blur show as doubled or missing edges, a blink as eyes drawn in one colour only."""
+    small_f, _ = _shrunk(flash, 800)
+    small_s, _ = _shrunk(studio, 800)
+    from .faces import detect_faces
+
+    found = detect_faces(small_f) or detect_faces(small_s)
+    box = found[0].scaled(1.6) if found else FaceBox(0, 0, small_f.shape[1], small_f.shape[0])
+    edges = []
+    for image in (small_f, small_s):
+        lum = cv2.GaussianBlur(_luma(_crop(image, box)), (0, 0), 1.0)
+        mag = cv2.magnitude(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
+        edges.append(np.clip(mag / (float(np.percentile(mag, 98)) or 1.0), 0.0, 1.0))
+    overlay = (np.stack([edges[0], edges[1], edges[0]], axis=2) * 255 + 0.5).astype(np.uint8)
+    return _fit(overlay, height)
+
+
+def draw_check(flash_rgb: np.ndarray, studio_rgb: np.ndarray, result: PairCheck, *,
+               height: int = _PANEL_HEIGHT) -> np.ndarray:
+    """flash | studio | face overlay, under a bar with the verdict: (H, W, 3) uint8 RGB."""
+    panels = [_fit(flash_rgb, height), _fit(studio_rgb, height), _face_overlay(flash_rgb, studio_rgb, height)]
+    gap = np.full((height, 4, 3), 32, np.uint8)
+    body = np.hstack([panels[0], gap, panels[1], gap, panels[2]])
+    bar = np.full((_BAR, body.shape[1], 3), 32, np.uint8)
+    cv2.rectangle(bar, (0, 0), (10, _BAR - 1), _COLOURS[result.status], thickness=-1)
+    text = result.summary
+    limit = max(10, (body.shape[1] - 24) // 8)
+    cv2.putText(bar, text if len(text) <= limit else text[:limit - 3] + "...", (18, _BAR - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.48, (235, 235, 235), 1, cv2.LINE_AA)
+    return np.vstack([bar, body])
