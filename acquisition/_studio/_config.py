@@ -87,7 +87,8 @@ class StudioConfig:
         the subject (the frame with ``motion="camera"``) by 2.5-3.5 times the ``max_*`` limits; ``overexposed``
         lights the studio shot four times too brightly; ``no_flash`` leaves the flash shot unlit by the flash
         (the camera still reports it fired: a misfire); ``blur`` blurs one shot (a defocus of 1-1.5 % of the face
-        width, or a shake 4-6 % of it long); ``blink`` closes the eyes in one shot. ``meta.json`` records the pose's ``fault``.
+        width, or a shake 4-6 % of it long); ``blink`` closes the eyes in one shot. ``meta.json`` records the
+        pose's ``fault``.
     fault_probability : float
         Chance that a pose's take has one of ``faults`` (drawn evenly among them); 1 = every pose.
     fault_takes : int
@@ -139,7 +140,8 @@ class StudioConfig:
         object.__setattr__(self, "faults", tuple(self.faults))
         unknown = [f for f in self.faults if f not in FAULTS]
         if unknown:
-            raise ValueError(f"StudioConfig.faults must be among {', '.join(FAULTS)}; got {', '.join(map(repr, unknown))}")
+            raise ValueError(f"StudioConfig.faults must be among {', '.join(FAULTS)}; "
+                             f"got {', '.join(map(repr, unknown))}")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _TEXT_FIELDS or f.name == "faults":

@@ -92,7 +92,7 @@ def pose_seed(seed: int, shot_index: int, take: int = 0) -> list[int]:
     (``take`` 1, 2, ...) of the pose draws afresh: the subject does not repeat a pose to the pixel.
     """
     stream = [int(seed), int(shot_index) // 2, _POSE_STREAM]
-    return stream + [int(take)] if take else stream
+    return [*stream, int(take)] if take else stream
 
 
 @dataclass(frozen=True, eq=False)
