@@ -88,6 +88,8 @@ def _manual_prompt(message: str) -> None:
 
 
 def _ask(prompt: Any) -> str:
+    if prompt.check is not None:
+        return _ask_retake(prompt)
     if prompt.error is not None:
         click.secho(f"{prompt.subject}/{prompt.next_pose} failed: {prompt.error}", fg="red", err=True)
         text = f"[Enter] retry {prompt.next_pose}"
@@ -112,6 +114,23 @@ def _ask(prompt: Any) -> str:
         click.echo("Answer with Enter, r, s or q.", err=True)
 
 
+def _ask_retake(prompt: Any) -> str:
+    """After a failed check: Enter retakes the pose, k keeps it (and goes on), s skips the next, q quits."""
+    text = f"[Enter] retake {prompt.last_pose}, k keep it, q quit"
+    while True:
+        try:
+            answer = click.prompt(text, default="", show_default=False, err=True).strip().lower()
+        except click.Abort:
+            from .interrupts import raise_if_interrupted
+
+            raise_if_interrupted()
+            raise KeyboardInterrupt from None
+        action = {"": "retake", "k": "next", "q": "quit"}.get(answer[:1])
+        if action is not None:
+            return action
+        click.echo("Answer with Enter (retake), k (keep) or q (quit).", err=True)
+
+
 def _show_event(event: Any) -> None:
     import logging
 
@@ -122,6 +141,9 @@ def _show_event(event: Any) -> None:
                  event.pose, d.get("settle", 0), d.get("between_shots", 0), d.get("pair_span", 0))
     elif event.kind == "failed":
         log.warning("%s", event.message)
+    elif event.kind == "checked":  # the verdict: one line per pose, whatever the log level
+        colour = {"ok": "green", "retake": "red"}.get(event.data.get("status", ""), "yellow")
+        click.secho(f"{event.subject}/{event.message}", fg=colour, err=True)
     elif event.kind in ("start", "skipped"):
         log.info("%s", event.message)
     elif event.kind == "step":
@@ -191,6 +213,18 @@ def _device_options(command: Any) -> Any:
                    "in behind the subject; plain: a studio backdrop; room: a textured room with strong edges.")
 @click.option("--blink-probability", type=FiniteFloatRange(0.0, 1.0), default=0.05, show_default=True,
               help="Simulated camera: chance that a pose catches a blink (eyes closed in one of its two shots).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Check each pose in the background while you prepare the next (blink, motion, exposure, "
+                   "flash, focus): a verdict line per pose, check.jpg, a 'check' column in the manifest.")
+@click.option("--auto-retake", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Retake a pose whose check fails up to N times without asking (at a terminal you are asked "
+                   "after that: Enter retakes, k keeps).")
+@click.option("--fault", "faults", multiple=True, metavar="KIND",
+              type=click.Choice(["motion", "overexposed", "no_flash", "blur", "blink"]),
+              help="Simulated camera: what goes wrong in a faulty pose (repeat for several kinds): a large "
+                   "movement, an over-exposed studio shot, a flash misfire, a blurred shot, a blink.")
+@click.option("--fault-probability", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="Simulated camera, with --fault: chance that a pose's first take has one of them.")
 @seed_option
 @click.pass_context
 @reports_errors
@@ -199,7 +233,8 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
             camera_busy_timeout_ms: float, delete_from_camera: bool | None, adb_folder: str | None,
             rig: Path | None, dark_wait_ms: float | None, lamps_after: str, resume: bool, simulate: bool,
             subjects: int, size: tuple[int, int], portraits: Path | None, motion: str, backdrop: str,
-            blink_probability: float, seed: int) -> None:
+            blink_probability: float, check: bool, auto_retake: int, faults: tuple[str, ...],
+            fault_probability: float, seed: int) -> None:
     """Capture flash + studio pairs, pose by pose, with studio lamps and a camera (or --simulate them).
 
     Per pose: lamps on, settle, studio shot (flash off); lamps off, wait, flash shot. Both files are checked
@@ -209,6 +244,14 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     asked before each pose: Enter shoots, r retakes the last pose, s skips, q quits; otherwise the poses run
     back to back.
 
+    Each pose is checked in the background while you prepare the next (never between its two shots): a face
+    in both shots, eyes open in both, little movement, the studio face neither clipped nor dark, the flash
+    lighting the subject, both faces sharp, the face registering. One line per pose says "p03 ok" or
+    "p03 RETAKE: eyes closed in the flash shot"; the pose folder gets check.jpg and the verdict goes into
+    meta.json and the manifest's 'check' column. At a terminal a failed check asks: Enter retakes the pose, k
+    keeps it; --auto-retake N retakes without asking; --no-check turns the check off. A check that cannot run
+    (no face in either shot) says so and the session goes on.
+
     \b
     Examples:
       prep capture --subject S012 --poses 5 --out raw/ --lamps enttec:/dev/ttyUSB0 --camera adb
@@ -216,6 +259,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
       prep capture --subject T01 --lamps relay:/dev/ttyUSB0 --dmx-channels 1,2 --camera sim   # rehearse
       prep capture --simulate --subjects 2 --poses 3 --out raw/ --size 780x1040 --seed 1
       prep capture --simulate --motion subject --backdrop room --blink-probability 0.2 --out raw/
+      prep capture --simulate --fault blink --fault blur --auto-retake 2 --out raw/
       prep capture check --lamps enttec:/dev/ttyUSB0 --camera gphoto2
     """
     if ctx.invoked_subcommand is not None:
@@ -234,7 +278,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     dark = dark if dark is not None else (quick if quick is not None else 100.0)
     channels = _channels(given, dmx_channels)
     ask = _ask if _interactive() else None
-    studio = _studio_config(motion, backdrop, blink_probability)
+    studio = _studio_config(motion, backdrop, blink_probability, faults, fault_probability if faults else 0.0)
 
     if simulate:
         if ctx.get_parameter_source("lamps").name == "COMMANDLINE" or \
@@ -246,7 +290,7 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
         from .session import simulate_sessions
 
         config = SessionConfig(lamp_level=dmx_level, lamp_settle_ms=settle, dark_wait_ms=dark,
-                               expected_size=size, lamps_after=lamps_after)
+                               expected_size=size, lamps_after=lamps_after, check=check, auto_retake=auto_retake)
         with progress_bar(subjects * poses, "simulated poses", unit="pose") as advance:
             results = simulate_sessions(out, subjects=subjects, poses=poses, size=size, seed=seed,
                                         portraits=portraits, config=config, resume=resume, ask=ask, sim_config=studio,
@@ -264,7 +308,8 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
 
     config = SessionConfig(lamp_level=dmx_level, lamp_settle_ms=settle, dark_wait_ms=dark, lamps_after=lamps_after,
                            expected_size=size if camera.strip().lower() == "sim" and
-                           ctx.get_parameter_source("size").name == "COMMANDLINE" else None)
+                           ctx.get_parameter_source("size").name == "COMMANDLINE" else None,
+                           check=check, auto_retake=auto_retake)
     first = next_pose_number(out, subject) if resume else 1
     with _open_lamps(given, lamps, channels, relay_gap_ms) as lamp_controller:
         portrait = _first_portrait(portraits) if camera.strip().lower() == "sim" else None
@@ -311,10 +356,12 @@ def _open_camera(given: _Settings, spec: str, lamps: Any, busy_timeout_ms: float
         raise given.refused(exc, "camera") from None
 
 
-def _studio_config(motion: str, backdrop: str, blink_probability: float) -> Any:
+def _studio_config(motion: str, backdrop: str, blink_probability: float, faults: tuple[str, ...] = (),
+                   fault_probability: float = 0.0) -> Any:
     from ._studio._config import StudioConfig  # the settings only: no renderer imported for a real capture
 
-    return StudioConfig(motion=motion, backdrop=backdrop, blink_probability=blink_probability)
+    return StudioConfig(motion=motion, backdrop=backdrop, blink_probability=blink_probability,
+                        faults=tuple(faults), fault_probability=fault_probability)
 
 
 def _first_portrait(folder: Path | None) -> Any:

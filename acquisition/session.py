@@ -10,6 +10,13 @@ Real and simulated captures run this same code; only the lamp controller and the
    (flushed and fsynced), then tell the camera the shots are stored (:meth:`Camera.shots_stored`: it may delete
    its copies).
 
+With ``SessionConfig.check``, each stored pose is then checked in the background (:mod:`acquisition.posecheck`:
+blink, motion, exposure, flash, sharpness, face registration) while the operator prepares the next; the verdict
+is awaited before the next pose's lamps come on, so the check never runs between the two shots of a pose
+(``meta.json``'s ``timeline`` records ``check_started`` and ``check_finished``). It goes into ``meta.json``
+(``check``), ``check.jpg`` and the manifest's ``check`` column; a failed check retakes the pose
+(``auto_retake`` times, then as the operator answers).
+
 The timings are the true ones: each shot's trigger is when the camera accepted it (``Shot.triggered_at``),
 after any wait for a busy camera (``*_camera_wait`` in ``delays_ms``), not when the session asked.
 
@@ -59,7 +66,8 @@ log = logging.getLogger(__name__)
 
 SESSION_NAME: Final = "session.json"
 MANIFEST_FIELDS: Final = ("subject", "pose", "flash", "studio", "captured_at", "width", "height",
-                          "flash_fired", "studio_flash_fired", "camera", "lamps", "flash_sha256", "studio_sha256")
+                          "flash_fired", "studio_flash_fired", "camera", "lamps", "flash_sha256", "studio_sha256",
+                          "takes", "check")
 _POSE_RE: Final = re.compile(r"^p(\d{2,})$")
 _STAGING_SUFFIX: Final = ".partial"
 _RETAKEN_SUFFIX: Final = ".old"  # a complete pose set aside while its retake is renamed into place
@@ -97,6 +105,12 @@ class SessionConfig:
         for the next subject).
     extension : str
         File extension of the shots (the camera's format).
+    check : bool
+        Check each pose in the background once it is stored (:mod:`acquisition.posecheck`); ``prep capture``
+        turns it on (``--no-check`` off).
+    auto_retake : int
+        Retake a pose whose check fails up to this many times without asking (then the operator decides, or,
+        with no one to ask, the pose is kept with its verdict).
     """
 
     lamp_level: int = 255
@@ -107,6 +121,8 @@ class SessionConfig:
     check_flash: bool = True
     lamps_after: Literal["off", "on"] = "off"
     extension: str = ".jpg"
+    check: bool = False
+    auto_retake: int = 0
 
     def __post_init__(self) -> None:
         check_finite_fields(self)
@@ -120,6 +136,8 @@ class SessionConfig:
             raise ValueError(f"lamps_after must be 'off' or 'on', got {self.lamps_after!r}")
         if self.expected_size is not None and (len(self.expected_size) != 2 or min(self.expected_size) < 1):
             raise ValueError(f"expected_size must be (width, height) > 0, got {self.expected_size}")
+        if int(self.auto_retake) != self.auto_retake or self.auto_retake < 0:
+            raise ValueError(f"auto_retake must be a whole number >= 0, got {self.auto_retake}")
         if not self.extension.startswith("."):
             raise ValueError(f"extension must start with a dot, got {self.extension!r}")
 
@@ -140,13 +158,15 @@ class SessionEvent:
 class Prompt:
     """The question asked between poses: shoot ``next_pose``, retake ``last_pose``, skip, or quit.
 
-    ``error`` is set when the last attempt failed (then "next" retries the same pose).
+    ``error`` is set when the last attempt failed (then "next" retries the same pose); ``check`` is the last
+    pose's failed check (:class:`acquisition.posecheck.PairCheck`): then "retake" retakes it and "next" keeps it.
     """
 
     subject: str
     next_pose: str
     last_pose: str | None
     error: AcquisitionError | None = None
+    check: Any = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,8 @@ def append_manifest_row(root: str | Path, row: dict[str, Any]) -> None:
     """
     path = Path(root) / MANIFEST_NAME
     new = not path.is_file() or path.stat().st_size == 0
+    if not new:
+        _upgrade_manifest(path)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
     if new:
@@ -265,6 +287,15 @@ def append_manifest_row(root: str | Path, row: dict[str, Any]) -> None:
         fsync_directory(path.parent)
 
 
+def _upgrade_manifest(path: Path) -> None:
+    """Rewrite a manifest written with older columns under today's header (a row appended under the old header
+    would put its values in the wrong columns); the missing values are empty."""
+    with open_regular(path, "r", error=AcquisitionError, newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if tuple(header) != MANIFEST_FIELDS:
+        write_text_atomic(path, _rows_text(_read_manifest(path)))
+
+
 def _rewrite_manifest(root: Path, keep: Callable[[dict[str, str]], bool],
                       add: Sequence[dict[str, Any]] = ()) -> None:
     path = root / MANIFEST_NAME
@@ -285,6 +316,8 @@ def _manifest_row(root: Path, record_meta: dict[str, Any], directory: Path) -> d
         or record_meta["camera"]["backend"],
         "lamps": record_meta["lamps"].get("backend", ""),
         "flash_sha256": shots["flash"]["sha256"], "studio_sha256": shots["studio"]["sha256"],
+        "takes": 1 + len(record_meta.get("retakes", [])),
+        "check": (record_meta.get("check") or {}).get("summary", ""),
     }
 
 
@@ -334,14 +367,19 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(min(left, 0.05) if left > 0.002 else 0)
 
 
-def _verify(studio: Path, flash: Path, config: SessionConfig, warn: Callable[[str], None]) -> tuple[int, int]:
+def _verify(studio: Path, flash: Path, config: SessionConfig, warn: Callable[[str], None],
+            decoded: dict[str, Any] | None = None) -> tuple[int, int]:
+    """Check a pose's two files; ``decoded`` (when given) receives both pictures, decoded once for the check."""
     from .exif import read_flash_fired
     from .imageio import read_image
 
     shapes = {}
     for role, path in (("studio", studio), ("flash", flash)):
         try:
-            shapes[role] = read_image(path).shape[:2]
+            picture = read_image(path)
+            shapes[role] = picture.shape[:2]
+            if decoded is not None:
+                decoded[role] = picture
         except AcquisitionError as exc:
             hint = ("the copy is incomplete: the camera or phone was still writing it, or the transfer was cut; "
                     "retake the pose, and if it repeats check the cable" if "truncated" in exc.message else
@@ -431,7 +469,9 @@ class _Session:
         if self._on_event is not None:
             self._on_event(SessionEvent(kind, self.subject, pose, message, data))
 
-    def shoot(self, pose: str, *, replace: bool) -> PoseRecord:
+    def shoot(self, pose: str, *, replace: bool, history: Sequence[dict[str, Any]] = ()) -> PoseRecord:
+        """Shoot ``pose`` into the layout (replacing it atomically when ``replace``); ``history`` lists the takes
+        it replaces (``meta.json``'s ``retakes``)."""
         final = pose_dir(self.root, self.subject, pose)
         staging = final.parent / f".{pose}{_STAGING_SUFFIX}"
         try:
@@ -441,7 +481,7 @@ class _Session:
         except OSError as exc:
             raise _disk_error(staging, exc) from exc
         try:
-            record, shots = self._shoot_staged(pose, staging, final)
+            record, shots = self._shoot_staged(pose, staging, final, history)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -479,8 +519,10 @@ class _Session:
         return PoseRecord(record.subject, pose, final, final / record.flash.name, final / record.studio.name,
                           record.delays_ms, record.meta)
 
-    def _shoot_staged(self, pose: str, staging: Path, final: Path) -> tuple[PoseRecord, tuple[Shot, Shot]]:
+    def _shoot_staged(self, pose: str, staging: Path, final: Path,
+                      history: Sequence[dict[str, Any]]) -> tuple[PoseRecord, tuple[Shot, Shot]]:
         config = self.config
+        self.decoded = None
         marks: list[tuple[str, float, float]] = []
         self._late.clear()
         try:  # before the lamps: a camera may reconnect, or read a setting the operator changed
@@ -539,7 +581,8 @@ class _Session:
             pose_warnings.append(message)
             self.emit("warning", pose, f"{self.subject}/{pose}: {message}")
 
-        width, height = _verify(studio.path, flash.path, config, warn)
+        decoded: dict[str, Any] | None = {} if config.check else None
+        width, height = _verify(studio.path, flash.path, config, warn, decoded)
         self.camera_info = self.camera.info()  # settings learnt while shooting (e.g. a missing flash setting)
         ms = 1000.0
         delays = {
@@ -574,10 +617,14 @@ class _Session:
             "shots": {role: self._shot_meta(shot, width, height)
                       for role, shot in (("studio", studio), ("flash", flash))},
             "warnings": pose_warnings,
+            "check": {"status": "pending", "summary": "pending"} if config.check else {"status": "off",
+                                                                                       "summary": "off"},
+            "retakes": list(history),
         }
         meta.update(_shared_extra(studio, flash))
         write_json_atomic(staging / META_NAME, meta)
         fsync_directory(staging)
+        self.decoded = decoded
         return PoseRecord(self.subject, pose, final, flash.path, studio.path, delays, meta), (studio, flash)
 
     def _capture(self, path: Path, flash: FlashMode, role: str) -> Shot:
@@ -605,6 +652,42 @@ class _Session:
                 "bytes": shot.path.stat().st_size, "sha256": file_sha256(shot.path),
                 "extra_files": list(dict.fromkeys([*(Path(c).name for c in shot.companions), *late])),
                 "extra": dict(getattr(shot, "extra", None) or {})}
+
+    def start_check(self, record: PoseRecord) -> Any:
+        """Check the pose just stored, in the background, on the pictures :func:`_verify` decoded."""
+        from .posecheck import BackgroundCheck
+
+        decoded, self.decoded = self.decoded, None
+        images = (decoded["flash"], decoded["studio"]) if decoded else None
+        return BackgroundCheck(record.flash, record.studio, images=images)
+
+    def finish_check(self, pending: Any, record: PoseRecord) -> Any:
+        """Wait for a pose's verdict and record it: ``check.jpg``, ``meta.json``'s ``check`` and timeline, the
+        manifest's ``check`` column (each written atomically); say it in one line (a ``checked`` event)."""
+        from .imageio import write_image
+        from .posecheck import CHECK_IMAGE_NAME
+
+        verdict, picture = pending.result()
+        try:
+            if picture is not None:
+                write_image(record.directory / CHECK_IMAGE_NAME, picture, quality=85)
+            meta_path = record.directory / META_NAME
+            meta = json.loads(read_text(meta_path, error=AcquisitionError))
+            meta["check"] = verdict.as_meta()
+            meta["timeline"]["check_started"] = _iso(pending.started_at)
+            meta["timeline"]["check_finished"] = _iso(pending.finished_at)
+            write_json_atomic(meta_path, meta)
+            rows = _read_manifest(self.root / MANIFEST_NAME)
+            for row in rows:
+                if row.get("subject") == self.subject and row.get("pose") == record.pose:
+                    row["check"] = verdict.summary
+            write_text_atomic(self.root / MANIFEST_NAME, _rows_text(rows))
+        except (OSError, ValueError) as exc:
+            self.emit("warning", record.pose, f"{self.subject}/{record.pose}: the check's verdict could not be "
+                      f"written ({exc})")
+        self.emit("checked", record.pose, f"{record.pose} {verdict.summary}", status=verdict.status,
+                  problems=list(verdict.problems), seconds=verdict.seconds)
+        return verdict
 
     def safe_state(self) -> str | None:
         """Leave the lamps as configured; return a message when that failed."""
@@ -737,12 +820,26 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     quit_ = False
     error: AcquisitionError | None = None
     status = "interrupted"
+    pending: Any = None  # the last stored pose's check, running in the background
+    history: dict[str, list[dict[str, Any]]] = {}  # per pose: the takes a retake replaced
+    auto_retakes: dict[str, int] = {}
     try:
-        while number <= poses:
+        while True:
+            action: Action | None = None
+            if pending is not None:  # the verdict comes before the next pose's lamps: never between two shots
+                action = _after_check(session, pending, captured[-1], ask, auto_retakes, history,
+                                      next_pose=pose_name(number))
+                pending = None
+            if number > poses and action != "retake":
+                quit_ = action == "quit"
+                break
             pose = pose_name(number)
             target, replace = pose, False
-            if ask is not None and (last is not None or error is not None):
+            if action is None and ask is not None and (last is not None or error is not None):
                 action = ask(Prompt(subject, pose, last, error))
+                if action == "retake" and last is not None:
+                    history.setdefault(last, []).append(_take_record(root, subject, last, "the operator"))
+            if action is not None:
                 if action == "quit":
                     quit_ = True
                     break
@@ -762,7 +859,7 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
                     raise ValueError(f"unknown action {action!r}")
             session.emit("pose", target, f"{subject}/{target}" + (" (retake)" if replace else ""), retake=replace)
             try:
-                record = session.shoot(target, replace=replace)
+                record = session.shoot(target, replace=replace, history=history.get(target, ()) if replace else ())
             except AcquisitionError as exc:
                 recoverable = isinstance(exc, VerificationError) or getattr(exc, "recoverable", False)
                 if ask is None and recoverable:  # no one to press Enter: say how to go on
@@ -777,6 +874,8 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
             error = None
             captured.append(record)
             session.emit("captured", target, f"{subject}/{target}", delays_ms=record.delays_ms)
+            if session.config.check:
+                pending = session.start_check(record)
             if not replace:
                 if progress is not None:
                     progress(1)
@@ -807,6 +906,41 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
                            quit_)
     session.emit("end", None, f"{subject}: {len(result.complete)} complete poses", complete=list(result.complete))
     return result
+
+
+def _take_record(root: Path, subject: str, pose: str, by: str) -> dict[str, Any]:
+    """What ``meta.json``'s ``retakes`` keeps of a take about to be replaced: when, its verdict, its files' hashes."""
+    record: dict[str, Any] = {"retaken_by": by}
+    with contextlib.suppress(PrepError, OSError, ValueError, KeyError, TypeError):
+        meta = json.loads(read_text(root / subject / pose / META_NAME, error=AcquisitionError))
+        record.update({"captured_at": meta["captured_at"], "check": (meta.get("check") or {}).get("summary", ""),
+                       "flash_sha256": meta["shots"]["flash"]["sha256"],
+                       "studio_sha256": meta["shots"]["studio"]["sha256"]})
+    return record
+
+
+def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Callable[[Prompt], Action] | None,
+                 auto_retakes: dict[str, int], history: dict[str, list[dict[str, Any]]], *,
+                 next_pose: str) -> Action | None:
+    """Record the last pose's verdict and decide what a failed one leads to: an automatic retake (up to
+    ``auto_retake`` per pose), else the operator's answer (retake, keep = "next", skip, quit), else (no one to
+    ask) keep it. None: nothing to decide (ok, or the check could not run)."""
+    verdict = session.finish_check(pending, record)
+    if verdict.status != "retake":
+        return None
+    pose, limit = record.pose, session.config.auto_retake
+    done = auto_retakes.get(pose, 0)
+    if done < limit:
+        auto_retakes[pose] = done + 1
+        session.emit("step", pose, f"{pose}: automatic retake {done + 1}/{limit}")
+        history.setdefault(pose, []).append(_take_record(session.root, session.subject, pose, "the check"))
+        return "retake"
+    if ask is None:
+        return None
+    action = ask(Prompt(session.subject, next_pose, pose, None, check=verdict))
+    if action == "retake":
+        history.setdefault(pose, []).append(_take_record(session.root, session.subject, pose, "the operator"))
+    return action
 
 
 # -- the rig self-test -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""How much time the capture software adds to a pose, beyond the lamps' settle time and the camera's latency.
+"""How much time the capture software adds to a pose, beyond the lamps' settle time and the camera's latency,
+and what the capture-time pair check costs and catches.
 
 The lamps are the Enttec DMX USB Pro and LCUS relay-board emulators on real pseudo-terminals (the same bytes as
 the hardware); the camera is a stand-in with a known, fixed latency that writes a JPEG whose EXIF Flash tag
@@ -6,7 +7,13 @@ says whether the lamps were off (so the session's checks run as with a phone on 
 row is what the hardware itself needs, measured in the same run: the configured settle and dark wait, the
 camera's latency timed on its own, and for relays the spacing the board requires between commands.
 
-    .venv/bin/python bench/capture.py [--poses 5] [--latency-ms 150]
+The pair check (:mod:`acquisition.posecheck`) is timed on a 12 MP virtual-studio pose on one core, beside the
+full registration of the same pair (``registration.estimate_affine``, the anchor); its false alarms are counted
+over good virtual-studio poses and its catches over poses with one fault each (large motion, over-exposed
+studio shot, flash misfire, blurred shot, blink; the virtual studio's ``faults``), both portraits and all
+backdrops, the fault recorded by the studio as the truth.
+
+    .venv/bin/python bench/capture.py [--poses 5] [--latency-ms 150] [--check-poses 50] [--check-size 960x1280]
 """
 
 from __future__ import annotations
@@ -84,13 +91,88 @@ def _session(lamps: LampController, camera: FixedLatencyCamera, root: Path, pose
     return {k: statistics.median(v) for k, v in spans.items()}
 
 
+FAULT_WORDS = {"blink": "eyes closed", "motion": "moved", "overexposed": "over-exposed",
+               "no_flash": "flash", "blur": "blurred"}
+
+
+def _check_rates(count: int, size: tuple[int, int]) -> dict[str, float]:
+    """False alarms over ``count`` good poses, catches over ``count`` poses with a fault (each kind in turn)."""
+    from acquisition.posecheck import check_pair
+    from acquisition.sim import StudioConfig, default_portraits, render_pair
+
+    portraits = default_portraits()
+    backdrops = ("scene", "plain", "room")
+    faults = tuple(FAULT_WORDS)
+    good = {"retake": 0, "unchecked": 0, "seconds": []}
+    bad = {"retake": 0, "named": 0, "unchecked": 0, "missed": []}
+    for i in range(count):
+        portrait, backdrop = portraits[i % len(portraits)], backdrops[(i // len(portraits)) % len(backdrops)]
+        pair = render_pair(portrait, size=size, seed=1000 + i,
+                           config=StudioConfig(backdrop=backdrop, blink_probability=0.0))
+        result = check_pair(pair.flash, pair.studio)
+        good["seconds"].append(result.seconds)
+        if result.status != "ok":
+            good[result.status] += 1
+            print(f"  false alarm: {portrait.name} {backdrop} seed {1000 + i}: {result.summary}")
+        kind = faults[i % len(faults)]
+        pair = render_pair(portrait, size=size, seed=2000 + i,
+                           config=StudioConfig(backdrop=backdrop, blink_probability=0.0, faults=(kind,),
+                                               fault_probability=1.0))
+        result = check_pair(pair.flash, pair.studio)
+        if result.status == "retake":
+            bad["retake"] += 1
+            bad["named"] += any(FAULT_WORDS[kind] in p for p in result.problems)
+        else:
+            bad[result.status] += result.status == "unchecked"
+            bad["missed"].append(f"{portrait.name} {backdrop} seed {2000 + i} {kind} ({pair.pose.fault_shot})")
+            print(f"  missed: {bad['missed'][-1]}: {result.summary}")
+    return {"false_alarm": good["retake"] / count, "good_unchecked": good["unchecked"] / count,
+            "catch": bad["retake"] / count, "named": bad["named"] / count,
+            "median_seconds": statistics.median(good["seconds"])}
+
+
+def _check_timing(folder: Path) -> tuple[float, float, float]:
+    """Seconds for one 12 MP pose: decode both shots + check, the check alone, the full registration (anchor)."""
+    import cv2
+
+    from acquisition.imageio import write_image
+    from acquisition.posecheck import check_pair
+    from acquisition.sim import StudioConfig, default_portraits, render_pair
+    from registration import estimate_affine
+
+    cv2.setNumThreads(1)
+    pair = render_pair(default_portraits()[0], size=(3120, 4160), seed=7, config=StudioConfig(blink_probability=0))
+    write_image(folder / "flash.jpg", pair.flash, quality=92)
+    write_image(folder / "studio.jpg", pair.studio, quality=92)
+    check_pair(pair.flash, pair.studio)  # warm-up: dlib's models load once per process
+    with_decode, alone, anchor = [], [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        flash, studio = read_image(folder / "flash.jpg"), read_image(folder / "studio.jpg")
+        t_decoded = time.perf_counter()
+        check_pair(flash, studio)
+        t_checked = time.perf_counter()
+        estimate_affine(flash, studio)
+        anchor.append(time.perf_counter() - t_checked)
+        with_decode.append(t_checked - t)
+        alone.append(t_checked - t_decoded)
+    return statistics.median(with_decode), statistics.median(alone), statistics.median(anchor)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--poses", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=150.0)
     parser.add_argument("--settle-ms", type=float, default=400.0)
     parser.add_argument("--dark-wait-ms", type=float, default=100.0)
+    parser.add_argument("--check-poses", type=int, default=50, help="good poses, and as many faulty ones")
+    parser.add_argument("--check-size", default="960x1280", help="size of the rate poses, WIDTHxHEIGHT")
+    parser.add_argument("--skip-lamps", action="store_true", help="only the pair check's rows")
     args = parser.parse_args()
+    check_rows = _check_rows(args)
+    if args.skip_lamps:
+        _print_rows(check_rows)
+        return
     config = SessionConfig(lamp_settle_ms=args.settle_ms, dark_wait_ms=args.dark_wait_ms)
     rows = []
     with tempfile.TemporaryDirectory() as temp:
@@ -128,6 +210,33 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for figure, ours, anchor, target in rows:
         print(f"| {figure} | {ours:.1f} | {anchor:.1f} | {ours / anchor:.3f} | {target} (added {ours - anchor:.1f}) |")
+    _print_rows(check_rows)
+
+
+def _check_rows(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    """The pair check's rows: time per 12 MP pose beside the full registration, false alarms, catches."""
+    width, height = (int(v) for v in args.check_size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as temp:
+        with_decode, alone, anchor = _check_timing(Path(temp))
+    rates = _check_rates(args.check_poses, (width, height))
+    n = args.check_poses
+    return [
+        ("pair check per 12 MP pose, decode + check, one core, s", f"{with_decode:.2f}",
+         f"{anchor:.2f} (full registration of the pair)", f"≤ 1.5 s (ratio {with_decode / anchor:.2f})"),
+        ("pair check alone (the session decodes once, for its own checks), s", f"{alone:.2f}", f"{anchor:.2f}",
+         f"ratio {alone / anchor:.2f}"),
+        (f"false alarms over {n} good poses ({width}x{height}, both portraits, 3 backdrops)",
+         f"{rates['false_alarm']:.0%}", f"not checked {rates['good_unchecked']:.0%}", "≤ 2 %"),
+        (f"catch rate over {n} poses with one fault each (5 kinds)", f"{rates['catch']:.0%}",
+         f"with the right reason {rates['named']:.0%}", "≥ 95 %"),
+    ]
+
+
+def _print_rows(rows: list[tuple[str, str, str, str]]) -> None:
+    print("\n| pair check | ours | anchor | target |")
+    print("| --- | --- | --- | --- |")
+    for figure, ours, anchor, target in rows:
+        print(f"| {figure} | {ours} | {anchor} | {target} |")
 
 
 if __name__ == "__main__":

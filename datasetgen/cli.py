@@ -143,6 +143,13 @@ def _looks_aligned(folder: Path) -> bool:
     return any(folder.glob("*/*/valid.png")) or any(folder.glob("*/*/flash.png"))
 
 
+def _looks_raw(folder: Path) -> bool:
+    """A capture folder (prep capture): a manifest, or poses with their meta.json beside flash and studio."""
+    if (folder / "manifest.csv").is_file():
+        return True
+    return any(folder.glob("*/*/meta.json")) and any(folder.glob("*/*/flash.jpg"))
+
+
 @click.command("review")
 @input_dir("folder")
 @output_dir("sheets")
@@ -150,18 +157,21 @@ def _looks_aligned(folder: Path) -> bool:
               help="Shards: how many random samples to show.")
 @seed_option
 @click.option("--pairs-per-sheet", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Aligned pairs: pairs per contact sheet.")
+              help="Aligned pairs and raw poses: rows per contact sheet.")
 @reports_errors
 def review(folder: Path, sheets: Path, count: int, seed: int, pairs_per_sheet: int) -> None:
     """Write contact sheets to check a stage's output by eye.
 
-    FOLDER is either a shard folder (from prep build-h5: random samples, flash | studio | BL(flash) | target)
-    or an aligned folder (from prep register: each pair's registration).
+    FOLDER is a shard folder (from prep build-h5: random samples, flash | studio | BL(flash) | target), an
+    aligned folder (from prep register: each pair's registration), or a raw capture folder (from prep
+    capture: each pose's check verdict over flash | studio | face overlay; poses captured without the check
+    are checked now, and the raw folder is only read), to look a subject over before they leave.
 
     \b
     Examples:
       prep review shards/ sheets/
       prep review aligned/ sheets/ --pairs-per-sheet 6
+      prep review raw/ sheets/
     """
     if _looks_like_shards(folder):
         from ._sheets import write_shard_sheets
@@ -181,6 +191,12 @@ def review(folder: Path, sheets: Path, count: int, seed: int, pairs_per_sheet: i
             raise click.ClickException(f"registration contact sheets are not available ({exc})") from exc
         with progress_bar(None, "review", unit="pair") as update:
             written = write_contact_sheets(folder, sheets, pairs_per_sheet=pairs_per_sheet, progress=update)
+    elif _looks_raw(folder):
+        from acquisition.checksheets import write_check_sheets
+        from acquisition.progress import progress_bar
+
+        with progress_bar(None, "review", unit="pose") as update:
+            written = write_check_sheets(folder, sheets, poses_per_sheet=pairs_per_sheet, progress=update)
     else:
         from acquisition.runlock import refuse_if_being_written
 
@@ -188,9 +204,10 @@ def review(folder: Path, sheets: Path, count: int, seed: int, pairs_per_sheet: i
 
         # A first prep build-h5 or prep register has written nothing recognisable yet: say so, not "neither".
         refuse_if_being_written(folder, error=DatasetGenError, then="review it")
-        raise DatasetGenError("neither a shard folder (dataset.json, *.h5) nor an aligned folder (registration.csv, "
-                              "<subject>/<pose>/flash.png)", path=folder,
-                              hint="give the output folder of prep build-h5 or prep register")
+        raise DatasetGenError("neither a shard folder (dataset.json, *.h5), an aligned folder (registration.csv, "
+                              "<subject>/<pose>/flash.png) nor a raw capture folder (manifest.csv, "
+                              "<subject>/<pose>/meta.json)", path=folder,
+                              hint="give the output folder of prep build-h5, prep register or prep capture")
     for path in written:
         click.echo(str(path))
 

@@ -86,8 +86,8 @@ class StudioConfig:
         What may go wrong with a pose, for tests and benchmarks of the capture-time pair check: ``motion`` moves
         the subject (the frame with ``motion="camera"``) by 2.5-3.5 times the ``max_*`` limits; ``overexposed``
         lights the studio shot four times too brightly; ``no_flash`` leaves the flash shot unlit by the flash
-        (the camera still reports it fired: a misfire); ``blur`` blurs one shot (a defocus of 1-1.5 % of the face
-        width, or a shake 4-6 % of it long); ``blink`` closes the eyes in one shot. ``meta.json`` records the
+        (the camera still reports it fired: a misfire); ``blur`` blurs one shot (a defocus of 1.5-2.25 % of the
+        face width, or a shake 6-9 % of it long); ``blink`` closes the eyes in one shot. ``meta.json`` records the
         pose's ``fault``.
     fault_probability : float
         Chance that a pose's take has one of ``faults`` (drawn evenly among them); 1 = every pose.

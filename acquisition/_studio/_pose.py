@@ -285,8 +285,8 @@ def draw_pose(rng: np.random.Generator, an: PortraitAnalysis, framing: Framing, 
     if fault == "blink":
         blink = fault_shot
     blur = None
-    if fault == "blur":  # defocus, or a shake of 2-3 % of the face width
-        size = (0.02 + 0.01 * fault_u[3]) * face_width
+    if fault == "blur":  # a defocus of 1.5-2.25 % of the face width, or a shake 6-9 % of it long
+        size = (0.03 + 0.015 * fault_u[3]) * face_width
         blur = ("defocus", 0.5 * size, 0.0) if fault_u[4] < 0.5 else ("shake", 2.0 * size, 360.0 * fault_u[3])
     corners = framing.to_output(np.array([[an.face.left, an.face.top], [an.face.right, an.face.bottom]]))
     face_box = (float(corners[0, 0]), float(corners[0, 1]), float(corners[1, 0]), float(corners[1, 1]))
