@@ -1,0 +1,217 @@
+"""The capture-time pair check: each fault the virtual studio draws on demand gets its verdict, a good pose
+passes, the session checks each pose in the background (never between its two shots), retakes, records the
+verdict in meta.json, check.jpg and the manifest, survives a check that cannot run and a Ctrl-C during one, and
+``prep review raw/`` draws the verdicts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from acquisition.layout import discover_pairs
+from acquisition.posecheck import PairCheck, check_pair
+from acquisition.prep import main
+from acquisition.session import MANIFEST_FIELDS, SessionConfig, simulate_sessions
+from acquisition.sim import Portrait, StudioConfig, default_portraits, render_pair
+
+SIZE = (480, 640)
+CHECKED = SessionConfig(lamp_settle_ms=0, dark_wait_ms=0, expected_size=SIZE, check=True)
+
+
+def _manifest(root: Path) -> list[dict[str, str]]:
+    with open(root / "manifest.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _meta(root: Path, key: str) -> dict:
+    return json.loads((root / key / "meta.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def portraits() -> dict[str, Portrait]:
+    return {p.name: p for p in default_portraits()}
+
+
+# -- the verdicts ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "fault", "seed", "words"), [
+    ("astronaut", None, 0, None),
+    ("grace_hopper", None, 1, None),
+    ("astronaut", "blink", 3, "eyes closed in the flash shot"),  # seeds 3, 4: the fault is in the flash shot
+    ("grace_hopper", "blink", 2, "eyes closed in the studio shot"),
+    ("astronaut", "motion", 0, "the subject moved between the shots"),
+    ("grace_hopper", "overexposed", 0, "studio shot over-exposed"),
+    ("astronaut", "no_flash", 0, "flash shot too dark"),
+    ("grace_hopper", "blur", 3, "the flash shot is blurred"),  # a camera shake
+    ("astronaut", "blur", 2, "the studio shot is blurred"),  # a defocus
+])
+def test_each_fault_gets_its_verdict_and_a_good_pose_passes(portraits, name, fault, seed, words):
+    config = StudioConfig(blink_probability=0.0, faults=(fault,) if fault else (), fault_probability=1.0,
+                          backdrop=("scene", "plain", "room")[seed % 3])
+    pair = render_pair(portraits[name], size=SIZE, seed=seed, config=config)
+    assert pair.pose.fault == fault and (words is None or pair.pose.fault_shot is None
+                                         or pair.pose.fault_shot in words)
+    result = check_pair(pair.flash, pair.studio)
+    if fault is None:
+        assert result.status == "ok", result.summary
+        assert result.figures["registration"]["error_px"] < 1.5
+    else:
+        assert result.status == "retake"
+        assert words in result.problems[0], result.problems  # the fault is the first reason given
+    assert {"rotation_deg", "eye_aspect_ratio", "flash_gain", "studio_face_clipped"} <= set(result.figures)
+
+
+def test_a_pair_without_a_face_is_not_checked_and_says_so():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (320, 240, 3), dtype=np.uint8)
+    result = check_pair(noise, noise.copy())
+    assert result.status == "unchecked" and result.summary == "not checked: no face found in either shot"
+    assert not result.ok
+
+
+# -- in the session ----------------------------------------------------------------------------------------
+
+
+def test_the_check_runs_after_each_pose_never_between_its_shots(tmp_path):
+    simulate_sessions(tmp_path, subjects=1, poses=2, size=SIZE, seed=1, config=CHECKED,
+                      sim_config=StudioConfig(blink_probability=0.0))
+    first, second = _meta(tmp_path, "astronaut/p01"), _meta(tmp_path, "astronaut/p02")
+    for meta in (first, second):
+        times = meta["timeline"]
+        # ISO times of one clock: the check starts once the flash shot is saved ...
+        assert times["flash_saved"] <= times["check_started"] <= times["check_finished"]
+        assert meta["check"]["status"] == "ok" and meta["check"]["figures"]["face_found"] == {"flash": True,
+                                                                                              "studio": True}
+    # ... and ends before the next pose's lamps come on: nothing of it runs between that pose's two shots
+    assert first["timeline"]["check_finished"] <= second["timeline"]["lamps_on_command"]
+    assert (tmp_path / "astronaut/p01/check.jpg").is_file()
+    rows = _manifest(tmp_path)
+    assert tuple(rows[0]) == MANIFEST_FIELDS and [r["check"] for r in rows] == ["ok", "ok"]
+    assert [r["takes"] for r in rows] == ["1", "1"]
+
+
+def test_auto_retake_2_replaces_a_blinked_pose(tmp_path):
+    # The subject blinks in the first take of every pose: the check sees it, the pose is retaken at once.
+    studio = StudioConfig(blink_probability=0.0, faults=("blink",), fault_probability=1.0)
+    events = []
+    simulate_sessions(tmp_path, subjects=1, poses=1, size=SIZE, seed=1, sim_config=studio,
+                      config=replace(CHECKED, auto_retake=2), on_event=events.append)
+    meta = _meta(tmp_path, "astronaut/p01")
+    assert meta["take"] == 1 and meta["fault"] is None and meta["check"]["status"] == "ok"
+    (replaced,) = meta["retakes"]
+    assert replaced["retaken_by"] == "the check" and replaced["check"].startswith("RETAKE: eyes closed in the")
+    assert replaced["flash_sha256"] != meta["shots"]["flash"]["sha256"]
+    verdicts = [e.message for e in events if e.kind == "checked"]
+    assert verdicts[0].startswith("p01 RETAKE: eyes closed in the") and verdicts[1] == "p01 ok"
+    (row,) = _manifest(tmp_path)
+    assert (row["takes"], row["check"]) == ("2", "ok")
+    assert [p.key for p in discover_pairs(tmp_path).pairs] == ["astronaut/p01"]
+    assert not list((tmp_path / "astronaut").glob(".*"))  # no staged or set-aside pose left behind
+
+    # A subject who keeps blinking: two retakes, then the pose is kept with its verdict (no one to ask).
+    stubborn = StudioConfig(blink_probability=0.0, faults=("blink",), fault_probability=1.0, fault_takes=9)
+    simulate_sessions(tmp_path / "b", subjects=1, poses=1, size=SIZE, seed=1, sim_config=stubborn,
+                      config=replace(CHECKED, auto_retake=2))
+    (row,) = _manifest(tmp_path / "b")
+    assert row["takes"] == "3" and row["check"].startswith("RETAKE: eyes closed")
+
+
+def test_cli_verdict_lines_retake_prompt_and_no_check(tmp_path, monkeypatch):
+    import acquisition.cli as cli
+
+    args = ["capture", "--simulate", "--subjects", "1", "--size", "480x640", "--blink-probability", "0",
+            "--fault", "overexposed", "--seed", "1"]
+    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    # p01 fails its check: "x" is no answer, Enter retakes it; the retake passes; Enter shoots p02 (its first
+    # take is over-exposed too): "k" keeps it.
+    result = CliRunner().invoke(main, [*args, "--poses", "2", "--out", str(tmp_path / "a")], input="x\n\n\nk\n")
+    assert result.exit_code == 0, result.output
+    assert "p01 RETAKE: studio shot over-exposed" in result.output and "p01 ok" in result.output
+    assert "Answer with Enter (retake), k (keep) or q (quit)" in result.output
+    assert "[Enter] retake p02, k keep it" in result.output
+    rows = _manifest(tmp_path / "a")
+    assert [(r["pose"], r["takes"], r["check"][:6]) for r in rows] == [("p01", "2", "ok"), ("p02", "1", "RETAKE")]
+    monkeypatch.setattr(cli, "_interactive", lambda: False)
+    result = CliRunner().invoke(main, [*args, "--poses", "1", "--no-check", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0 and "RETAKE" not in result.output
+    (row,) = _manifest(tmp_path / "b")
+    assert row["check"] == "off" and not (tmp_path / "b/astronaut/p01/check.jpg").exists()
+    assert _meta(tmp_path / "b", "astronaut/p01")["fault"]["kind"] == "overexposed"  # the truth, recorded
+
+
+def test_a_check_that_cannot_run_never_blocks_the_session(tmp_path, monkeypatch):
+    import acquisition.posecheck as posecheck
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(posecheck, "check_pair", broken)
+    result = simulate_sessions(tmp_path, subjects=1, poses=2, size=SIZE, seed=1, config=CHECKED)
+    assert result[0].complete == ("p01", "p02")
+    assert [r["check"] for r in _manifest(tmp_path)] == ["not checked: the check failed (MemoryError: out of "
+                                                          "memory)"] * 2
+
+
+def test_ctrl_c_during_a_background_check_exits_130_with_nothing_half_written(tmp_path, monkeypatch):
+    import acquisition.posecheck as posecheck
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the operator presses Ctrl-C while the check runs
+        return PairCheck("ok")
+
+    monkeypatch.setattr(posecheck, "check_pair", interrupted)
+    result = CliRunner().invoke(main, ["capture", "--simulate", "--subjects", "1", "--poses", "2", "--size",
+                                       "480x640", "--out", str(tmp_path)])
+    assert result.exit_code == 130, result.output
+    assert [p.key for p in discover_pairs(tmp_path).pairs] == ["astronaut/p01"]
+    meta = _meta(tmp_path, "astronaut/p01")  # whole JSON, the verdict still pending
+    assert meta["check"]["status"] == "pending"
+    assert [r["check"] for r in _manifest(tmp_path)] == ["pending"]
+    assert not list(tmp_path.rglob(".*tmp*")) and not (tmp_path / "astronaut/p01/check.jpg").exists()
+    assert json.loads((tmp_path / "astronaut/session.json").read_text())["runs"][-1]["status"].startswith(
+        "interrupted")
+
+
+def test_an_older_manifest_gains_the_new_columns_when_a_session_resumes(tmp_path):
+    simulate_sessions(tmp_path, subjects=1, poses=1, size=(240, 320), seed=1)
+    path = tmp_path / "manifest.csv"
+    rows = _manifest(tmp_path)
+    old = MANIFEST_FIELDS[:-2]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    simulate_sessions(tmp_path, subjects=1, poses=2, size=(240, 320), seed=1, resume=True)
+    rows = _manifest(tmp_path)
+    assert [r["pose"] for r in rows] == ["p01", "p02"]
+    assert rows[0]["flash_sha256"] and rows[1]["check"] == "off" and rows[1]["takes"] == "1"
+
+
+def test_review_of_a_raw_folder_draws_each_verdict(tmp_path):
+    studio = StudioConfig(blink_probability=0.0, faults=("motion",), fault_probability=1.0)
+    simulate_sessions(tmp_path / "raw", subjects=1, poses=1, size=SIZE, seed=1, sim_config=studio,
+                      config=CHECKED)
+    simulate_sessions(tmp_path / "raw", subjects=2, poses=1, size=SIZE, seed=1, resume=True,
+                      sim_config=StudioConfig(blink_probability=0.0), config=SessionConfig(
+                          lamp_settle_ms=0, dark_wait_ms=0, expected_size=SIZE))  # grace_hopper: no check
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "raw").rglob("*")}
+    result = CliRunner().invoke(main, ["review", str(tmp_path / "raw"), str(tmp_path / "sheets")])
+    assert result.exit_code == 0, result.output
+    (sheet,) = sorted((tmp_path / "sheets").glob("sheet-*.png"))
+    from acquisition.imageio import read_image
+
+    image = read_image(sheet)
+    # Two rows, each under a label whose bar is red (retake) for the moved pose and green for the good one.
+    bars = [tuple(int(v) for v in image[y, 3]) for y in range(image.shape[0]) if tuple(image[y, 3]) in
+            ((210, 40, 40), (40, 160, 60))]
+    assert (210, 40, 40) in bars and (40, 160, 60) in bars
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "raw").rglob("*")} == before  # raw/ only read
