@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from .faces import FaceBox, eye_aspect_ratio, face_landmarks, to_uint8
+from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
 
 __all__ = ["CHECK_IMAGE_NAME", "BackgroundCheck", "CheckLimits", "PairCheck", "check_pair", "check_pose",
            "draw_check"]
@@ -151,16 +152,6 @@ class PairCheck:
 
 
 # -- measurements on the shrunken copies -------------------------------------------------------------------
-
-
-def _shrunk(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """A copy whose longer side is at most ``side``, and full-resolution pixels per copy pixel."""
-    image = to_uint8(image)
-    factor = max(image.shape[:2]) / side
-    if factor <= 1.0:
-        return np.ascontiguousarray(image), 1.0
-    size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), image.shape[1] / size[0]
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
