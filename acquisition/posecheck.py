@@ -591,9 +591,17 @@ class BackgroundCheck:
         finally:
             self.finished_at = time.time()
 
-    def result(self) -> tuple[PairCheck, np.ndarray | None]:
-        """Wait for the verdict (a Ctrl-C while waiting is raised at once) and its picture (None if it failed)."""
+    def result(self, timeout_s: float = 60.0) -> tuple[PairCheck, np.ndarray | None]:
+        """Wait for the verdict (a Ctrl-C while waiting is raised at once) and its picture (None if it failed).
+
+        A check still running after ``timeout_s`` (a machine far too slow, a library that hangs) is given up:
+        the verdict says so and the session goes on.
+        """
+        deadline = time.monotonic() + timeout_s
         while self._thread.is_alive():
+            if time.monotonic() >= deadline:
+                self.finished_at = time.time()
+                return PairCheck("unchecked", (f"the check did not finish within {timeout_s:g} s",)), None
             self._thread.join(0.05)
         assert self._outcome is not None
         return self._outcome

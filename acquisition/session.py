@@ -144,8 +144,9 @@ class SessionConfig:
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """Something the CLI may show: ``kind`` is one of ``start``, ``pose``, ``step``, ``captured``, ``failed``,
-    ``skipped``, ``warning``, ``end``."""
+    """Something the CLI may show: ``kind`` is one of ``start``, ``pose``, ``step``, ``captured``, ``checked``
+    (a pose's check verdict: ``message`` is ``"p03 ok"`` or ``"p03 RETAKE: ..."``), ``failed``, ``skipped``,
+    ``warning``, ``end``."""
 
     kind: str
     subject: str

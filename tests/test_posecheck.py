@@ -215,3 +215,17 @@ def test_review_of_a_raw_folder_draws_each_verdict(tmp_path):
             ((210, 40, 40), (40, 160, 60))]
     assert (210, 40, 40) in bars and (40, 160, 60) in bars
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "raw").rglob("*")} == before  # raw/ only read
+
+
+def test_a_check_that_hangs_is_given_up(tmp_path, monkeypatch):
+    import time
+
+    import acquisition.posecheck as posecheck
+
+    monkeypatch.setattr(posecheck, "check_pair", lambda *a, **k: time.sleep(5))
+    image = np.zeros((64, 48, 3), np.uint8)
+    started = time.monotonic()
+    verdict, picture = posecheck.BackgroundCheck(tmp_path / "f.jpg", tmp_path / "s.jpg",
+                                                 images=(image, image)).result(timeout_s=0.3)
+    assert time.monotonic() - started < 3
+    assert verdict.summary == "not checked: the check did not finish within 0.3 s" and picture is None
