@@ -144,7 +144,7 @@ def _show_event(event: Any) -> None:
     elif event.kind == "checked":  # the verdict: one line per pose, whatever the log level
         colour = {"ok": "green", "retake": "red"}.get(event.data.get("status", ""), "yellow")
         click.secho(f"{event.subject}/{event.message}", fg=colour, err=True)
-    elif event.kind in ("start", "skipped"):
+    elif event.kind in ("start", "skipped", "retaking"):
         log.info("%s", event.message)
     elif event.kind == "step":
         log.debug("%s/%s: %s", event.subject, event.pose, event.message)

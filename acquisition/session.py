@@ -145,8 +145,8 @@ class SessionConfig:
 @dataclass(frozen=True)
 class SessionEvent:
     """Something the CLI may show: ``kind`` is one of ``start``, ``pose``, ``step``, ``captured``, ``checked``
-    (a pose's check verdict: ``message`` is ``"p03 ok"`` or ``"p03 RETAKE: ..."``), ``failed``, ``skipped``,
-    ``warning``, ``end``."""
+    (a pose's check verdict: ``message`` is ``"p03 ok"`` or ``"p03 RETAKE: ..."``), ``retaking`` (an
+    automatic retake), ``failed``, ``skipped``, ``warning``, ``end``."""
 
     kind: str
     subject: str
@@ -933,7 +933,7 @@ def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Calla
     done = auto_retakes.get(pose, 0)
     if done < limit:
         auto_retakes[pose] = done + 1
-        session.emit("step", pose, f"{pose}: automatic retake {done + 1}/{limit}")
+        session.emit("retaking", pose, f"{session.subject}/{pose}: automatic retake {done + 1} of {limit}")
         history.setdefault(pose, []).append(_take_record(session.root, session.subject, pose, "the check"))
         return "retake"
     if ask is None:
