@@ -223,7 +223,7 @@ def _device_options(command: Any) -> Any:
               type=click.Choice(["motion", "overexposed", "no_flash", "blur", "blink"]),
               help="Simulated camera: what goes wrong in a faulty pose (repeat for several kinds): a large "
                    "movement, an over-exposed studio shot, a flash misfire, a blurred shot, a blink.")
-@click.option("--fault-probability", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+@click.option("--fault-probability", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Simulated camera, with --fault: chance that a pose's first take has one of them.")
 @seed_option
 @click.pass_context

@@ -38,6 +38,7 @@ from typing import Any, Final, Literal
 import cv2
 import numpy as np
 
+from .checks import check_finite_fields
 from .faces import FaceBox, eye_aspect_ratio, face_landmarks, to_uint8
 from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
 
@@ -112,11 +113,12 @@ class CheckLimits:
     max_face_error_px: float = 1.5
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if self.work_side < 256:
             raise ValueError(f"work_side must be >= 256, got {self.work_side}")
         for name, value in self.as_dict().items():
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"CheckLimits.{name} must be a finite number > 0, got {value}")
+            if not value > 0:
+                raise ValueError(f"CheckLimits.{name} must be > 0, got {value}")
 
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
