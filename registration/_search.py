@@ -39,6 +39,7 @@ __all__ = ["Level", "Result", "search"]
 log = logging.getLogger(__name__)
 
 _OUTSIDE = "Too many samples map outside moving image buffer"
+_EDGE_MI_LOSS = 0.1  # the edge polish may cost this fraction of the mutual information, no more
 _WEAK_FRACTION = 0.5  # of the best start's mutual information: weaker starts are not carried to a finer level
 
 
@@ -195,8 +196,9 @@ def _moving_view(studio: np.ndarray, level: Level, candidates: list[_Candidate],
 
 
 def polish(fixed: View, moving: View, region: Box, matrix: np.ndarray, translation: np.ndarray, *,
-           iterations: int = 50) -> tuple[np.ndarray, np.ndarray] | None:
-    """ECC (affine) on the normalised views, over ``region``; None when it does not converge."""
+           iterations: int = 50, smoothing: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
+    """ECC (affine) on the normalised views, over ``region``, after a ``smoothing``-pixel Gaussian (1: none);
+    None when it does not converge."""
     template, first = fixed.sub(region)
     if min(template.shape) < 8:
         return None
@@ -207,12 +209,40 @@ def polish(fixed: View, moving: View, region: Box, matrix: np.ndarray, translati
     warp = np.hstack([a, b[:, None]]).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
     try:
-        _, warp = cv2.findTransformECC(template, moving.normalised, warp, cv2.MOTION_AFFINE, criteria, None, 1)
+        _, warp = cv2.findTransformECC(template, moving.normalised, warp, cv2.MOTION_AFFINE, criteria, None,
+                                          smoothing)
     except cv2.error:
         return None  # "the algorithm stopped before its convergence": uncorrelated or no overlap
     a, b = warp[:, :2].astype(np.float64), warp[:, 2].astype(np.float64)
     new_matrix = (a * km[:, None]) / kf[None, :]
     return new_matrix, km * b + moving.origin - new_matrix @ first
+
+
+def _edge_polish(flash: np.ndarray, studio: np.ndarray, last: Level, config: RegistrationConfig, fixed: sitk.Image,
+                 moving: sitk.Image, centre: tuple[float, float], best: _Candidate
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """ECC on gradient magnitude at the polish scale; kept unless it costs the mutual information dearly.
+
+    On weak texture (a toy on a carpet; mutual information 0.08-0.10 against 0.2-0.7 elsewhere) the optimum
+    of mutual information on normalised luminance is flat and lands pixels from the right answer, the same
+    wrong place from any start (FAID real pairs: 4.3 px worst, 89 % within 1 px). Edges keep the objects'
+    outlines and drop the carpet's grain (there: 0.9 px worst, 100 %). Where the texture is strong the
+    edges can be pulled by the two lightings' shading; mutual information then drops clearly (25-35 % on
+    one such scene, at most 5 % on the weak ones) and the polish is refused.
+    """
+    fine = Level(last.region, last.context, last.polish_scale or last.scale, last.learning_rate_px,
+                 last.min_step_px)
+    fine_fixed = View.of(flash, last.context, fine.scale, config.contrast_sigma_px).edges()
+    fine_moving = _moving_view(studio, fine, [best], config).edges()
+    pair = polish(fine_fixed, fine_moving, last.region, best.matrix, best.translation, iterations=200,
+                  smoothing=5)
+    if pair is None:
+        return best.matrix, best.translation, best.metric
+    metric = _metric(config, fixed, moving, _Candidate(best.name, *pair), centre)
+    if math.isfinite(metric) and metric <= best.metric + _EDGE_MI_LOSS * abs(best.metric):
+        return pair[0], pair[1], metric
+    log.debug("edge polish refused: mutual information %.4f -> %.4f", -best.metric, -metric)
+    return best.matrix, best.translation, best.metric
 
 
 def _distinct(candidates: list[_Candidate], box: Box, tolerance_px: float) -> list[_Candidate]:
@@ -312,6 +342,9 @@ def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: 
         if pair is not None and corner_distance(pair, (matrix, translation), last.region) <= step_px:
             matrix, translation = pair
     metric = _metric(config, fixed, moving, _Candidate(best.name, matrix, translation), centre)
+    if last.polish_scale is not None:
+        matrix, translation, metric = _edge_polish(flash, studio, last, config, fixed, moving, centre,
+                                                   _Candidate(best.name, matrix, translation, metric))
     reference_metric = _metric(config, fixed, moving, _Candidate(reference.name, reference.matrix,
                                                                  reference.translation), centre)
     return Result(matrix, translation, best.name, metric, reference_metric, iterations, stop, polished, step_px)
