@@ -29,7 +29,7 @@ from acquisition.faces import FaceBox
 
 from ._config import DEFAULT_CONFIG, RegistrationConfig
 from ._transform import matrix_of
-from ._views import View, local_contrast
+from ._views import View, gradient_magnitude, local_contrast
 
 __all__ = ["FaceCheck", "check_face_alignment"]
 
@@ -37,13 +37,6 @@ _GRID = 3  # patches per side
 _PATCH = 0.5  # patch side, as a fraction of the checked region
 _REGION = 1.5  # the checked region: the face box grown this much (hair, ears and chin give the patches edges)
 _MIN_RESPONSE = 0.03
-
-
-def _edges(image: np.ndarray) -> np.ndarray:
-    """Gradient magnitude: where a flash inverts the contrast (a highlight on skin) the edges stay edges."""
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
-    return cv2.magnitude(gx, gy)
 
 
 @dataclass(frozen=True)
@@ -148,7 +141,7 @@ def check_face_alignment(flash_rgb: np.ndarray, studio_rgb: np.ndarray, transfor
         return FaceCheck(math.nan, scale, 0.0, config.max_face_error_px)
     patch_w, patch_h = int(size[0]), int(size[1])
     window = cv2.createHanningWindow((patch_w, patch_h), cv2.CV_32F)
-    flash_edges, warped_edges = _edges(flash_view.normalised), _edges(warped)
+    flash_edges, warped_edges = gradient_magnitude(flash_view.normalised), gradient_magnitude(warped)
     points, shifts, weights = [], [], []
     for gi in range(_GRID):
         for gj in range(_GRID):

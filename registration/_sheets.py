@@ -26,6 +26,7 @@ from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
 from acquisition.progress import ProgressCallback
 
 from ._tree import CSV_NAME, read_registration_csv
+from ._views import gradient_magnitude
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
 def _edges(image: np.ndarray) -> np.ndarray:
     lum = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     lum = cv2.GaussianBlur(lum, (0, 0), 1.0)
-    magnitude = cv2.magnitude(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
+    magnitude = gradient_magnitude(lum)
     scale = float(np.percentile(magnitude, 98)) or 1.0
     return np.clip(magnitude / scale, 0.0, 1.0)
 

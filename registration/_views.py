@@ -46,6 +46,12 @@ def local_contrast(lum: np.ndarray, sigma_px: float, eps: float = _EPS) -> np.nd
     return (detail / np.sqrt(variance + np.float32(eps))).astype(np.float32)
 
 
+def gradient_magnitude(image: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of a float32 image: edges stay edges where a flash inverts the contrast (a
+    highlight on skin), so registration polishes, the face check and the overlays compare them across lights."""
+    return cv2.magnitude(cv2.Sobel(image, cv2.CV_32F, 1, 0), cv2.Sobel(image, cv2.CV_32F, 0, 1))
+
+
 @dataclass(frozen=True)
 class View:
     """A crop of one shot at one scale: its luminance and its normalised luminance.
@@ -115,9 +121,7 @@ class View:
         carpet's grain, which differs between the two lightings, and its correlation optimum wanders pixels;
         the edges of the objects do not.
         """
-        gx = cv2.Sobel(self.lum, cv2.CV_32F, 1, 0)
-        gy = cv2.Sobel(self.lum, cv2.CV_32F, 0, 1)
-        magnitude = np.sqrt(gx * gx + gy * gy)
+        magnitude = gradient_magnitude(self.lum)
         return View(self.lum, magnitude / np.float32(magnitude.mean() + 1e-6), self.scale, self.origin)
 
     def sub(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
