@@ -28,8 +28,10 @@ catch rate over poses with each kind of fault).
 
 from __future__ import annotations
 
+import atexit
 import math
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -622,12 +624,26 @@ def draw_check(flash_rgb: np.ndarray, studio_rgb: np.ndarray, result: PairCheck,
 # -- in the background -------------------------------------------------------------------------------------
 
 
+_EXIT_WAIT_S: Final = 30.0
+_RUNNING: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _wait_for_running_checks() -> None:
+    """Let checks still computing finish before the interpreter finalises (see :class:`BackgroundCheck`)."""
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    for check in list(_RUNNING):
+        check._done.wait(max(0.0, deadline - time.monotonic()))
+
+
 class BackgroundCheck:
     """:func:`check_pose` in a worker thread, started once a pose is stored, while the operator prepares the next.
 
     The worker only computes (dlib, OpenCV and SimpleITK release the GIL): every file is written by the caller,
     atomically, once :meth:`result` returns, so an interruption during the check leaves nothing half-written.
-    The thread is a daemon: a Ctrl-C does not wait for it.
+    The thread is a daemon: a Ctrl-C does not wait for it; but the interpreter does, for up to
+    ``_EXIT_WAIT_S`` at exit, because native code (dlib, SimpleITK) still running in a thread while the
+    interpreter finalises aborts the process ("terminate called without an active exception").
 
     Parameters
     ----------
@@ -636,17 +652,26 @@ class BackgroundCheck:
     images : (ndarray, ndarray), optional
         Both shots already decoded (flash, studio): they are not decoded again.
     limits : CheckLimits, optional
+    start : bool
+        Start at once (default), or at :meth:`start`.
     """
 
     def __init__(self, flash: Path, studio: Path, *, images: Sequence[np.ndarray] | None = None,
-                 limits: CheckLimits | None = None) -> None:
+                 limits: CheckLimits | None = None, start: bool = True) -> None:
         import threading
 
         self.started_at = time.time()
         self.finished_at: float | None = None
         self._outcome: tuple[PairCheck, np.ndarray | None] | None = None
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(flash, studio, images, limits), daemon=True,
                                         name="pose-check")
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the check (``start=False`` lets the caller record it first: a stop may come at any moment)."""
+        _RUNNING.add(self)
         self._thread.start()
 
     def _run(self, flash: Path, studio: Path, images: Sequence[np.ndarray] | None,
@@ -661,6 +686,7 @@ class BackgroundCheck:
             self._outcome = (PairCheck("unchecked", (f"the check failed ({why})",)), None)
         finally:
             self.finished_at = time.time()
+            self._done.set()
 
     def result(self, timeout_s: float = 60.0) -> tuple[PairCheck, np.ndarray | None]:
         """Wait for the verdict (a Ctrl-C while waiting is raised at once) and its picture (None if it failed).
@@ -669,10 +695,11 @@ class BackgroundCheck:
         the verdict says so and the session goes on.
         """
         deadline = time.monotonic() + timeout_s
-        while self._thread.is_alive():
+        # An Event, not Thread.join: a join that a Ctrl-C interrupts can leave the thread marked as ended while
+        # it still runs (CPython before 3.13), and a later wait would then not wait at all.
+        while not self._done.wait(0.05):
             if time.monotonic() >= deadline:
                 self.finished_at = time.time()
                 return PairCheck("unchecked", (f"the check did not finish within {timeout_s:g} s",)), None
-            self._thread.join(0.05)
         assert self._outcome is not None
         return self._outcome

@@ -442,6 +442,7 @@ class _Session:
         self.camera = camera
         self.config = config
         self._on_event = on_event
+        self.unrecorded_check: tuple[Any, PoseRecord] | None = None  # a pose's check whose verdict is not written
         self.camera_info: CameraInfo = camera.info()
         describe = getattr(lamps, "describe", None)
         self.lamps_info: dict[str, Any] = describe() if callable(describe) else {"backend": lamps.name}
@@ -660,15 +661,19 @@ class _Session:
 
         decoded, self.decoded = self.decoded, None
         images = (decoded["flash"], decoded["studio"]) if decoded else None
-        return BackgroundCheck(record.flash, record.studio, images=images)
+        check = BackgroundCheck(record.flash, record.studio, images=images, start=False)
+        self.unrecorded_check = (check, record)
+        check.start()
+        return check
 
-    def finish_check(self, pending: Any, record: PoseRecord) -> Any:
+    def finish_check(self, pending: Any, record: PoseRecord, *, timeout_s: float = 60.0) -> Any:
         """Wait for a pose's verdict and record it: ``check.jpg``, ``meta.json``'s ``check`` and timeline, the
         manifest's ``check`` column (each written atomically); say it in one line (a ``checked`` event)."""
         from .imageio import write_image
         from .posecheck import CHECK_IMAGE_NAME
 
-        verdict, picture = pending.result()
+        verdict, picture = pending.result(timeout_s)
+        self.unrecorded_check = None
         try:
             if picture is not None:
                 write_image(record.directory / CHECK_IMAGE_NAME, picture, quality=85)
@@ -889,6 +894,9 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     except KeyboardInterrupt as exc:
         name = getattr(exc, "signal_name", "SIGINT")
         status = f"interrupted ({'Ctrl-C' if name == 'SIGINT' else name})"
+        if session.unrecorded_check is not None:  # the stored pose keeps its verdict (about a second's work)
+            with contextlib.suppress(KeyboardInterrupt):
+                session.finish_check(*session.unrecorded_check, timeout_s=_CHECK_ON_STOP_S)
         raise
     finally:
         try:
@@ -907,6 +915,10 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
                            quit_)
     session.emit("end", None, f"{subject}: {len(result.complete)} complete poses", complete=list(result.complete))
     return result
+
+
+#: How long a stop (Ctrl-C, kill) waits for the last pose's check, so that pose keeps its verdict (s).
+_CHECK_ON_STOP_S: Final = 10.0
 
 
 def _take_record(root: Path, subject: str, pose: str, by: str) -> dict[str, Any]:

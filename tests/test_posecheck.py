@@ -175,12 +175,41 @@ def test_ctrl_c_during_a_background_check_exits_130_with_nothing_half_written(tm
                                        "480x640", "--out", str(tmp_path)])
     assert result.exit_code == 130, result.output
     assert [p.key for p in discover_pairs(tmp_path).pairs] == ["astronaut/p01"]
-    meta = _meta(tmp_path, "astronaut/p01")  # whole JSON, the verdict still pending
-    assert meta["check"]["status"] == "pending"
-    assert [r["check"] for r in _manifest(tmp_path)] == ["pending"]
-    assert not list(tmp_path.rglob(".*tmp*")) and not (tmp_path / "astronaut/p01/check.jpg").exists()
+    meta = _meta(tmp_path, "astronaut/p01")  # whole JSON, with the verdict the check reached as the stop came
+    assert meta["check"]["status"] == "ok"
+    assert [r["check"] for r in _manifest(tmp_path)] == ["ok"]
+    assert not list(tmp_path.rglob(".*tmp*"))
     assert json.loads((tmp_path / "astronaut/session.json").read_text())["runs"][-1]["status"].startswith(
         "interrupted")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_real_check_computes_exits_cleanly_and_keeps_the_verdict(tmp_path, stop):
+    """Ctrl-C or kill ~0.1 s after "p01 captured" (dlib and SimpleITK busy in the check's thread) ended in
+    "terminate called without an active exception" and SIGABRT, and p01 stayed "pending" for good."""
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", "from acquisition.prep import main; main(prog_name='prep')", "capture",
+               "--simulate", "--subjects", "1", "--poses", "3",
+               "--size", "480x640", "--fault", "blink", "--out", str(tmp_path / "raw")]
+    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(repo)})
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "astronaut/p01" in line and "captured" in line:
+            break
+    time.sleep(0.1)
+    process.send_signal(stop)
+    lines += process.stdout.readlines()
+    output = "".join(lines)
+    assert process.wait(timeout=120) == 128 + stop, output
+    assert "terminate called" not in output and "Traceback" not in output, output
+    meta = _meta(tmp_path / "raw", "astronaut/p01")
+    assert meta["check"]["status"] == "retake" and "eyes closed" in meta["check"]["summary"], meta["check"]
 
 
 def test_an_older_manifest_gains_the_new_columns_when_a_session_resumes(tmp_path):
