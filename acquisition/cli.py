@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,28 @@ def _manual_prompt(message: str) -> None:
                                hint="run prep capture at a terminal, or use a lamp controller (--lamps)") from None
 
 
+def _answer(text: str) -> str | None:
+    """The operator's answer at the terminal, lower-cased; None when standard input is closed (Ctrl-D).
+
+    Keys pressed before the question appeared (an Enter hit while a pose was being shot) are discarded: they
+    answered nothing yet, and must not retake or shoot a pose unasked.
+    """
+    if sys.stdin.isatty():
+        import termios
+
+        with contextlib.suppress(OSError, termios.error):
+            termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
+    try:
+        return click.prompt(text, default="", show_default=False, err=True).strip().lower()
+    except click.Abort as abort:  # Ctrl-C or kill at the prompt: the same clean stop as during a pose
+        from .interrupts import raise_if_interrupted
+
+        raise_if_interrupted()
+        if isinstance(abort.__context__, EOFError):  # click turns Ctrl-D into Abort too
+            return None
+        raise KeyboardInterrupt from None
+
+
 def _ask(prompt: Any) -> str:
     if prompt.check is not None:
         return _ask_retake(prompt)
@@ -99,13 +122,10 @@ def _ask(prompt: Any) -> str:
         text += f", r retake {prompt.last_pose}"
     text += f", s skip {prompt.next_pose}, q quit"
     while True:
-        try:
-            answer = click.prompt(text, default="", show_default=False, err=True).strip().lower()
-        except click.Abort:  # Ctrl-C or kill at the prompt: the same clean stop as during a pose
-            from .interrupts import raise_if_interrupted
-
-            raise_if_interrupted()
-            raise KeyboardInterrupt from None
+        answer = _answer(text)
+        if answer is None:  # standard input closed: the operator is done
+            click.echo("no more answers (standard input closed): quitting", err=True)
+            return "quit"
         action = {"": "next", "r": "retake", "s": "skip", "q": "quit"}.get(answer[:1])
         if action == "retake" and prompt.last_pose is None:
             action = None
@@ -115,16 +135,13 @@ def _ask(prompt: Any) -> str:
 
 
 def _ask_retake(prompt: Any) -> str:
-    """After a failed check: Enter retakes the pose, k keeps it (and goes on), s skips the next, q quits."""
+    """After a failed check: Enter retakes the pose, k keeps it (then the next pose is asked for), q quits."""
     text = f"[Enter] retake {prompt.last_pose}, k keep it, q quit"
     while True:
-        try:
-            answer = click.prompt(text, default="", show_default=False, err=True).strip().lower()
-        except click.Abort:
-            from .interrupts import raise_if_interrupted
-
-            raise_if_interrupted()
-            raise KeyboardInterrupt from None
+        answer = _answer(text)
+        if answer is None:
+            click.echo("no more answers (standard input closed): quitting", err=True)
+            return "quit"
         action = {"": "retake", "k": "next", "q": "quit"}.get(answer[:1])
         if action is not None:
             return action

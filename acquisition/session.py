@@ -953,7 +953,7 @@ def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Calla
     action = ask(Prompt(session.subject, next_pose, pose, None, check=verdict))
     if action == "retake":
         history.setdefault(pose, []).append(_take_record(session.root, session.subject, pose, "the operator"))
-    return action
+    return None if action == "next" else action  # kept: the next pose is asked for as usual
 
 
 # -- the rig self-test -----------------------------------------------------------------------------------

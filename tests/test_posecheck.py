@@ -134,12 +134,14 @@ def test_cli_verdict_lines_retake_prompt_and_no_check(tmp_path, monkeypatch):
             "--fault", "overexposed", "--seed", "1"]
     monkeypatch.setattr(cli, "_interactive", lambda: True)
     # p01 fails its check: "x" is no answer, Enter retakes it; the retake passes; Enter shoots p02 (its first
-    # take is over-exposed too): "k" keeps it.
-    result = CliRunner().invoke(main, [*args, "--poses", "2", "--out", str(tmp_path / "a")], input="x\n\n\nk\n")
+    # take is over-exposed too): "k" keeps it, and p03 is asked for (not shot at once); Ctrl-D there quits.
+    result = CliRunner().invoke(main, [*args, "--poses", "3", "--out", str(tmp_path / "a")], input="x\n\n\nk\n")
     assert result.exit_code == 0, result.output
     assert "p01 RETAKE: studio shot over-exposed" in result.output and "p01 ok" in result.output
     assert "Answer with Enter (retake), k (keep) or q (quit)" in result.output
     assert "[Enter] retake p02, k keep it" in result.output
+    assert "Next: astronaut/p03. [Enter] shoot" in result.output and "standard input closed" in result.output
+    assert "Interrupted" not in result.output and not (tmp_path / "a/astronaut/p03").exists()
     rows = _manifest(tmp_path / "a")
     assert [(r["pose"], r["takes"], r["check"][:6]) for r in rows] == [("p01", "2", "ok"), ("p02", "1", "RETAKE")]
     monkeypatch.setattr(cli, "_interactive", lambda: False)
