@@ -151,6 +151,8 @@ def _ask_retake(prompt: Any) -> str:
 def _show_event(event: Any) -> None:
     import logging
 
+    from .progress import say
+
     log = logging.getLogger("prep.capture")
     if event.kind == "captured":
         d = event.data.get("delays_ms", {})
@@ -160,7 +162,8 @@ def _show_event(event: Any) -> None:
         log.warning("%s", event.message)
     elif event.kind == "checked":  # the verdict: one line per pose, whatever the log level
         colour = {"ok": "green", "retake": "red"}.get(event.data.get("status", ""), "yellow")
-        click.secho(f"{event.subject}/{event.message}", fg=colour, err=True)
+        line = f"{event.subject}/{event.message}"
+        say(click.style(line, fg=colour) if sys.stderr.isatty() else line)
     elif event.kind in ("start", "skipped", "retaking"):
         log.info("%s", event.message)
     elif event.kind == "step":

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 
-__all__ = ["ProgressCallback", "announce_total", "progress_bar", "setup_logging"]
+__all__ = ["ProgressCallback", "announce_total", "progress_bar", "say", "setup_logging"]
 
 #: Called with the number of items finished since the last call.
 ProgressCallback = Callable[[int], None]
@@ -25,8 +25,30 @@ def setup_logging(verbosity: int) -> None:
     global _quiet
     _quiet = verbosity < 0
     level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-                        force=True)
+    handler = _AboveBars()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def say(line: str) -> None:
+    """Print one line for people on standard error, above any progress bar (never glued onto its line)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+class _AboveBars(logging.StreamHandler):
+    """Log lines written above the progress bars: tqdm clears the bar, writes the line, draws the bar again
+    (a plain stream glued "INFO ... captured" onto the bar's line in a log file)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(self.format(record))
+        except Exception:  # logging's own convention: report, never raise
+            self.handleError(record)
 
 
 class _Bar:
