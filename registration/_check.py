@@ -85,7 +85,9 @@ class FaceCheck:
             return ""
         return (f"the independent check finds the face {self.error_px:.1f} px off after registration "
                 f"({self.error_view_px:.1f} px at the face's working scale, limit {self.threshold_px:g}): "
-                "the face moved in a way an affine cannot follow, or the registration found a wrong match")
+                "the face moved in a way an affine cannot follow, or the registration found a wrong match; look "
+                "at it in the contact sheet and retake the pose (or raise prep register --max-face-error if it "
+                "looks aligned)")
 
 
 def check_face_alignment(flash_rgb: np.ndarray, studio_rgb: np.ndarray, transform: sitk.Transform,

@@ -21,14 +21,22 @@ import SimpleITK as sitk
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, atomic_path, write_bytes_atomic, write_json_atomic
 from acquisition.errors import PrepError
+from acquisition.faces import FaceBox
 from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import META_NAME, Pair
 
 from ._check import check_face_alignment
-from ._config import DEFAULT_CONFIG, PairResult, RegistrationConfig
-from ._estimate import estimate_affine, overlap_fraction
-from ._qc import eye_state, quality_reasons
+from ._config import DEFAULT_CONFIG, AffineEstimate, PairResult, RegistrationConfig
+from ._estimate import estimate_affine, find_faces, overlap_fraction
+from ._qc import (
+    exposure_reasons,
+    eye_state,
+    fallback_reason,
+    flash_tag_reasons,
+    quality_reasons,
+    same_picture_reason,
+)
 from ._transform import matrix_of
 from ._warp import warp_studio
 from .errors import RegistrationError
@@ -99,6 +107,24 @@ def _remove_outputs(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
+def _face_to_check(estimate: AffineEstimate, studio: np.ndarray, config: RegistrationConfig
+                   ) -> tuple[FaceBox | None, bool]:
+    """The face box (flash frame) the independent check reads, and whether only the studio shot showed it.
+
+    The estimate searches the studio shot only when the flash shot has a face; when it has none, the studio
+    shot is searched here and its face brought into the flash frame through the transform.
+    """
+    if estimate.flash_face is not None:
+        return estimate.flash_face, False
+    faces = find_faces(studio, config=config)
+    if not faces:
+        return None, False
+    matrix, translation = matrix_of(estimate.transform)
+    corners = np.linalg.solve(matrix, (faces[0].box.corners() - translation).T).T
+    (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
+    return FaceBox(float(left), float(top), float(right), float(bottom)), True
+
+
 def _failed(pair: Pair, out_dir: Path, reason: str, seconds: float) -> PairResult:
     # A failed pair leaves no images behind, so aligned/ never offers the dataset builder a pair the CSV rejects.
     _remove_outputs(out_dir)
@@ -161,10 +187,14 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
                        f"registration (minimum {config.min_overlap:.0%}): no usable overlap (the two shots must "
                        "show the same scene, framed about the same way; retake the pose)",
                        time.perf_counter() - start)
-    check = None
-    if estimate.region == "face" and estimate.flash_face is not None:
-        check = check_face_alignment(flash, studio, estimate.transform, estimate.flash_face, config=config)
-    reasons = quality_reasons(estimate, flash.shape, studio.shape, config, check)
+    # The independent check runs whenever either shot shows a face, whichever region led: a pair that fell back
+    # to the whole frame (no face found in one shot, or faces that do not match) is where it is needed most.
+    face, studio_face_only = _face_to_check(estimate, studio, config)
+    check = None if face is None else check_face_alignment(flash, studio, estimate.transform, face, config=config)
+    reasons = [*same_picture_reason(flash, studio, names), *flash_tag_reasons(pair.flash, pair.studio),
+               *exposure_reasons(flash, studio, names, face, estimate),
+               *fallback_reason(estimate, studio_face_only, names, config),
+               *quality_reasons(estimate, flash.shape, studio.shape, config, check)]
     warped, valid = warp_studio(studio, estimate.transform, flash.shape, interpolator=config.interpolator)
     del studio
 

@@ -10,16 +10,31 @@ its own reason; the face check's reading of that pair (the eyes differ, so it ma
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Final
 
 import numpy as np
 
-from acquisition.faces import eye_aspect_ratio
+from acquisition.errors import PrepError
+from acquisition.exif import read_flash_fired
+from acquisition.faces import FaceBox, eye_aspect_ratio
 
 from ._check import FaceCheck
 from ._config import AffineEstimate, RegistrationConfig
 from ._transform import decompose, matrix_of
+from ._views import luminance
 
-__all__ = ["eye_state", "quality_reasons"]
+__all__ = ["exposure_reasons", "eye_state", "fallback_reason", "flash_tag_reasons", "quality_reasons",
+           "same_picture_reason"]
+
+#: Exposure limits in 8-bit luminance (Rec. 601). Measured on the virtual studio's good pairs (both portraits;
+#: scene, plain and room backdrops; six poses each): the face's mean luminance lies between 142 and 180 in both
+#: shots, the whole frame's mean above 58, and at most 4 % of a face is clipped. A shot at 5 % of its exposure
+#: reads ~8: the limits leave a factor of four or more on both sides.
+MIN_FACE_LUMINANCE: Final = 32.0
+MIN_FRAME_LUMINANCE: Final = 16.0
+MAX_CLIPPED_FRACTION: Final = 0.3
+_CLIPPED: Final = 250.0
 
 
 def eye_state(landmarks: dict[str, np.ndarray] | None) -> float | None:
@@ -27,6 +42,10 @@ def eye_state(landmarks: dict[str, np.ndarray] | None) -> float | None:
     if not landmarks or "left_eye" not in landmarks or "right_eye" not in landmarks:
         return None
     return (eye_aspect_ratio(landmarks["left_eye"]) + eye_aspect_ratio(landmarks["right_eye"])) / 2
+
+
+def _raise_or_retake(option: str) -> str:
+    return f"if the subject really moved that much, raise the limit with prep register {option}; or retake the pose"
 
 
 def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], studio_shape: tuple[int, ...],
@@ -43,24 +62,30 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     matrix, translation = matrix_of(estimate.transform)
     parts = decompose(matrix / np.array([[sw / fw], [sh / fh]]))
     if abs(parts.rotation_deg) > config.max_rotation_deg:
-        reasons.append(f"rotation {parts.rotation_deg:+.1f} deg exceeds {config.max_rotation_deg:g}")
+        reasons.append(f"rotation {parts.rotation_deg:+.1f} deg exceeds {config.max_rotation_deg:g}: "
+                       f"{_raise_or_retake('--max-rotation')}")
     for name, value in (("x", parts.scale_x), ("y", parts.scale_y)):
         if not abs(value - 1.0) <= config.max_scale_change:
-            reasons.append(f"scale {name} {value:.3f} is more than {config.max_scale_change:.0%} from 1")
+            reasons.append(f"scale {name} {value:.3f} is more than {config.max_scale_change:.0%} from 1: "
+                           f"{_raise_or_retake('--max-scale-change')}")
     if not abs(parts.shear) <= config.max_shear:
-        reasons.append(f"shear {parts.shear:+.3f} exceeds {config.max_shear:g}")
+        reasons.append(f"shear {parts.shear:+.3f} exceeds {config.max_shear:g}: {_raise_or_retake('--max-shear')}")
     centre_f = np.array([(fw - 1) / 2, (fh - 1) / 2])
     centre_s = np.array([(sw - 1) / 2, (sh - 1) / 2])
     shift = float(np.hypot(*(matrix @ centre_f + translation - centre_s))) / sw
     if shift > config.max_shift_fraction:
-        reasons.append(f"shift {shift:.1%} of the width exceeds {config.max_shift_fraction:.0%}")
+        reasons.append(f"shift {shift:.1%} of the width exceeds {config.max_shift_fraction:.0%}: "
+                       f"{_raise_or_retake('--max-shift')}")
     before, after = estimate.metric_before, estimate.metric_after
     # The ECC polish may give back a hair of mutual information for precision: only a real loss counts.
     if math.isnan(after) or (not math.isnan(before) and after > before + 0.01 * abs(before)):
-        reasons.append(f"mutual information did not improve (before {-before:.3f}, after {-after:.3f})")
+        reasons.append(f"mutual information did not improve (before {-before:.3f}, after {-after:.3f}): the "
+                       "registration found no better match than the start; look at the pair in the contact sheet "
+                       "or retake the pose")
     elif -after < config.min_mutual_information:
         reasons.append(f"weak match: mutual information {-after:.3f} < {config.min_mutual_information:g} (do the "
-                       "two shots show the same pose?)")
+                       "two shots show the same pose?): retake the pose, or lower --min-mi if the pair looks "
+                       "aligned in the contact sheet")
     flash_ear, studio_ear = eye_state(estimate.flash_landmarks), eye_state(estimate.studio_landmarks)
     if flash_ear is not None and studio_ear is not None:
         flash_closed, studio_closed = flash_ear < config.ear_threshold, studio_ear < config.ear_threshold
@@ -72,3 +97,102 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     if check is not None and not check.ok:
         reasons.append(check.reason)
     return reasons
+
+
+def _mean_and_clipped(rgb: np.ndarray, box: tuple[float, float, float, float] | None) -> tuple[float, float]:
+    """Mean 8-bit luminance and clipped fraction of ``box`` (left, top, right, bottom) or of the whole shot."""
+    h, w = rgb.shape[:2]
+    if box is not None:
+        left, top = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+        right, bottom = min(w, math.ceil(box[2])), min(h, math.ceil(box[3]))
+        if right - left >= 4 and bottom - top >= 4:
+            rgb = rgb[top:bottom, left:right]
+    step = max(1, max(rgb.shape[:2]) // 512)  # a few hundred thousand pixels say as much as 12 million
+    lum = luminance(np.ascontiguousarray(rgb[::step, ::step])) * np.float32(255.0)
+    return float(lum.mean()), float((lum >= _CLIPPED).mean())
+
+
+def exposure_reasons(flash_rgb: np.ndarray, studio_rgb: np.ndarray, names: tuple[str, str],
+                     flash_face: FaceBox | None, estimate: AffineEstimate | None) -> list[str]:
+    """An under- or over-exposed shot, named with its fix (a nearly black studio shot must not become a target).
+
+    The face is judged when there is one (``flash_face``, in the flash frame; the studio's through the
+    estimate's transform), else the whole frame. Limits: :data:`MIN_FACE_LUMINANCE`,
+    :data:`MIN_FRAME_LUMINANCE`, :data:`MAX_CLIPPED_FRACTION`.
+    """
+    boxes: list[tuple[float, float, float, float] | None] = [None, None]
+    if flash_face is not None:
+        boxes[0] = (flash_face.left, flash_face.top, flash_face.right, flash_face.bottom)
+        if estimate is not None:
+            matrix, translation = matrix_of(estimate.transform)
+            corners = flash_face.corners() @ matrix.T + translation
+            boxes[1] = (*corners.min(axis=0), *corners.max(axis=0))
+    reasons = []
+    for rgb, name, box, fix in ((flash_rgb, names[0], boxes[0], "check that the flash fired and retake"),
+                                (studio_rgb, names[1], boxes[1], "check the lamps and retake")):
+        where = "face" if box is not None else "frame"
+        mean, clipped = _mean_and_clipped(rgb, box)
+        lowest = MIN_FACE_LUMINANCE if box is not None else MIN_FRAME_LUMINANCE
+        if mean < lowest:
+            reasons.append(f"{name} is under-exposed: mean {where} luminance {mean:.0f} of 255 (at least "
+                           f"{lowest:g} expected): {fix}")
+        elif clipped > MAX_CLIPPED_FRACTION:
+            reasons.append(f"{name} is over-exposed: {clipped:.0%} of the {where} is clipped white (at most "
+                           f"{MAX_CLIPPED_FRACTION:.0%} expected): lower the exposure or the light and retake")
+    return reasons
+
+
+def _fired(path: Path) -> bool | None:
+    try:
+        return read_flash_fired(path)
+    except (PrepError, OSError):
+        return None  # no readable EXIF: nothing to say (the image itself was read)
+
+
+def flash_tag_reasons(flash_path: Path, studio_path: Path) -> list[str]:
+    """What the EXIF ``Flash`` tags say against the file names: swapped shots, a flash that did not fire, a
+    studio shot taken with the flash. Silent where a file has no such tag (PNG exports, some cameras)."""
+    flash_fired, studio_fired = _fired(flash_path), _fired(studio_path)
+    flash_name, studio_name = flash_path.name, studio_path.name
+    if flash_fired is False and studio_fired is True:
+        return [f"{flash_name} was taken without flash and {studio_name} with it (EXIF Flash tags): swapped? "
+                "swap them back or retake the pose"]
+    reasons = []
+    if flash_fired is False:
+        reasons.append(f"{flash_name} was taken without flash (EXIF Flash: did not fire): retake it with the "
+                       "flash forced on")
+    if studio_fired is True:
+        reasons.append(f"{studio_name} was taken with the flash (EXIF Flash: fired): a flash shot copied over "
+                       "it? retake it with the flash off")
+    return reasons
+
+
+def same_picture_reason(flash_rgb: np.ndarray, studio_rgb: np.ndarray, names: tuple[str, str]) -> list[str]:
+    """Both files hold the same pixels: one was copied over the other (nothing to learn from)."""
+    if flash_rgb.shape == studio_rgb.shape and np.array_equal(flash_rgb, studio_rgb):
+        return [f"{names[0]} and {names[1]} hold the same picture (one copied over the other?): copy both shots "
+                "from the camera again or retake the pose"]
+    return []
+
+
+def fallback_reason(estimate: AffineEstimate, studio_face_only: bool, names: tuple[str, str],
+                    config: RegistrationConfig) -> list[str]:
+    """Why the whole frame led although a face was asked to (``region="face"``) and one shot shows a face.
+
+    Empty when the face led, when ``config.region`` is ``frame``, or when neither shot shows a face (a scene
+    without a subject: the whole frame is the right region).
+    """
+    if estimate.region == "face" or config.region != "face":
+        return []
+    why = None
+    if studio_face_only:
+        why = f"no face found in {names[0]} (one was found in {names[1]})"
+    elif estimate.flash_face is not None and estimate.studio_face is None:
+        why = f"no face found in {names[1]} (one was found in {names[0]})"
+    elif estimate.flash_face is not None:
+        why = (f"the faces of {names[0]} and {names[1]} do not match (another person, or a face that changed "
+               "too much)")
+    if why is None:
+        return []
+    return [f"{why}, so the whole frame led the registration: is that shot blurred, dark, covered or of "
+            "someone else? look at the face in the contact sheet, or retake the pose"]
