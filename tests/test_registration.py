@@ -187,10 +187,14 @@ def test_quality_control_flags_implausible_transforms_and_blinks():
     assert quality_reasons(_estimate(np.eye(2)), shape, shape, config) == []
     turn = np.radians(20)
     rotated = [[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]]
-    assert "rotation" in " ".join(quality_reasons(_estimate(rotated), shape, shape, config))
-    assert "scale" in " ".join(quality_reasons(_estimate(np.eye(2) * 1.3), shape, shape, config))
-    assert "shear" in " ".join(quality_reasons(_estimate([[1, 0.2], [0, 1]]), shape, shape, config))
-    assert "shift" in " ".join(quality_reasons(_estimate(np.eye(2), (60, 0)), shape, shape, config))
+    # Every limit's reason names the option that raises it, and the retake.
+    for estimate, what, option in ((_estimate(rotated), "rotation", "--max-rotation"),
+                                   (_estimate(np.eye(2) * 1.3), "scale", "--max-scale-change"),
+                                   (_estimate([[1, 0.2], [0, 1]]), "shear", "--max-shear"),
+                                   (_estimate(np.eye(2), (60, 0)), "shift", "--max-shift"),
+                                   (_estimate(np.eye(2), before=-0.005, after=-0.01), "weak match", "--min-mi")):
+        reasons = quality_reasons(estimate, shape, shape, config)
+        assert reasons and all(r.startswith(what) and option in r and "retake the pose" in r for r in reasons)
     assert "did not improve" in " ".join(quality_reasons(_estimate(np.eye(2), before=-1.0, after=-0.9), shape,
                                                          shape, config))
     blink = quality_reasons(_estimate(np.eye(2), flash_eye=0.3, studio_eye=0.1), shape, shape, config)
