@@ -46,6 +46,7 @@ _PR_SET_PDEATHSIG: Final = 1
 _WATCH_SECONDS: Final = 0.2  # how often a worker checks that its parent is alive
 _GRACE_SECONDS: Final = 5.0  # an orphaned worker stuck in C code this long is ended without clean-up
 _JOIN_SECONDS: Final = 10.0  # the parent waits this long for terminated workers before killing them
+_TRACKER_NOTICE: Final = "ignore:resource_tracker:UserWarning"  # -W syntax: its message starts so
 
 _parent_pid: int | None = None  # set in workers only
 _in_item = False
@@ -182,6 +183,19 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
                 process.join(1.0)
 
 
+def _quiet_resource_tracker() -> None:
+    """Keep the resource tracker from printing a warning when this process is killed (``kill -9``).
+
+    The pool's queues hold named semaphores, registered with multiprocessing's resource tracker; a parent killed
+    outright cannot unregister them, so the tracker unlinks them once the workers are gone too (the clean-up it
+    exists for) and warns "leaked semaphore objects" on the user's terminal. Nothing is left behind, so the
+    notice is noise: the tracker, started with the interpreter flags of this process (``sys.warnoptions``), is
+    told to ignore it. A tracker already running (an earlier pool) keeps its settings.
+    """
+    if _TRACKER_NOTICE not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_NOTICE)
+
+
 def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int = 1,
                  progress: ProgressCallback | None = None) -> Iterator[R]:
     """Yield ``function(item)`` for each item, in input order.
@@ -213,6 +227,7 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
                 progress(1)
             yield result
         return
+    _quiet_resource_tracker()
     context = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                   initargs=(os.getpid(),))
