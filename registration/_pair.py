@@ -235,7 +235,7 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         "scale_px": estimate.scale_px,
         "face_check": None if check is None else {"error_px": _json_float(check.error_px),
                                                   "scale_px": check.scale_px, "response": check.response,
-                                                  "ok": check.ok},
+                                                  "studio_blur_px": check.studio_blur_px, "ok": check.ok},
         "eye_aspect_ratio": {"flash": eye_state(estimate.flash_landmarks),
                              "studio": eye_state(estimate.studio_landmarks)},
         "config": config.as_dict(),

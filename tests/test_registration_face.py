@@ -76,6 +76,25 @@ def test_a_wrong_transform_is_flagged_by_the_independent_check(room_pair, room_e
     assert true_error > 1.5 and not check.ok  # 1.15 degrees about the face centre
 
 
+def test_a_blurred_studio_shot_does_not_read_as_a_shift_and_a_real_one_names_the_blur(room_pair, room_estimate):
+    """Phase correlation of a sharp and a blurred face read ~1 px where there was none; the sharper is blurred to
+    match first, and a real misalignment of such a pair is put down to the blur it shows."""
+    import cv2
+
+    flash, face = room_pair.flash, room_estimate.flash_face
+    truth, corners = room_pair.ground_truth.as_meta(), _face_corners(room_pair)
+    studio = cv2.GaussianBlur(room_pair.studio, (0, 0), 2.5)
+    good = check_face_alignment(flash, studio, room_estimate.transform, face)
+    assert good.ok and abs(good.error_px - ground_truth_error(room_estimate.transform, truth, corners)) < 0.4
+    assert good.studio_blur_px > 1.5
+    matrix, translation = matrix_of(room_estimate.transform)
+    wrong = check_face_alignment(flash, studio, affine_from_matrix(matrix, translation + np.array([2.5, 0.0])), face)
+    assert not wrong.ok and wrong.reason.startswith("the studio shot is blurred (about")
+    flash_blurred = check_face_alignment(cv2.GaussianBlur(flash, (0, 0), 2.5), room_pair.studio,
+                                         room_estimate.transform, face)
+    assert flash_blurred.ok and flash_blurred.studio_blur_px < -1.5
+
+
 def test_png_and_exif_jpeg_of_the_same_pixels_give_the_same_transform(room_pair, tmp_path):
     """The studio shot as PNG, and as a JPEG stored sideways with EXIF orientation 6 (as phones do)."""
     write_image(tmp_path / "studio.png", room_pair.studio)
