@@ -38,10 +38,10 @@ _GRID = 3  # patches per side
 _PATCH = 0.5  # patch side, as a fraction of the checked region
 _REGION = 1.5  # the checked region: the face box grown this much (hair, ears and chin give the patches edges)
 _MIN_RESPONSE = 0.03
-_BLURRED_PX = 1.5  # working pixels of sharpness difference that count as a blurred shot
 
 
 _SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+_MIN_BLUR_PX = 1.5  # a smaller sharpness difference is left alone (see _match_sharpness)
 
 
 def _sharpness(image: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -68,6 +68,8 @@ def _match_sharpness(a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int
         blurred = cv2.GaussianBlur(sharper, (0, 0), sigma)
         if _sharpness(blurred, box) <= other:
             break
+    if sigma < _MIN_BLUR_PX:  # a flash's highlights and hard shadows also read as sharper: not a blur
+        return a, b, 0.0
     return (blurred, b, sigma) if sign > 0 else (a, blurred, -sigma)
 
 
@@ -121,7 +123,7 @@ class FaceCheck:
             return ""
         reading = (f"the independent check finds the face {self.error_px:.1f} px off after registration "
                    f"({self.error_view_px:.1f} px at the face's working scale, limit {self.threshold_px:g})")
-        if abs(self.studio_blur_px) / self.scale_px >= _BLURRED_PX:
+        if self.studio_blur_px:
             blurred, other = ("studio", "flash") if self.studio_blur_px > 0 else ("flash", "studio")
             return (f"the {blurred} shot is blurred (about {abs(self.studio_blur_px):.1f} px more than the {other} "
                     f"shot: the subject moved during the exposure or the focus missed) and {reading}: retake the "
