@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from acquisition import tool_version
 from acquisition.atomic import TEMP_PREFIX, atomic_path, write_bytes_atomic, write_json_atomic
 from acquisition.errors import PrepError
-from acquisition.faces import FaceBox
+from acquisition.faces import DETECTOR_WINDOW_PX, FaceBox
 from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import META_NAME, Pair
@@ -112,11 +112,15 @@ def _face_to_check(estimate: AffineEstimate, studio: np.ndarray, config: Registr
     """The face box (flash frame) the independent check reads, and whether only the studio shot showed it.
 
     The estimate searches the studio shot only when the flash shot has a face; when it has none, the studio
-    shot is searched here and its face brought into the flash frame through the transform.
+    shot is searched here, in one pass of the detector over its ``face_max_side_px`` copy (a pair of scenes
+    without a face, 12 MP, must not pay for the larger copies), and its face brought into the flash frame
+    through the transform.
     """
     if estimate.flash_face is not None:
         return estimate.flash_face, False
-    faces = find_faces(studio, config=config)
+    long_side = max(studio.shape[:2])
+    one_pass = DETECTOR_WINDOW_PX / 2**config.face_upsample * long_side / min(long_side, config.face_max_side_px)
+    faces = find_faces(studio, config=config, min_face_px=one_pass)
     if not faces:
         return None, False
     matrix, translation = matrix_of(estimate.transform)
