@@ -7,13 +7,9 @@ functions of the later stages (``registration.estimate_affine`` and ``registrati
 ``acquisition.faces``) on a shrunken copy of each shot, and says, in words, what would make the pair useless:
 
 - a face in both shots, the same one (dlib's 68 landmarks fit by a similarity);
-- eyes open in both: the registration's eye-aspect-ratio rule, made robust for a verdict on the spot (a loose
-  face box alone can misplace both eyes): each eye is measured on landmarks refitted on three tight boxes
-  placed from the first fit's eyes (the median), and a shot counts as blinking when both eyes are closed by
-  the absolute rule *and* clearly more closed than the same eye in the other shot of the pose, or far more
-  closed whatever the absolute reading (thick glasses), unless the eyes' own pictures, registered, match
-  between the shots; and when those pictures do not match whatever the ratios say (a blurred, dark or
-  washed-out shot is judged on that instead);
+- eyes open in both: the blink rule of ``acquisition.eyes`` (shared with the registration's quality control):
+  robust eye aspect ratios judged against the other shot, and the eyes' pictures registered and compared
+  (not on a blurred, dark or washed-out shot, which is judged on that instead);
 - subject motion between the shots (rotation, scale and shift of the face-led registration; of the landmark
   similarity where the registration found no face) under limits;
 - exposure: the studio shot's face neither clipped nor dark; the flash fired on the subject (the face much
@@ -41,7 +37,8 @@ import cv2
 import numpy as np
 
 from .checks import check_finite_fields
-from .faces import FaceBox, eye_aspect_ratio, face_landmarks, to_uint8
+from .eyes import EyeLimits, judge_eyes
+from .faces import FaceBox, face_landmarks, to_uint8
 from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
 
 __all__ = ["CHECK_IMAGE_NAME", "BackgroundCheck", "CheckLimits", "PairCheck", "check_pair", "check_pose",
@@ -51,7 +48,6 @@ __all__ = ["CHECK_IMAGE_NAME", "BackgroundCheck", "CheckLimits", "PairCheck", "c
 CHECK_IMAGE_NAME: Final = "check.jpg"
 _LUMA: Final = np.array([0.299, 0.587, 0.114], np.float32)
 _SHARP_FACE_PX: Final = 256
-_TIGHT_BOXES: Final = (2.1, 2.3, 2.5)  # refit boxes, in eye distances across (the test suite's robust reading)
 
 Status = Literal["ok", "retake", "unchecked"]
 
@@ -125,6 +121,12 @@ class CheckLimits:
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
+    @property
+    def eyes(self) -> EyeLimits:
+        """The blink rule's limits (``acquisition.eyes``)."""
+        return EyeLimits(self.ear_closed, self.ear_relative, self.ear_relative_alone, self.min_eye_match,
+                         self.eyes_same_match)
+
 
 @dataclass(frozen=True)
 class PairCheck:
@@ -181,25 +183,6 @@ def _crop(image: np.ndarray, box: FaceBox) -> np.ndarray:
     return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
 
 
-def _eye_box(marks: dict[str, np.ndarray], k: float) -> FaceBox:
-    left, right = marks["left_eye"].mean(axis=0), marks["right_eye"].mean(axis=0)
-    eyes, spread = (left + right) / 2, float(np.hypot(*(left - right)))
-    return FaceBox(eyes[0] - k * spread / 2, eyes[1] - 0.26 * k * spread, eyes[0] + k * spread / 2,
-                   eyes[1] + 0.74 * k * spread)
-
-
-def _eye_ratios(image: np.ndarray, marks: dict[str, np.ndarray]
-                ) -> tuple[tuple[float, float], dict[str, np.ndarray]]:
-    """Eye aspect ratio of each eye (left, right): the median over the first fit and three refits on tight boxes
-    placed from its eyes (dlib's boxes come in ~20 % steps; a loose one can misplace both eyes), and the eyes'
-    landmarks of the refits (their median: where the eyes are)."""
-    refits = face_landmarks(image, [_eye_box(marks, k) for k in _TIGHT_BOXES])
-    fits = [marks, *refits]
-    eyes = {name: np.median([m[name] for m in refits], axis=0) for name in ("left_eye", "right_eye")}
-    return (float(np.median([eye_aspect_ratio(m["left_eye"]) for m in fits])),
-            float(np.median([eye_aspect_ratio(m["right_eye"]) for m in fits]))), eyes
-
-
 def _points(marks: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(marks[k], np.float64) for k in sorted(marks)])
 
@@ -220,39 +203,6 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, np.ndar
 def _gradient_energy(lum: np.ndarray, sigma: float) -> float:
     smooth = cv2.GaussianBlur(lum, (0, 0), sigma)
     return float(np.mean(cv2.Sobel(smooth, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(smooth, cv2.CV_32F, 0, 1) ** 2))
-
-
-def _normalised(lum: np.ndarray, sigma: float) -> np.ndarray:
-    """Local contrast normalisation: each pixel's difference from its neighbourhood's mean over its spread."""
-    mean = cv2.GaussianBlur(lum, (0, 0), sigma)
-    spread = cv2.GaussianBlur((lum - mean) ** 2, (0, 0), sigma)
-    return (lum - mean) / np.sqrt(spread + 1e-4)
-
-
-def _eye_match(eyes: dict[str, np.ndarray], flash_rgb: np.ndarray, studio_rgb: np.ndarray,
-               affine: np.ndarray) -> list[float]:
-    """Normalised cross-correlation of each eye's picture in the flash shot (``eyes``: its landmarks) with the
-    studio shot's, brought onto it by ``affine`` (work pixels), on locally normalised luminance (blind to the
-    two lights)."""
-    flash_lum, studio_lum = _luma(flash_rgb), _luma(studio_rgb)
-    out = []
-    for name in ("left_eye", "right_eye"):
-        eye = eyes[name]
-        centre, width = eye.mean(axis=0), float(np.hypot(*(eye[3] - eye[0])))
-        half = max(4, round(0.9 * width))
-        size = (2 * half, max(4, round(1.2 * half)))
-        to_flash = np.array([[1.0, 0.0, centre[0] - half], [0.0, 1.0, centre[1] - size[1] / 2]])
-        to_studio = np.hstack([affine[:, :2] @ to_flash[:, :2],
-                               (affine[:, :2] @ to_flash[:, 2] + affine[:, 2])[:, None]])
-        patches = []
-        for lum, matrix in ((flash_lum, to_flash), (studio_lum, to_studio)):
-            patch = cv2.warpAffine(lum, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REPLICATE)
-            patch = _normalised(patch, max(width / 6, 1.0))
-            patches.append(patch - patch.mean())
-        a, b = patches
-        out.append(float((a * b).sum() / max(math.sqrt(float((a * a).sum() * (b * b).sum())), 1e-12)))
-    return out
 
 
 def _sharpness(lum: np.ndarray, face_width: float) -> float:
@@ -480,35 +430,14 @@ def _faces(flash: _Shot, studio: _Shot, factor: float, full_width: int, affine: 
         moved.append(f"shifted {shift:.0%} of the width")
     if moved:
         problems.append(f"the subject moved between the shots ({', '.join(moved)})")
-    (flash_ears, flash_eyes), (studio_ears, _) = _eye_ratios(flash.rgb, flash.marks), _eye_ratios(studio.rgb,
-                                                                                                   studio.marks)
-    ears = {"flash": flash_ears, "studio": studio_ears}
-    figures["eye_aspect_ratio"] = {role: [round(v, 4) for v in pair] for role, pair in ears.items()}
-    closed_by_ratio = []
-    for role, other in (("flash", "studio"), ("studio", "flash")):
-        if role in blurred:  # blurred eyes read half-closed: the blur is the reason to give
-            continue
-        mine, theirs = ears[role], ears[other]
-        relative = [m / max(t, 1e-6) for m, t in zip(mine, theirs, strict=True)]
-        if (float(np.mean(mine)) < limits.ear_closed and max(relative) < limits.ear_relative) or \
-                max(relative) < limits.ear_relative_alone:
-            closed_by_ratio.append(role)
-    match = None
-    if affine is not None and not blurred and not unlit:
-        # The eyes' own pictures, registered: open eyes match (0.92-0.99 on virtual-studio pairs), an open and
-        # a closed eye do not (0.4-0.83), whatever the aspect ratio reads through thick glasses or a flash.
-        match = float(np.mean(_eye_match(flash_eyes, flash.rgb, studio.rgb,
-                                         affine / np.array([[1.0, 1.0, factor]] * 2))))
-        figures["eye_match"] = round(match, 4)
-    if closed_by_ratio and (match is None or match < limits.eyes_same_match):
-        problems.insert(0, f"eyes closed in the {closed_by_ratio[0]} shot")
-        return problems, True
-    if match is not None and match < limits.min_eye_match:
-        closed_in = min(ears, key=lambda role: float(np.mean(ears[role])))
-        lower, higher = sorted(float(np.mean(v)) for v in ears.values())
-        problems.insert(0, f"eyes closed in the {closed_in} shot" if lower < 0.95 * higher else
-                        "eyes closed in one of the shots (the eyes' pictures differ; their aspect ratios cannot "
-                        "tell which)")
+    # A blurred shot's eyes read half-closed (the blur is the reason to give); a dark or washed-out face has no
+    # detail to compare the eyes' pictures on.
+    work_affine = None if affine is None or unlit else affine / np.array([[1.0, 1.0, factor]] * 2)
+    eyes = judge_eyes(flash.rgb, studio.rgb, flash.marks, studio.marks, work_affine, limits=limits.eyes,
+                      blurred=blurred)
+    figures.update(eyes.figures())
+    if eyes.blinked:
+        problems.insert(0, eyes.reason)
         return problems, True
     return problems, False
 

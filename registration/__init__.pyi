@@ -16,6 +16,7 @@ __all__ = [
     "decompose",
     "estimate_affine",
     "eye_state",
+    "eye_verdict",
     "face_box_error",
     "ground_truth_error",
     "matrix_of",
@@ -34,7 +35,7 @@ from ._check import FaceCheck, check_face_alignment
 from ._config import AffineEstimate, PairResult, RegistrationConfig, RegistrationSummary
 from ._estimate import estimate_affine, overlap_fraction
 from ._pair import register_pair
-from ._qc import eye_state, quality_reasons
+from ._qc import eye_state, eye_verdict, quality_reasons
 from ._sheets import write_contact_sheets
 from ._transform import (
     AffineParts,

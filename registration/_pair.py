@@ -31,7 +31,7 @@ from ._config import DEFAULT_CONFIG, AffineEstimate, PairResult, RegistrationCon
 from ._estimate import estimate_affine, find_faces, overlap_fraction
 from ._qc import (
     exposure_reasons,
-    eye_state,
+    eye_verdict,
     fallback_reason,
     flash_tag_reasons,
     quality_reasons,
@@ -195,10 +195,11 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
     # to the whole frame (no face found in one shot, or faces that do not match) is where it is needed most.
     face, studio_face_only = _face_to_check(estimate, studio, config)
     check = None if face is None else check_face_alignment(flash, studio, estimate.transform, face, config=config)
+    eyes = eye_verdict(flash, studio, estimate, config)
     reasons = [*same_picture_reason(flash, studio, names), *flash_tag_reasons(pair.flash, pair.studio),
                *exposure_reasons(flash, studio, names, face, estimate),
                *fallback_reason(estimate, studio_face_only, names, config),
-               *quality_reasons(estimate, flash.shape, studio.shape, config, check)]
+               *quality_reasons(estimate, flash.shape, studio.shape, config, check, eyes)]
     warped, valid = warp_studio(studio, estimate.transform, flash.shape, interpolator=config.interpolator)
     del studio
 
@@ -240,8 +241,7 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         "face_check": None if check is None else {"error_px": _json_float(check.error_px),
                                                   "scale_px": check.scale_px, "response": check.response,
                                                   "studio_blur_px": check.studio_blur_px, "ok": check.ok},
-        "eye_aspect_ratio": {"flash": eye_state(estimate.flash_landmarks),
-                             "studio": eye_state(estimate.studio_landmarks)},
+        "eyes": None if eyes is None else {**eyes.figures(), "closed_in": eyes.closed_in},
         "config": config.as_dict(),
         "tool_version": tool_version(),
     }

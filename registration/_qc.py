@@ -3,8 +3,9 @@ and does the independent check find the face where the transform puts it?
 
 A flagged pair is kept and marked so a person can look at it (``prep review``); nothing here deletes data. The
 blink test is the paper's known limitation (a blink between the two shots cannot be registered away), which
-it never detected: dlib's eye landmarks give Soukupova and Cech's eye aspect ratio in both shots. A blink is
-its own reason; the face check's reading of that pair (the eyes differ, so it may read a shift) is not added.
+it never detected: the capture-time pair check's rule (``acquisition.eyes.judge_eyes``: eye aspect ratios of
+both shots judged against each other, and the registered eyes' pictures compared). A blink is its own reason;
+the face check's reading of that pair (the eyes differ, so it may read a shift) is not added.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from acquisition.errors import PrepError
 from acquisition.exif import read_flash_fired
+from acquisition.eyes import EyeLimits, EyeVerdict, judge_eyes
 from acquisition.faces import FaceBox, eye_aspect_ratio
 
 from ._check import FaceCheck
@@ -24,7 +26,7 @@ from ._config import AffineEstimate, RegistrationConfig
 from ._transform import decompose, matrix_of
 from ._views import luminance
 
-__all__ = ["exposure_reasons", "eye_state", "fallback_reason", "flash_tag_reasons", "quality_reasons",
+__all__ = ["exposure_reasons", "eye_state", "eye_verdict", "fallback_reason", "flash_tag_reasons", "quality_reasons",
            "same_picture_reason"]
 
 #: Exposure limits in 8-bit luminance (Rec. 601). Measured on the virtual studio's good pairs (both portraits;
@@ -44,17 +46,37 @@ def eye_state(landmarks: dict[str, np.ndarray] | None) -> float | None:
     return (eye_aspect_ratio(landmarks["left_eye"]) + eye_aspect_ratio(landmarks["right_eye"])) / 2
 
 
+def eye_verdict(flash_rgb: np.ndarray | None, studio_rgb: np.ndarray | None, estimate: AffineEstimate,
+                config: RegistrationConfig) -> EyeVerdict | None:
+    """The blink rule (:func:`acquisition.eyes.judge_eyes`) on a registered pair, or None without both shots' eyes.
+
+    ``estimate.transform`` maps full-resolution flash pixels to studio pixels, as the rule wants; the pictures
+    (full resolution, as registered) let it refit the eyes and compare them (None: the landmarks alone). The
+    pictures' match only overrules the ratios here: mutual information registers pairs whose tones relate in
+    any way, where a correlation of open eyes can read as a mismatch.
+    """
+    marks = estimate.flash_landmarks, estimate.studio_landmarks
+    if not all(m and "left_eye" in m and "right_eye" in m for m in marks):
+        return None
+    matrix, translation = matrix_of(estimate.transform)
+    affine = np.hstack([matrix, np.asarray(translation)[:, None]])
+    return judge_eyes(flash_rgb, studio_rgb, marks[0], marks[1], affine,  # type: ignore[arg-type]
+                      limits=EyeLimits(ear_closed=config.ear_threshold), mismatch_is_blink=False)
+
+
 def _raise_or_retake(option: str) -> str:
     return f"if the subject really moved that much, raise the limit with prep register {option}; or retake the pose"
 
 
 def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], studio_shape: tuple[int, ...],
-                    config: RegistrationConfig, check: FaceCheck | None = None) -> list[str]:
+                    config: RegistrationConfig, check: FaceCheck | None = None,
+                    eyes: EyeVerdict | None = None) -> list[str]:
     """Why a registration looks wrong, in words (empty when it looks right).
 
     Scale is judged relative to the size ratio of the two images (a studio shot saved at another resolution is
     not a zoom), and the shift is that of the flash image centre, as a fraction of the studio width. ``check``
-    is :func:`check_face_alignment`'s reading of the face, when there is one.
+    is :func:`check_face_alignment`'s reading of the face, when there is one; ``eyes`` the blink rule's verdict
+    (:func:`eye_verdict` with the pictures), else it is read from the estimate's landmarks alone.
     """
     reasons: list[str] = []
     fh, fw = flash_shape[:2]
@@ -86,14 +108,13 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
         reasons.append(f"weak match: mutual information {-after:.3f} < {config.min_mutual_information:g} (do the "
                        "two shots show the same pose?): retake the pose, or lower --min-mi if the pair looks "
                        "aligned in the contact sheet")
-    flash_ear, studio_ear = eye_state(estimate.flash_landmarks), eye_state(estimate.studio_landmarks)
-    if flash_ear is not None and studio_ear is not None:
-        flash_closed, studio_closed = flash_ear < config.ear_threshold, studio_ear < config.ear_threshold
-        if flash_closed != studio_closed:
-            closed_in = "flash" if flash_closed else "studio"
-            reasons.append(f"eyes closed in the {closed_in} shot only (eye aspect ratio flash {flash_ear:.2f}, "
-                           f"studio {studio_ear:.2f}): a blink cannot be registered away")
-            return reasons
+    eyes = eyes or eye_verdict(None, None, estimate, config)
+    if eyes is not None and eyes.blinked:
+        match = "" if eyes.match is None else f", eye pictures match {eyes.match:.2f}"
+        where = "in one of the shots" if eyes.closed_in == "one" else f"in the {eyes.closed_in} shot only"
+        reasons.append(f"eyes closed {where} (eye aspect ratio flash {eyes.mean_ear('flash'):.2f}, studio "
+                       f"{eyes.mean_ear('studio'):.2f}{match}): a blink cannot be registered away")
+        return reasons
     if check is not None and not check.ok:
         reasons.append(check.reason)
     return reasons

@@ -60,8 +60,7 @@ def test_virtual_studio_pairs_meet_the_accuracy_target(tmp_path):
     """The simulated camera's recorded motion, through files, meta.json and face_box_error (<= 0.25 px).
 
     Pinned to whole-frame motion (``motion="camera"``), which is what this tests; a subject moving in front of
-    a still background is registration's harder case, tested on its own. (Seed 3 at this framing makes dlib
-    read Grace Hopper's open eyes in the flash shot as closed, EAR 0.18, a false blink of the quality check.)"""
+    a still background is registration's harder case, tested on its own."""
     from acquisition.sim import StudioConfig, default_portraits, render_pair
 
     portrait = default_portraits()[1]
