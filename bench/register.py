@@ -48,6 +48,7 @@ from registration import (
     affine_from_matrix,
     check_face_alignment,
     estimate_affine,
+    eye_verdict,
     ground_truth_error,
     matrix_of,
     quality_reasons,
@@ -204,7 +205,8 @@ def subject_motion(size: tuple[int, int], count: int, backdrops: tuple[str, ...]
             if estimate.region == "face":
                 check = check_face_alignment(rendered.flash, rendered.studio, estimate.transform,
                                              estimate.flash_face, config=CONFIG)
-            reasons = quality_reasons(estimate, rendered.flash.shape, rendered.studio.shape, CONFIG, check)
+            eyes = eye_verdict(rendered.flash, rendered.studio, estimate, CONFIG)
+            reasons = quality_reasons(estimate, rendered.flash.shape, rendered.studio.shape, CONFIG, check, eyes)
             notebook = ecc = math.nan
             if anchors:
                 notebook = error_of(notebook_affine(rendered.flash, rendered.studio), truth, corners)
