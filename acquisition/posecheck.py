@@ -430,13 +430,14 @@ def _faces(flash: _Shot, studio: _Shot, factor: float, full_width: int, affine: 
         moved.append(f"shifted {shift:.0%} of the width")
     if moved:
         problems.append(f"the subject moved between the shots ({', '.join(moved)})")
-    # A blurred shot's eyes read half-closed (the blur is the reason to give); a dark or washed-out face has no
-    # detail to compare the eyes' pictures on.
+    # A blurred shot's eyes read half-closed (the blur is the reason to give); a dark or washed-out shot gives
+    # neither trustworthy landmarks nor eye pictures (a flash that did not fire read as "eyes closed in the
+    # studio shot" on open eyes): its lighting is the reason to give.
     work_affine = None if affine is None or unlit else affine / np.array([[1.0, 1.0, factor]] * 2)
     eyes = judge_eyes(flash.rgb, studio.rgb, flash.marks, studio.marks, work_affine, limits=limits.eyes,
                       blurred=blurred)
     figures.update(eyes.figures())
-    if eyes.blinked:
+    if eyes.blinked and not unlit:
         problems.insert(0, eyes.reason)
         return problems, True
     return problems, False

@@ -72,6 +72,15 @@ def test_each_fault_gets_its_verdict_and_a_good_pose_passes(portraits, name, fau
     assert {"rotation_deg", "eye_aspect_ratio", "flash_gain", "studio_face_clipped"} <= set(result.figures)
 
 
+def test_a_flash_that_did_not_fire_is_the_reason_not_closed_eyes(tmp_path):
+    """A dark flash shot read as "eyes closed in the studio shot" on open eyes (p01 and p03 of this session)."""
+    simulate_sessions(tmp_path, subjects=1, poses=3, size=SIZE, seed=0, config=CHECKED,
+                      sim_config=StudioConfig(blink_probability=0.0, faults=("no_flash",), fault_probability=1.0))
+    verdicts = [row["check"] for row in _manifest(tmp_path)]
+    assert len(verdicts) == 3 and all(v.startswith("RETAKE: flash shot too dark") for v in verdicts), verdicts
+    assert not any("eyes closed" in v for v in verdicts), verdicts
+
+
 def test_a_pair_without_a_face_is_not_checked_and_says_so():
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 255, (320, 240, 3), dtype=np.uint8)
