@@ -67,19 +67,8 @@ class CheckLimits:
     max_landmark_residual : float
         RMS of the landmarks about the similarity, in eye distances: above it the faces differ (another face,
         a grimace, a head turned far).
-    ear_closed : float
-        Eye aspect ratio under which an eye counts as closed (the registration's ``ear_threshold``).
-    ear_relative : float
-        ... and only when it is under this fraction of the same eye's ratio in the other shot.
-    ear_relative_alone : float
-        Both eyes under this fraction of their ratio in the other shot count as closed whatever their ratio
-        (thick glasses keep a closed lid's ratio above ``ear_closed``: Grace Hopper's read 0.20-0.26 closed).
-    min_eye_match : float
-        The eyes' pictures, registered, correlating less than this between the shots (mean of both eyes) also
-        count as a blink (in the shot whose eyes read more closed), unless a shot is blurred.
-    eyes_same_match : float
-        ... and correlating more than this overrules the aspect ratios' blink (dlib misreads an open eye under
-        glasses and a flash now and then: 0.19 against 0.29 in the other shot).
+    eyes : EyeLimits
+        The blink rule's limits (:mod:`acquisition.eyes`, shared with the registration).
     max_clipped_fraction : float
         Share of the studio face's pixels with a channel at 250 or more.
     min_face_level : float
@@ -99,11 +88,7 @@ class CheckLimits:
     max_scale_change: float = 0.06
     max_shift_fraction: float = 0.05
     max_landmark_residual: float = 0.25
-    ear_closed: float = 0.2
-    ear_relative: float = 0.75
-    ear_relative_alone: float = 0.65
-    min_eye_match: float = 0.86
-    eyes_same_match: float = 0.9
+    eyes: EyeLimits = field(default_factory=EyeLimits)
     max_clipped_fraction: float = 0.25
     min_face_level: float = 0.12
     min_flash_gain: float = 1.1
@@ -119,13 +104,9 @@ class CheckLimits:
                 raise ValueError(f"CheckLimits.{name} must be > 0, got {value}")
 
     def as_dict(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @property
-    def eyes(self) -> EyeLimits:
-        """The blink rule's limits (``acquisition.eyes``)."""
-        return EyeLimits(self.ear_closed, self.ear_relative, self.ear_relative_alone, self.min_eye_match,
-                         self.eyes_same_match)
+        """Every limit by name, the blink rule's included (flat: ``ear_closed``...)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "eyes"}
+        return values | {name: getattr(self.eyes, name) for name in self.eyes.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
