@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from .faces import FaceBox, eye_aspect_ratio, face_landmarks, to_uint8
+from .pixels import local_contrast
 
 __all__ = ["EyeLimits", "EyeVerdict", "eye_match", "eye_ratios", "judge_eyes"]
 
@@ -131,13 +132,6 @@ def eye_ratios(image: np.ndarray | None, marks: dict[str, np.ndarray]
     return (left, right), eyes
 
 
-def _normalised(lum: np.ndarray, sigma: float) -> np.ndarray:
-    """Local contrast normalisation: each pixel's difference from its neighbourhood's mean over its spread."""
-    mean = cv2.GaussianBlur(lum, (0, 0), sigma)
-    spread = cv2.GaussianBlur((lum - mean) ** 2, (0, 0), sigma)
-    return (lum - mean) / np.sqrt(spread + 1e-4)
-
-
 def _patch(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Luminance (0-1) of the patch whose pixel (u, v) is ``image`` pixel ``matrix @ (u, v, 1)``; only the part of
     the image under it is converted (a 12 MP shot is not)."""
@@ -178,7 +172,7 @@ def eye_match(eyes: dict[str, np.ndarray], flash_rgb: np.ndarray, studio_rgb: np
                                (affine[:, :2] @ to_flash[:, 2] + affine[:, 2])[:, None]])
         patches = []
         for image, matrix in ((flash_rgb, to_flash), (studio_rgb, to_studio)):
-            patch = _normalised(_patch(image, matrix, size), max(width / 6, 1.0))
+            patch = local_contrast(_patch(image, matrix, size), max(width / 6, 1.0), eps=1e-4)
             patches.append(patch - patch.mean())
         a, b = patches
         out.append(float((a * b).sum() / max(math.sqrt(float((a * a).sum() * (b * b).sum())), 1e-12)))

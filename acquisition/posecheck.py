@@ -40,13 +40,13 @@ from .checks import check_finite_fields
 from .eyes import EyeLimits, judge_eyes
 from .faces import FaceBox, face_landmarks, to_uint8
 from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
+from .pixels import luminance
 
 __all__ = ["CHECK_IMAGE_NAME", "BackgroundCheck", "CheckLimits", "PairCheck", "check_pair", "check_pose",
            "draw_check"]
 
 #: The picture of a pose's check, in the pose folder.
 CHECK_IMAGE_NAME: Final = "check.jpg"
-_LUMA: Final = np.array([0.299, 0.587, 0.114], np.float32)
 _SHARP_FACE_PX: Final = 256
 
 Status = Literal["ok", "retake", "unchecked"]
@@ -151,10 +151,6 @@ class PairCheck:
 
 
 # -- measurements on the shrunken copies -------------------------------------------------------------------
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return (rgb.astype(np.float32) @ _LUMA) / 255.0
 
 
 def _crop(image: np.ndarray, box: FaceBox) -> np.ndarray:
@@ -306,7 +302,7 @@ def check_pair(flash_rgb: np.ndarray, studio_rgb: np.ndarray, *, limits: CheckLi
     figures["face_found"] = {"flash": flash.face is not None, "studio": studio.face is not None}
     if flash.face is None and studio.face is None:
         return PairCheck("unchecked", ("no face found in either shot",), figures, time.perf_counter() - start)
-    flash_lum, studio_lum = _luma(flash.rgb), _luma(studio.rgb)
+    flash_lum, studio_lum = luminance(flash.rgb), luminance(studio.rgb)
     # Where the face is in each shot: its own box, else the other shot's (a dark shot may hide it from dlib).
     flash_box = flash.face or studio.face
     studio_box = studio.face or flash.face
@@ -510,7 +506,7 @@ def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, heig
     for image, matrix in ((flash, to_flash), (studio, to_studio)):
         crop = cv2.warpAffine(to_uint8(image), matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
-        lum = cv2.GaussianBlur(_luma(crop), (0, 0), 1.0)
+        lum = cv2.GaussianBlur(luminance(crop), (0, 0), 1.0)
         mag = cv2.magnitude(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
         edges.append(np.clip(mag / (float(np.percentile(mag, 98)) or 1.0), 0.0, 1.0))
     overlay = (np.stack([edges[0], edges[1], edges[0]], axis=2) * 255 + 0.5).astype(np.uint8)

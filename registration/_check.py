@@ -27,10 +27,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from acquisition.faces import FaceBox
+from acquisition.pixels import gradient_magnitude, local_contrast
 
 from ._config import DEFAULT_CONFIG, RegistrationConfig
 from ._transform import matrix_of
-from ._views import View, gradient_magnitude, local_contrast
+from ._views import View
 
 __all__ = ["FaceCheck", "check_face_alignment"]
 

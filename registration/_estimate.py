@@ -28,13 +28,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from acquisition.faces import MIN_FACE_ENV, FaceBox, default_min_face_px, detect_faces, face_landmarks
+from acquisition.pixels import luminance
 
 from ._config import DEFAULT_CONFIG, MIN_FACE_FRACTION, AffineEstimate, RegistrationConfig
 from ._search import Level, search
 from ._search import Result as SearchResult
 from ._starts import Face, Start, feature_starts, geometry_start, landmark_start, turned
 from ._transform import affine_from_matrix, matrix_of
-from ._views import Box, View, luminance
+from ._views import Box, View
 from .errors import RegistrationError
 
 __all__ = ["MIN_SIDE_PX", "estimate_affine", "find_faces", "overlap_fraction"]

@@ -20,11 +20,11 @@ from acquisition.errors import PrepError
 from acquisition.exif import read_flash_fired
 from acquisition.eyes import EyeLimits, EyeVerdict, judge_eyes
 from acquisition.faces import FaceBox, eye_aspect_ratio
+from acquisition.pixels import luminance
 
 from ._check import FaceCheck
 from ._config import AffineEstimate, RegistrationConfig
 from ._transform import decompose, matrix_of
-from ._views import luminance
 
 __all__ = ["exposure_reasons", "eye_state", "eye_verdict", "fallback_reason", "flash_tag_reasons", "quality_reasons",
            "same_picture_reason"]

@@ -23,10 +23,10 @@ from acquisition.errors import PrepError
 from acquisition.faces import to_uint8
 from acquisition.imageio import image_size, read_image, write_image
 from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
+from acquisition.pixels import gradient_magnitude
 from acquisition.progress import ProgressCallback
 
 from ._tree import CSV_NAME, read_registration_csv
-from ._views import gradient_magnitude
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 
 from acquisition.faces import FaceBox
+from acquisition.pixels import local_contrast
 
 from ._transform import decompose
-from ._views import View, local_contrast
+from ._views import View
 
 __all__ = ["Face", "Start", "feature_starts", "geometry_start", "landmark_start", "turned"]
 
