@@ -16,6 +16,7 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
+from .drawing import BACKGROUND, label_strip
 from .errors import AcquisitionError, PrepError
 from .files import read_text
 from .imageio import read_image, write_image
@@ -25,10 +26,8 @@ from .progress import ProgressCallback
 __all__ = ["write_check_sheets"]
 
 ROW_HEIGHT: Final = 240
-LABEL_HEIGHT: Final = 26
 GAP: Final = 6
 _COLOURS: Final = {"ok": (40, 160, 60), "retake": (210, 40, 40), "unchecked": (150, 150, 150)}
-_BACKGROUND: Final = (32, 32, 32)
 
 
 def _meta(folder: Path) -> dict[str, Any]:
@@ -36,15 +35,6 @@ def _meta(folder: Path) -> dict[str, Any]:
         return json.loads(read_text(folder / "meta.json", error=AcquisitionError))
     except (PrepError, OSError, ValueError):
         return {}
-
-
-def _label(width: int, text: str, status: str) -> np.ndarray:
-    strip = np.full((LABEL_HEIGHT, width, 3), _BACKGROUND, np.uint8)
-    cv2.rectangle(strip, (0, 0), (8, LABEL_HEIGHT - 1), _COLOURS.get(status, (150, 150, 150)), thickness=-1)
-    limit = max(10, (width - 20) // 8)
-    cv2.putText(strip, text if len(text) <= limit else text[:limit - 3] + "...", (16, LABEL_HEIGHT - 8),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.48, (235, 235, 235), 1, cv2.LINE_AA)
-    return strip
 
 
 def _row(pair: Any) -> tuple[np.ndarray, str, str]:
@@ -97,7 +87,8 @@ def write_check_sheets(raw_dir: str | Path, sheets_dir: str | Path, *, poses_per
         picture = cv2.resize(picture, (max(1, round(picture.shape[1] * ROW_HEIGHT / picture.shape[0])),
                                        ROW_HEIGHT), interpolation=cv2.INTER_AREA)
         text = f"{pair.key}  {summary}" + (f"  (take {takes})" if takes > 1 else "")
-        rows.append(np.vstack([_label(picture.shape[1], text, status), picture]))
+        label = label_strip(picture.shape[1], text, _COLOURS.get(status), font_scale=0.48, char_px=8)
+        rows.append(np.vstack([label, picture]))
         if progress is not None:
             progress(1)
     written = []
@@ -107,8 +98,8 @@ def write_check_sheets(raw_dir: str | Path, sheets_dir: str | Path, *, poses_per
         width = max(r.shape[1] for r in chunk)
         strips = []
         for row in chunk:
-            pad = np.full((row.shape[0], width - row.shape[1], 3), _BACKGROUND, np.uint8)
-            strips += [np.hstack([row, pad]), np.full((GAP, width, 3), _BACKGROUND, np.uint8)]
+            pad = np.full((row.shape[0], width - row.shape[1], 3), BACKGROUND, np.uint8)
+            strips += [np.hstack([row, pad]), np.full((GAP, width, 3), BACKGROUND, np.uint8)]
         path = sheets_dir / f"sheet-{index + 1:04d}.png"
         write_image(path, np.vstack(strips[:-1]), png_compression=6)
         written.append(path)

@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from .checks import check_finite_fields
+from .drawing import edge_strength, fit_height
 from .eyes import EyeLimits, judge_eyes
 from .faces import FaceBox, face_landmarks, to_uint8
 from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
@@ -482,11 +483,6 @@ _BAR: Final = 30
 _COLOURS: Final = {"ok": (40, 160, 60), "retake": (210, 40, 40), "unchecked": (150, 150, 150)}
 
 
-def _fit(image: np.ndarray, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    return cv2.resize(to_uint8(image), (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
-
-
 def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, height: int) -> np.ndarray:
     """The face region, flash edges magenta and studio edges green (white where they coincide), the studio shot
     brought onto the flash shot by the check's registration when it ran: a blink shows as eyes drawn in one
@@ -506,17 +502,16 @@ def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, heig
     for image, matrix in ((flash, to_flash), (studio, to_studio)):
         crop = cv2.warpAffine(to_uint8(image), matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
-        lum = cv2.GaussianBlur(luminance(crop), (0, 0), 1.0)
-        mag = cv2.magnitude(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
-        edges.append(np.clip(mag / (float(np.percentile(mag, 98)) or 1.0), 0.0, 1.0))
+        edges.append(edge_strength(crop))
     overlay = (np.stack([edges[0], edges[1], edges[0]], axis=2) * 255 + 0.5).astype(np.uint8)
-    return _fit(overlay, height)
+    return fit_height(overlay, height)
 
 
 def draw_check(flash_rgb: np.ndarray, studio_rgb: np.ndarray, result: PairCheck, *,
                height: int = _PANEL_HEIGHT) -> np.ndarray:
     """flash | studio | face overlay, under a bar with the verdict: (H, W, 3) uint8 RGB."""
-    panels = [_fit(flash_rgb, height), _fit(studio_rgb, height), _face_overlay(flash_rgb, studio_rgb, result, height)]
+    panels = [fit_height(flash_rgb, height), fit_height(studio_rgb, height),
+              _face_overlay(flash_rgb, studio_rgb, result, height)]
     gap = np.full((height, 4, 3), 32, np.uint8)
     body = np.hstack([panels[0], gap, panels[1], gap, panels[2]])
     bar = np.full((_BAR, body.shape[1], 3), 32, np.uint8)

@@ -19,11 +19,10 @@ from typing import Final
 import cv2
 import numpy as np
 
+from acquisition.drawing import BACKGROUND, LABEL_HEIGHT, edge_strength, fit_height, label_strip
 from acquisition.errors import PrepError
-from acquisition.faces import to_uint8
 from acquisition.imageio import image_size, read_image, write_image
 from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
-from acquisition.pixels import gradient_magnitude
 from acquisition.progress import ProgressCallback
 
 from ._tree import CSV_NAME, read_registration_csv
@@ -33,18 +32,10 @@ log = logging.getLogger(__name__)
 __all__ = ["write_contact_sheets"]
 
 PANEL_HEIGHT: Final = 220
-LABEL_HEIGHT: Final = 26
 MESSAGE_HEIGHT: Final = 70
 GAP: Final = 6
 PANELS: Final = ("flash", "aligned studio", "checkerboard", "edge difference")
 _STATUS_COLOURS: Final = {"ok": (40, 160, 60), "flagged": (230, 140, 0), "failed": (210, 40, 40)}
-_BACKGROUND: Final = (32, 32, 32)
-
-
-def _fit(image: np.ndarray, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    width = max(1, round(w * height / h))
-    return cv2.resize(to_uint8(image), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
@@ -55,30 +46,11 @@ def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     return np.where(pick, a, b)
 
 
-def _edges(image: np.ndarray) -> np.ndarray:
-    lum = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    lum = cv2.GaussianBlur(lum, (0, 0), 1.0)
-    magnitude = gradient_magnitude(lum)
-    scale = float(np.percentile(magnitude, 98)) or 1.0
-    return np.clip(magnitude / scale, 0.0, 1.0)
-
-
 def _edge_overlay(flash: np.ndarray, studio: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    ef, es = _edges(flash), _edges(studio)
+    ef, es = edge_strength(flash), edge_strength(studio)
     if valid is not None:
         es = es * (valid > 0)
     return (np.stack([ef, es, ef], axis=2) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _label(width: int, text: str, status: str) -> np.ndarray:
-    strip = np.full((LABEL_HEIGHT, width, 3), _BACKGROUND, dtype=np.uint8)
-    colour = _STATUS_COLOURS.get(status, (150, 150, 150))
-    cv2.rectangle(strip, (0, 0), (8, LABEL_HEIGHT - 1), colour, thickness=-1)
-    max_chars = max(10, (width - 20) // 9)
-    if len(text) > max_chars:
-        text = text[: max_chars - 3] + "..."
-    cv2.putText(strip, text, (16, LABEL_HEIGHT - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (235, 235, 235), 1, cv2.LINE_AA)
-    return strip
 
 
 def _message_panel(width: int, text: str) -> np.ndarray:
@@ -92,7 +64,7 @@ def _message_panel(width: int, text: str) -> np.ndarray:
 
 def _header(panel_width: int) -> np.ndarray:
     width = 4 * panel_width + 3 * GAP
-    strip = np.full((LABEL_HEIGHT, width, 3), _BACKGROUND, dtype=np.uint8)
+    strip = np.full((LABEL_HEIGHT, width, 3), BACKGROUND, dtype=np.uint8)
     for i, name in enumerate(PANELS):
         cv2.putText(strip, name, (i * (panel_width + GAP) + 4, LABEL_HEIGHT - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (200, 200, 200), 1, cv2.LINE_AA)
@@ -100,8 +72,8 @@ def _header(panel_width: int) -> np.ndarray:
 
 
 def _pair_panels(folder: Path) -> list[np.ndarray]:
-    flash = _fit(read_image(folder / "flash.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
-    studio = _fit(read_image(folder / "studio.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
+    flash = fit_height(read_image(folder / "flash.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
+    studio = fit_height(read_image(folder / "studio.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
     if studio.shape != flash.shape:
         studio = cv2.resize(studio, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_AREA)
     valid = None
@@ -121,17 +93,17 @@ def _row(folder: Path | None, label: str, reason: str, status: str, panel_width:
             panels = _pair_panels(folder)
         except PrepError as exc:
             panels = [_message_panel(width, f"cannot read the aligned images: {exc}")]
-        gap = np.full((panels[0].shape[0], GAP, 3), _BACKGROUND, dtype=np.uint8)
+        gap = np.full((panels[0].shape[0], GAP, 3), BACKGROUND, dtype=np.uint8)
         body = panels[0]
         for panel in panels[1:]:
             body = np.hstack([body, gap, panel])
         if body.shape[1] < width:
-            pad = np.full((body.shape[0], width - body.shape[1], 3), _BACKGROUND, np.uint8)
+            pad = np.full((body.shape[0], width - body.shape[1], 3), BACKGROUND, np.uint8)
             body = np.hstack([body, pad])
         body = body[:, :width]
         if status == "flagged" and reason:  # the label cuts long reasons short; a flagged pair is to be read
             body = np.vstack([body, _message_panel(width, reason)])
-    return np.vstack([_label(width, label, status), body])
+    return np.vstack([label_strip(width, label, _STATUS_COLOURS.get(status)), body])
 
 
 def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pairs_per_sheet: int = 8,
@@ -190,7 +162,7 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
         strips = [_header(panel_width)]
         for folder, text, reason, status in chunk:
             strips.append(_row(folder, text, reason, status, panel_width))
-            strips.append(np.full((GAP, strips[-1].shape[1], 3), _BACKGROUND, dtype=np.uint8))
+            strips.append(np.full((GAP, strips[-1].shape[1], 3), BACKGROUND, dtype=np.uint8))
             if progress:
                 progress(1)
         path = sheets_dir / f"sheet-{index + 1:04d}.png"
