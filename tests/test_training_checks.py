@@ -546,6 +546,15 @@ _STOP_AS_WORKERS_START = {
                     "    os.killpg(0, signal.{signal})\n"
                     "    return real(*args, **kwargs)\n"
                     "w._worker_loop = loop\n",
+    # ... or while the parent is still starting them (held back until they have started, then raised): the
+    # workers ignore stop signals, so a stop raised there must still shut them down, or the exit waits forever.
+    "loader start": "import torch.utils.data as d\n"
+                    "real = d.DataLoader.__iter__\n"
+                    "def start(self):\n"
+                    "    batches = real(self)\n"
+                    "    os.killpg(0, signal.{signal})\n"
+                    "    return batches\n"
+                    "d.DataLoader.__iter__ = start\n",
     # ... or while the parent runs its at-fork hooks, where Python swallows exceptions ("Exception ignored").
     "at-fork hook": "sent = []\n"
                     "def hook():\n"

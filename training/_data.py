@@ -270,10 +270,16 @@ def unwrap_worker_error(exc: BaseException) -> BaseException:
 
 
 def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
-    """The batches of ``loader``, with errors raised in its workers unwrapped (:func:`unwrap_worker_error`)."""
-    with deferred_stop_signals():  # a stop while the workers start would leave them half-started
-        batches = iter(loader)
+    """The batches of ``loader``, with errors raised in its workers unwrapped (:func:`unwrap_worker_error`).
+
+    However it ends (a stop included, even one that arrived while the workers started), the workers are shut
+    down before it returns: they ignore stop signals (:func:`worker_init`), so one left to the interpreter's
+    exit would be waited for forever.
+    """
+    batches = None
     try:
+        with deferred_stop_signals():  # a stop while the workers start would leave them half-started
+            batches = iter(loader)
         while True:
             try:
                 batch = next(batches)
@@ -291,6 +297,10 @@ def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
         shutdown = getattr(batches, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        for worker in getattr(batches, "_workers", ()):
+            if worker.is_alive():  # did not take the shutdown in time; its SIGTERM is ignored
+                worker.kill()
+                worker.join()
 
 
 def worker_init(_worker_id: int) -> None:
