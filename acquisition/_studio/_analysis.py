@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import PrepError
-from ..faces import FaceBox, detect_faces, face_landmarks, to_uint8
+from ..faces import FaceBox, detect_faces, face_landmarks, face_square, to_uint8
 from ..silhouette import subject_matte
 from ._portraits import Portrait
 
@@ -94,6 +94,9 @@ class PortraitAnalysis:
     landmarks : dict or None
         dlib's 68 landmarks grouped by name (``"left_eye"``: (6, 2), ...), in work pixels; None when no face
         was found or landmarks were unavailable.
+    square : FaceBox or None
+        The face's square from its settled landmarks (:func:`acquisition.faces.face_square`), work pixels: the
+        region of the registration's target; None without landmarks.
     digest : str
         Hash of the portrait's pixels: seeds what is generated per subject (its plain backdrop, its room).
     """
@@ -105,6 +108,7 @@ class PortraitAnalysis:
     mask: np.ndarray
     shading: np.ndarray
     landmarks: dict[str, np.ndarray] | None = None
+    square: FaceBox | None = None
     digest: str = ""
     _derived: dict[Any, Any] = field(default_factory=dict, repr=False)
     _derived_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -219,11 +223,12 @@ def analyse_portrait(portrait: Portrait, *, max_work_side: int = 1536) -> Portra
         log.warning("face detection unavailable (%s); placing the face in the middle", exc)
         boxes = []
     face = _pick_face(boxes)
-    frame = marks = None
+    frame = marks = square = None
     if face is not None:
         try:
             marks = face_landmarks(rgb, [face])[0]
             frame = _frame_from_landmarks(marks)
+            square = face_square(rgb, marks)
         except (PrepError, IndexError) as exc:  # landmarks only place the highlights
             log.warning("face landmarks unavailable (%s); guessing them from the face box", exc)
     else:
@@ -234,7 +239,8 @@ def analyse_portrait(portrait: Portrait, *, max_work_side: int = 1536) -> Portra
     linear = srgb_to_linear(rgb)
     mask = subject_matte(rgb, face)
     analysis = PortraitAnalysis(linear=linear, scale=scale, face=face, frame=frame, mask=mask,
-                                shading=_face_shading(linear, mask, face), landmarks=marks, digest=key[0])
+                                shading=_face_shading(linear, mask, face), landmarks=marks, square=square,
+                                digest=key[0])
     with _cache_lock:
         _cache[key] = analysis
         while len(_cache) > _CACHE_SIZE:
