@@ -6,8 +6,9 @@ a background that does not. A transform that matches the whole frame is pulled t
 face, the face decides: the search starts from a similarity fitted to dlib's 68 landmarks of both shots and
 from the image centres (also turned by a few degrees about the face), sorts them on a small copy of the whole
 frame, then compares the head and shoulders (the face box grown by ``head_scale``) and the face box itself
-last. A pair without a face falls back to the whole frame, started from matched SIFT
-features and the image centres (also turned by a few degrees). Both searches run on locally
+last, and refits the result uniformly over the face's square to the face's dense motion (a head turn moves the
+nose more than the outline; :mod:`._field`). A pair without a face falls back to the whole frame, started from
+matched SIFT features and the image centres (also turned by a few degrees). Both searches run on locally
 contrast-normalised luminance (:mod:`._views`), keep the best of several starts by mutual information
 (:mod:`._search`) and end with an ECC polish; the transform is always in full-resolution pixels.
 """
@@ -27,7 +28,14 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
-from acquisition.faces import MIN_FACE_ENV, FaceBox, default_min_face_px, detect_faces, face_landmarks
+from acquisition.faces import (
+    MIN_FACE_ENV,
+    FaceBox,
+    default_min_face_px,
+    detect_faces,
+    face_landmarks,
+    face_square,
+)
 from acquisition.pixels import luminance
 
 from ._config import DEFAULT_CONFIG, MIN_FACE_FRACTION, AffineEstimate, RegistrationConfig
@@ -157,9 +165,10 @@ def _long_side(box: Box) -> float:
     return max(box[2] - box[0], box[3] - box[1])
 
 
-def _face_levels(face: FaceBox, shape: tuple[int, ...], config: RegistrationConfig) -> list[Level]:
+def _face_levels(face: FaceBox, shape: tuple[int, ...], config: RegistrationConfig,
+                 square: FaceBox | None = None) -> list[Level]:
     """The whole frame, small, then the head and shoulders, then the face box itself (the precision where it
-    matters).
+    matters), whose result is refitted to the face's motion field over ``square`` (the landmarks' square).
 
     The small whole-frame level sorts the starts: under a harsh flash dlib's landmarks can be a fifth of the
     face off, or fit a patch of clothing; there the image centres, turned a few degrees, are the better start
@@ -176,6 +185,8 @@ def _face_levels(face: FaceBox, shape: tuple[int, ...], config: RegistrationConf
         region = _box(face, factor, shape)
         context = _box(face, factor * config.context_scale, shape)
         levels.append(Level(region, context, max(1.0, _long_side(region) / side), rate, step))
+    if square is not None:
+        levels[-1] = dataclasses.replace(levels[-1], field_box=(square.left, square.top, square.right, square.bottom))
     return levels
 
 
@@ -337,7 +348,10 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
         region = "face"
         box = matched[1].box
         centre = box.center
-        levels = _face_levels(box, flash_rgb.shape, config)
+        square = None
+        if config.face_field_degree > 0:  # the region of the refit to the face's motion field
+            square = face_square(flash_rgb, matched[1].landmarks, max_side=config.face_max_side_px)
+        levels = _face_levels(box, flash_rgb.shape, config, square)
         starts += [turned(geometry, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
         result = search(flash_rgb, studio_rgb, levels, starts, config=config, centre=centre, keep=config.keep,
                         reference=geometry, names=names)

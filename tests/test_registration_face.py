@@ -58,6 +58,38 @@ def test_room_background_pair_registers_on_the_face(room_pair, room_estimate):
     assert ground_truth_error(frame.transform, truth, corners) > face_error + 0.2
 
 
+def test_a_head_turn_is_fitted_over_the_whole_face_not_its_texture():
+    """A head turn moves the nose more than the face's outline. The target weighs the face's square uniformly,
+    mutual information by its texture (eyes, nostrils, lips: near the nose); the refit to the face's motion
+    field brings this pair from 0.7 px to under 0.15 px."""
+    from acquisition.sim import StudioConfig, default_portraits, render_pair
+
+    pair = render_pair(default_portraits()[1], size=(960, 1280), seed=203,
+                       config=StudioConfig(motion="subject", backdrop="room", blink_probability=0.0))
+    truth, corners = pair.ground_truth.as_meta(), _face_corners(pair)
+    assert pair.pose.head_turn_px > 4
+    texture = estimate_affine(pair.flash, pair.studio, config=RegistrationConfig(face_field_degree=0))
+    assert ground_truth_error(texture.transform, truth, corners) > 0.5
+    uniform = estimate_affine(pair.flash, pair.studio)
+    assert uniform.region == "face" and ground_truth_error(uniform.transform, truth, corners) < 0.15
+
+
+def test_the_refit_stands_down_where_the_flow_cannot_follow_the_light():
+    """A flash-like relighting whose tone curve folds back (highlights invert their contrast): mutual
+    information follows it, a flow cannot (unguarded, the refit took this pair from 0.04 to 0.72 px off), so
+    the search's result stands."""
+    from acquisition.sim import default_portraits
+
+    image = default_portraits()[1].image
+    moved_by = random_affine(np.random.default_rng(1), image.shape[1], image.shape[0], PerturbationRanges())
+    flash, studio = relight_flash(image, seed=1), perturb(image, moved_by)
+    refitted = estimate_affine(flash, studio)
+    searched = estimate_affine(flash, studio, config=RegistrationConfig(face_field_degree=0))
+    assert refitted.region == "face"
+    for a, b in zip(matrix_of(refitted.transform), matrix_of(searched.transform), strict=True):
+        assert np.array_equal(a, b)
+
+
 def test_a_wrong_transform_is_flagged_by_the_independent_check(room_pair, room_estimate):
     flash, studio, face = room_pair.flash, room_pair.studio, room_estimate.flash_face
     good = check_face_alignment(flash, studio, room_estimate.transform, face)
@@ -85,10 +117,12 @@ def test_a_blurred_studio_shot_does_not_read_as_a_shift_and_a_real_one_names_the
     import cv2
 
     flash, face = room_pair.flash, room_estimate.flash_face
-    truth, corners = room_pair.ground_truth.as_meta(), _face_corners(room_pair)
     studio = cv2.GaussianBlur(room_pair.studio, (0, 0), 2.5)
     good = check_face_alignment(flash, studio, room_estimate.transform, face)
-    assert good.ok and abs(good.error_px - ground_truth_error(room_estimate.transform, truth, corners)) < 0.4
+    # Against the same check on the sharp pair: the check weighs the face by its edges, so on a head turn it
+    # reads 0.15 px more than the error over the whole face (0.2 against 0.05 px here), blur or no blur.
+    sharp = check_face_alignment(flash, room_pair.studio, room_estimate.transform, face)
+    assert good.ok and abs(good.error_px - sharp.error_px) < 0.4
     assert good.studio_blur_px > 1.5
     matrix, translation = matrix_of(room_estimate.transform)
     wrong = check_face_alignment(flash, studio, affine_from_matrix(matrix, translation + np.array([2.5, 0.0])), face)
