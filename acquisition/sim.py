@@ -94,6 +94,13 @@ class SimulatedLamps(LampController):
         self.history.append((time.time(), on, level))
 
 
+
+def _whole_number(name: str, value: float) -> int:
+    """``value`` as an int, or ValueError naming ``name`` when it is not a whole number >= 0."""
+    if int(value) != value or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, got {value}")
+    return int(value)
+
 class SimulatedCamera(Camera):
     """A phone on a tripod, photographing one portrait under whatever light there is when it fires.
 
@@ -148,9 +155,7 @@ class SimulatedCamera(Camera):
 
     @shot_index.setter
     def shot_index(self, value: int) -> None:
-        if int(value) != value or value < 0:
-            raise ValueError(f"shot_index must be a whole number >= 0, got {value}")
-        self._shot_index = int(value)
+        self._shot_index = _whole_number("shot_index", value)
 
     @property
     def take(self) -> int:
@@ -160,9 +165,7 @@ class SimulatedCamera(Camera):
 
     @take.setter
     def take(self, value: int) -> None:
-        if int(value) != value or value < 0:
-            raise ValueError(f"take must be a whole number >= 0, got {value}")
-        self._take = int(value)
+        self._take = _whole_number("take", value)
 
     def info(self) -> CameraInfo:
         """Make ``DeepFlash``, model ``Virtual Studio``; the settings hold the portrait, size, seed and config."""
