@@ -56,9 +56,16 @@ R = TypeVar("R")
 
 
 def limit_threads() -> None:
-    """Make numerical libraries in this process use one thread (called in each worker)."""
+    """Make numerical libraries in this process use one thread (called in each worker, and by benchmarks).
+
+    The environment variables reach thread pools not loaded yet (and child processes); threadpoolctl resizes
+    those already loaded: BLAS reads its variable once, when numpy is imported, which is always before this.
+    """
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
     import cv2
 
     cv2.setNumThreads(1)
