@@ -256,13 +256,16 @@ def _frame_search(flash_rgb: np.ndarray, studio_rgb: np.ndarray, starts: list[St
     levels = _frame_levels(shape, config)
     geometry_small = geometry_start(shape, studio_shape)
     small = [_to_shrunk(s, flash, studio) for s in starts]
-    small += [turned(geometry_small, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
+    matched: list[Start] = []
     if config.features:
         scale = levels[-1].scale
-        small += feature_starts(View.of(flash.rgb, levels[-1].region, scale, config.contrast_sigma_px),
-                                View.of(studio.rgb, (-0.5, -0.5, studio_shape[1] - 0.5, studio_shape[0] - 0.5),
-                                        scale * studio_shape[1] / shape[1], config.contrast_sigma_px),
-                                features=config.features, ratios=config.feature_ratios)
+        matched = feature_starts(View.of(flash.rgb, levels[-1].region, scale, config.contrast_sigma_px),
+                                 View.of(studio.rgb, (-0.5, -0.5, studio_shape[1] - 0.5, studio_shape[0] - 0.5),
+                                         scale * studio_shape[1] / shape[1], config.contrast_sigma_px),
+                                 features=config.features, ratios=config.feature_ratios)
+    if not any(s.support >= config.decisive_matches for s in matched):
+        small += [turned(geometry_small, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
+    small += matched
     result = search(flash.rgb, studio.rgb, levels, small, config=config, centre=centre, keep=config.keep,
                     reference=geometry_small, names=names)
     matrix, translation = _to_full(result.matrix, result.translation, flash, studio)

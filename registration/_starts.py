@@ -38,11 +38,13 @@ class Face:
 
 @dataclass(frozen=True)
 class Start:
-    """A candidate transform ``studio = matrix @ flash + translation`` and where it came from."""
+    """A candidate transform ``studio = matrix @ flash + translation``, where it came from, and (feature-matched
+    starts) how many matched features agree with it."""
 
     name: str
     matrix: np.ndarray
     translation: np.ndarray
+    support: int = 0
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,5 +147,5 @@ def feature_starts(flash: View, studio: View, *, features: int, ratios: tuple[fl
             if forward is None or inliers is None or int(inliers.sum()) < min_inliers:
                 continue
             starts.append(Start(f"features-{name}-{ratio:g}", forward[:, :2].astype(np.float64),
-                                forward[:, 2].astype(np.float64)))
+                                forward[:, 2].astype(np.float64), int(inliers.sum())))
     return starts
