@@ -213,3 +213,39 @@ def test_register_and_the_pair_check_share_the_blink_rule(tmp_path, seed, blink_
         assert "a blink cannot be registered away" in result.reason and ";" not in result.reason
         assert verdict.problems[0] == f"eyes closed in the {closed_in} shot"
         assert record["eyes"]["closed_in"] == closed_in and record["eyes"]["eye_match"] < 0.86
+
+
+def test_decisive_feature_matches_make_the_turned_starts_unnecessary(monkeypatch):
+    """A faceless pair turned by 7 deg (past the +-6 deg turned image-centre starts): the SIFT fits have far more
+    inliers than ``decisive_matches``, so the turned starts are not run, and the answer is the one the search
+    reaches with them."""
+    from skimage import data
+
+    import registration._estimate as estimate_module
+
+    scene = data.coffee()
+    truth = random_affine(np.random.default_rng(5), scene.shape[1], scene.shape[0],
+                          PerturbationRanges(rotation_deg=0, scale=0.03, shear=0.02, shift_fraction=0.03))
+    turn = np.deg2rad(7.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    centre = np.array([(scene.shape[1] - 1) / 2, (scene.shape[0] - 1) / 2])
+    matrix = rotation @ np.asarray(truth["matrix"])
+    truth = {"matrix": matrix.tolist(),
+             "translation": (rotation @ (np.asarray(truth["translation"]) - centre) + centre).tolist()}
+    flash, studio = relight_flash(scene, seed=5), perturb(scene, truth)
+    turned_calls = []
+    original = estimate_module.turned
+    monkeypatch.setattr(estimate_module, "turned", lambda *a: turned_calls.append(a) or original(*a))
+    h, w = scene.shape[:2]
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+
+    decided = estimate_affine(flash, studio)
+    assert decided.region == "frame" and decided.initialization.startswith("features")
+    assert turned_calls == []
+    assert ground_truth_error(decided.transform, truth, corners) < 0.5
+
+    undecided = estimate_affine(flash, studio, config=RegistrationConfig(decisive_matches=10**6))
+    assert len(turned_calls) == 2  # the +-6 deg starts ran
+    decided_matrix, decided_translation = matrix_of(decided.transform)
+    as_truth = {"matrix": decided_matrix.tolist(), "translation": decided_translation.tolist()}
+    assert ground_truth_error(undecided.transform, as_truth, corners) < 0.05
