@@ -173,10 +173,15 @@ def _run_item(function: Callable[[T], R], item: T) -> R:
     return result
 
 
-def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
-    """SIGTERM each live worker (it aborts its item through the item's clean-up), then wait for them."""
+def _workers_of(pool: cf.ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+    """The pool's worker processes. Take them before ``shutdown()``, which forgets them (``_processes = None``)
+    even when it does not wait for them."""
     # ProcessPoolExecutor.terminate_workers() arrives in Python 3.14; until then its process table is private.
-    workers = list((getattr(pool, "_processes", None) or {}).values())
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _stop_workers(workers: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM each live worker (it aborts its item through the item's clean-up), then wait for them."""
     for process in workers:
         with contextlib.suppress(Exception):
             if process.is_alive():
@@ -252,8 +257,9 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
         # The pool cancels what has not started (cancelling futures here instead races its manager thread,
         # which then fails on them: InvalidStateError); the workers abandon what has.
         with deferred_stop_signals():  # a second Ctrl-C must not cut the clean-up short (orphans, tracebacks)
+            workers = _workers_of(pool)
             pool.shutdown(wait=False, cancel_futures=True)
-            _stop_workers(pool)
+            _stop_workers(workers)
             pool.shutdown(wait=True)
         if isinstance(exc, BrokenProcessPool) and received_signal() is not None:
             raise Interrupted(received_signal()) from None  # the workers saw the stop signal first
