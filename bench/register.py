@@ -184,19 +184,21 @@ class Outcome:
 
 
 def subject_motion(size: tuple[int, int], count: int, backdrops: tuple[str, ...], anchors: bool,
-                   head_turn: float | None = None) -> tuple[list[Outcome], list[tuple[float, float, float]]]:
-    """Register ``count`` subject-motion pairs per backdrop; also read the face check on moved results.
+                   head_turn: float | None = None, afar: float = 1.0, motion: str = "subject"
+                   ) -> tuple[list[Outcome], list[tuple[float, float, float]]]:
+    """Register ``count`` pairs per backdrop; also read the face check on moved results.
 
     ``head_turn``: the studio's largest head turn (default: StudioConfig's); 0 leaves only the affine motion.
+    ``afar``: the subjects seen from this many times as far (:meth:`Portrait.from_afar`: a small face).
     """
     turn = {} if head_turn is None else {"max_head_turn": head_turn}
-    portraits = default_portraits()
+    portraits = [p.from_afar(afar) if afar > 1.0 else p for p in default_portraits()]
     outcomes, readings = [], []
     rng = np.random.default_rng(0)
     for backdrop in backdrops:
         for index in range(count):
             rendered = render_pair(portraits[index % len(portraits)], size=size, seed=100 + index,
-                                   config=StudioConfig(motion="subject", backdrop=backdrop, blink_probability=0.0,
+                                   config=StudioConfig(motion=motion, backdrop=backdrop, blink_probability=0.0,
                                                       **turn))
             truth, corners = rendered.ground_truth.as_meta(), box_corners(rendered.face_box)
             estimate, seconds = timed(lambda f, s: estimate_affine(f, s, config=CONFIG), rendered.flash,
@@ -446,6 +448,9 @@ def main() -> None:
     outcomes, readings = subject_motion((960, 1280), 3 if quick else 12, ("room", "plain", "scene"), anchors=True)
     lines += subject_rows("960x1280", outcomes, anchors=True)
     lines += check_rows(readings)
+    # Subjects three times as far (faces 70-124 px wide), subject and camera both moving, a still room behind.
+    afar, _ = subject_motion((960, 1280), 3 if quick else 12, ("room",), anchors=True, afar=3.0, motion="both")
+    lines += subject_rows("960x1280 from afar, subject and camera moving", afar, anchors=True)
     if not quick:
         big, _ = subject_motion((3120, 4160), 4, ("room", "plain"), anchors=False)
         lines += subject_rows("3120x4160", big, anchors=False)

@@ -5,12 +5,13 @@ a background that does not. A transform that matches the whole frame is pulled t
 (on subject-motion pairs, 14-18 px off at the face); the dataset keeps the face. So when both shots show a
 face, the face decides: the search starts from a similarity fitted to dlib's 68 landmarks of both shots and
 from the image centres (also turned by a few degrees about the face), sorts them on a small copy of the whole
-frame, then compares the head and shoulders (the face box grown by ``head_scale``) and the face box itself
-last, and refits the result uniformly over the face's square to the face's dense motion (a head turn moves the
-nose more than the outline; :mod:`._field`). A pair without a face falls back to the whole frame, started from
-matched SIFT features and the image centres (also turned by a few degrees). Both searches run on locally
-contrast-normalised luminance (:mod:`._views`), keep the best of several starts by mutual information
-(:mod:`._search`) and end with an ECC polish; the transform is always in full-resolution pixels.
+frame, then compares the head and shoulders (the face box grown by ``head_scale``; the landmarks' start joins
+again there as it was, since a still room can pull every start to its own motion on the whole frame) and the
+face box itself last, and refits the result uniformly over the face's square to the face's dense motion (a
+head turn moves the nose more than the outline; :mod:`._field`). A pair without a face falls back to the whole
+frame, started from matched SIFT features and the image centres (also turned by a few degrees). Both searches
+run on locally contrast-normalised luminance (:mod:`._views`), keep the best of several starts by mutual
+information (:mod:`._search`) and end with an ECC polish; the transform is always in full-resolution pixels.
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ def _face_levels(face: FaceBox, shape: tuple[int, ...], config: RegistrationConf
 
     The small whole-frame level sorts the starts: under a harsh flash dlib's landmarks can be a fifth of the
     face off, or fit a patch of clothing; there the image centres, turned a few degrees, are the better start
-    (relit portraits moved by up to 10 deg and 10 %: 3 of 10 lost without this level, none with it).
+    (relit portraits moved by up to 10 deg and 10 %: 3 of 10 lost without this level, none with it). But where
+    the subject is small in the frame, the whole frame is mostly the still room, whose motion every start then
+    reaches; the caller lets the landmarks' start join the head level as it is (:attr:`.Level.joining`).
     """
     h, w = shape[:2]
     frame = (-0.5, -0.5, w - 0.5, h - 0.5)
@@ -355,6 +358,10 @@ def _estimate(flash_rgb: np.ndarray, studio_rgb: np.ndarray, config: Registratio
         if config.face_field_degree > 0:  # the region of the refit to the face's motion field
             square = face_square(flash_rgb, matched[1].landmarks, max_side=config.face_max_side_px)
         levels = _face_levels(box, flash_rgb.shape, config, square)
+        if config.initialization == "landmarks":
+            # The whole frame sorts the starts, but where the subject is small in front of a still room, it pulls
+            # the landmarks' start to the room's motion: the head and shoulders see that start again as it is.
+            levels[1] = dataclasses.replace(levels[1], joining=(matched[0],))
         starts += [turned(geometry, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
         result = search(flash_rgb, studio_rgb, levels, starts, config=config, centre=centre, keep=config.keep,
                         reference=geometry, names=names)

@@ -56,6 +56,9 @@ class Level:
     and last steps are in view pixels, and so is ``same_start_px``: candidates that put the region within it
     of an earlier one are in the same basin and are optimised once. ``field_box`` (last level of a face-led
     search): the face's square over which the result is refitted to the face's motion field (:mod:`._field`).
+    ``joining``: starts that join the previous level's best here as they are. A level that compares a smaller
+    region than the one before needs them: the larger region's optimum may be another object's (a still room
+    behind a small moving subject pulls every start to the room's motion).
     """
 
     region: Box
@@ -67,6 +70,7 @@ class Level:
     polish_scale: float | None = None
     same_start_px: float = 1.0
     field_box: Box | None = None
+    joining: tuple[Start, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -334,6 +338,7 @@ def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: 
         fixed_view = View.of(flash, level.context, level.scale, config.contrast_sigma_px)
         step_px = fixed_view.step_px
         fixed = fixed_view.image(level.region)
+        candidates += [_Candidate(s.name, s.matrix, s.translation) for s in level.joining]
         candidates = _distinct(candidates, level.region, level.same_start_px * step_px)
         if level.escapes and candidates:
             candidates = candidates + _escapes(candidates[0], config, step_px, centre_array)
