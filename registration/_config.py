@@ -262,7 +262,12 @@ class AffineEstimate:
 
 @dataclass(frozen=True)
 class PairResult:
-    """One row of ``registration.csv``: the outcome of registering one pair."""
+    """One row of ``registration.csv``: the outcome of registering one pair.
+
+    ``face_check_px``: the independent check's reading of the face's misalignment, full-resolution pixels;
+    ``face_check_working_px``: the same at the check's working scale (the face about ``face_side_px`` across),
+    which ``max_face_error_px`` limits (NaN without a face).
+    """
 
     subject: str
     pose: str
@@ -276,6 +281,7 @@ class PairResult:
     initialization: str = ""
     region: str = ""
     face_check_px: float = float("nan")
+    face_check_working_px: float = float("nan")
     out_dir: Path | None = None
     skipped: bool = False
 

@@ -99,7 +99,18 @@ def result_from_record(pair: Pair, out_dir: Path, record: dict) -> PairResult:
                       metric_before=_from_json(row["metric_before"]), metric_after=_from_json(row["metric_after"]),
                       iterations=row["iterations"], seconds=row["seconds"], parameters=tuple(row["parameters"]),
                       initialization=row["initialization"], region=row.get("region", ""),
-                      face_check_px=_from_json(row.get("face_check_px")), out_dir=out_dir, skipped=True)
+                      face_check_px=_from_json(row.get("face_check_px")),
+                      face_check_working_px=_working_reading(record), out_dir=out_dir, skipped=True)
+
+
+def _working_reading(record: dict) -> float:
+    """The face check's reading at its working scale (records of earlier versions hold only its parts)."""
+    if "face_check_working_px" in record["result"]:
+        return _from_json(record["result"]["face_check_working_px"])
+    check = record.get("face_check")
+    if not check or not check.get("scale_px"):
+        return math.nan
+    return _from_json(check.get("error_px")) / float(check["scale_px"])
 
 
 def _remove_outputs(out_dir: Path) -> None:
@@ -223,7 +234,8 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
                         metric_before=estimate.metric_before, metric_after=estimate.metric_after,
                         iterations=estimate.iterations, seconds=seconds, parameters=parameters,
                         initialization=estimate.initialization, region=estimate.region,
-                        face_check_px=math.nan if check is None else check.error_px, out_dir=out_dir)
+                        face_check_px=math.nan if check is None else check.error_px,
+                        face_check_working_px=math.nan if check is None else check.error_view_px, out_dir=out_dir)
     if reasons:
         log.info("%s flagged: %s", pair.key, result.reason)
     record = {
@@ -235,7 +247,8 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
                    "metric_after": _json_float(result.metric_after), "iterations": result.iterations,
                    "seconds": round(seconds, 3), "parameters": list(parameters),
                    "initialization": result.initialization, "region": result.region,
-                   "face_check_px": _json_float(result.face_check_px)},
+                   "face_check_px": _json_float(result.face_check_px),
+                   "face_check_working_px": _json_float(result.face_check_working_px)},
         "stop_condition": estimate.stop_condition,
         "scale_px": estimate.scale_px,
         "face_check": None if check is None else {"error_px": _json_float(check.error_px),

@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 CSV_NAME: Final = "registration.csv"
 #: ``a, b, c, d, tx, ty``: ``studio = [[a, b], [c, d]] @ flash + (tx, ty)`` in full-resolution pixels;
 #: ``region``: what led the match (``face`` or ``frame``); ``face_check_px``: the independent check's
-#: reading of the face's misalignment, full-resolution pixels (empty without a face).
+#: reading of the face's misalignment, full-resolution pixels, and ``face_check_working_px`` the same at the
+#: check's working scale, which ``--max-face-error`` limits (both empty without a face).
 CSV_COLUMNS: Final = ("subject", "pose", "status", "reason", "metric_before", "metric_after", "iterations",
-                      "seconds", "a", "b", "c", "d", "tx", "ty", "initialization", "region", "face_check_px")
+                      "seconds", "a", "b", "c", "d", "tx", "ty", "initialization", "region", "face_check_px",
+                      "face_check_working_px")
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _csv_text(results: list[PairResult]) -> str:
     for r in results:
         writer.writerow([r.subject, r.pose, r.status, r.reason, _number(r.metric_before), _number(r.metric_after),
                          r.iterations, f"{r.seconds:.3f}", *(_number(v) for v in r.parameters), r.initialization,
-                         r.region, _number(r.face_check_px)])
+                         r.region, _number(r.face_check_px), _number(r.face_check_working_px)])
     return out.getvalue()
 
 

@@ -173,9 +173,21 @@ def test_face_led_result_is_recorded(room_pair, tmp_path):
     raw = tmp_path / "raw" / "s" / "p"
     write_image(raw / "flash.jpg", room_pair.flash, quality=95)
     write_image(raw / "studio.jpg", room_pair.studio, quality=95)
-    result = register_pair(Pair("s", "p", raw / "flash.jpg", raw / "studio.jpg"), tmp_path / "aligned" / "s" / "p")
+    out = tmp_path / "aligned" / "s" / "p"
+    result = register_pair(Pair("s", "p", raw / "flash.jpg", raw / "studio.jpg"), out)
     assert result.status == "ok", result.reason
     assert result.region == "face" and 0 <= result.face_check_px < 0.6
+    # The reading the --max-face-error limit compares (tester: 12 MP rows read 1.52 px with status ok, in full
+    # pixels, while the limit is in the check's working pixels): both are recorded, and resumed runs keep them.
+    check = json.loads((out / "registration.json").read_text())["face_check"]
+    assert result.face_check_working_px == pytest.approx(result.face_check_px / check["scale_px"])
+    from registration._pair import result_from_record
+
+    record = json.loads((out / "registration.json").read_text())
+    pair = Pair("s", "p", raw / "flash.jpg", raw / "studio.jpg")
+    assert result_from_record(pair, out, record).face_check_working_px == result.face_check_working_px
+    del record["result"]["face_check_working_px"]  # a record of the previous version: read from its parts
+    assert result_from_record(pair, out, record).face_check_working_px == pytest.approx(result.face_check_working_px)
 
 
 @pytest.mark.parametrize(("seed", "blink_probability", "closed_in"), [
@@ -259,8 +271,7 @@ def test_a_subject_seen_from_afar_registers_on_the_face_not_the_room():
 
     rendered = render_pair(default_portraits()[0].from_afar(3.0), size=(960, 1280), seed=1,
                            config=StudioConfig(motion="both", backdrop="room", blink_probability=0.0))
-    left, top, right, bottom = rendered.face_box
-    assert right - left < 0.1 * 960  # a small face
+    assert rendered.face_box[2] - rendered.face_box[0] < 0.1 * 960  # a small face
     truth, corners = rendered.ground_truth.as_meta(), _face_corners(rendered)
     assert ground_truth_error(affine_from_matrix(np.eye(2), np.zeros(2)), truth, corners) > 5  # it did move
     estimate = estimate_affine(rendered.flash, rendered.studio)

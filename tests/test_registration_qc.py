@@ -74,7 +74,7 @@ def test_good_captures_pass_every_check(cases):
     for name in ("good", "good-grace", "png"):
         row = cases[name]
         assert (row["status"], row["reason"], row["region"]) == ("ok", "", "face"), row
-        assert float(row["face_check_px"]) < 1.0
+        assert float(row["face_check_px"]) < 1.0 and float(row["face_check_working_px"]) < 1.0
 
 
 def test_a_face_missing_from_one_shot_still_gets_the_independent_check_and_says_why_the_frame_led(cases):
