@@ -1,6 +1,6 @@
 """Contact sheets of a raw capture folder with each pose's check verdict, to look a subject over before they leave.
 
-One row per pose: a label (subject/pose, the verdict, which take it is) over the pose's check picture
+One row per pose: a label (subject/pose, the verdict in full, which take it is) over the pose's check picture
 (flash | studio | face overlay, :func:`acquisition.posecheck.draw_check`), the same rows as ``check.jpg``. A pose
 captured without the check (``--no-check``, an older session) is checked here, in memory: the raw folder is
 only read.
@@ -16,7 +16,7 @@ from typing import Any, Final
 import cv2
 import numpy as np
 
-from .drawing import BACKGROUND, label_strip
+from .drawing import BACKGROUND, MAX_CELL_ASPECT, fit_box, label_strip
 from .errors import AcquisitionError, PrepError
 from .files import read_text
 from .imageio import read_image, write_image
@@ -27,6 +27,7 @@ __all__ = ["write_check_sheets"]
 
 ROW_HEIGHT: Final = 240
 GAP: Final = 6
+_MAX_ROW_WIDTH: Final = round(3 * MAX_CELL_ASPECT * ROW_HEIGHT) + 8  # three panels of the widest cells, two gaps
 _COLOURS: Final = {"ok": (40, 160, 60), "retake": (210, 40, 40), "unchecked": (150, 150, 150)}
 
 
@@ -84,10 +85,10 @@ def write_check_sheets(raw_dir: str | Path, sheets_dir: str | Path, *, poses_per
     for pair in pairs:
         picture, summary, status = _row(pair)
         takes = len(_meta(pair.directory).get("retakes", [])) + 1
-        picture = cv2.resize(picture, (max(1, round(picture.shape[1] * ROW_HEIGHT / picture.shape[0])),
-                                       ROW_HEIGHT), interpolation=cv2.INTER_AREA)
+        _, _, width, height = fit_box((picture.shape[1], picture.shape[0]), (_MAX_ROW_WIDTH, ROW_HEIGHT))
+        picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)  # whole, however wide
         text = f"{pair.key}  {summary}" + (f"  (take {takes})" if takes > 1 else "")
-        label = label_strip(picture.shape[1], text, _COLOURS.get(status), font_scale=0.48, char_px=8)
+        label = label_strip(picture.shape[1], text, _COLOURS.get(status), font_scale=0.48)  # in full, wrapped
         rows.append(np.vstack([label, picture]))
         if progress is not None:
             progress(1)

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from .checks import check_finite_fields
-from .drawing import edge_strength, fit_height
+from .drawing import BACKGROUND, cell_width, edge_strength, fit_into, label_strip
 from .eyes import EyeLimits, judge_eyes
 from .faces import FaceBox, face_landmarks, to_uint8
 from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
@@ -479,11 +479,11 @@ def check_pose(flash: Path, studio: Path, *, limits: CheckLimits | None = None,
 # -- the picture -------------------------------------------------------------------------------------------
 
 _PANEL_HEIGHT: Final = 360
-_BAR: Final = 30
+_GAP: Final = 4
 _COLOURS: Final = {"ok": (40, 160, 60), "retake": (210, 40, 40), "unchecked": (150, 150, 150)}
 
 
-def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, height: int) -> np.ndarray:
+def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, cell: tuple[int, int]) -> np.ndarray:
     """The face region, flash edges magenta and studio edges green (white where they coincide), the studio shot
     brought onto the flash shot by the check's registration when it ran: a blink shows as eyes drawn in one
     colour only, motion the registration could not follow and blur as doubled or missing edges."""
@@ -492,7 +492,7 @@ def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, heig
     face = FaceBox(*box).scaled(1.6) if box else FaceBox(0, 0, w, h)
     x0, y0 = max(0, int(face.left)), max(0, int(face.top))
     x1, y1 = min(w, math.ceil(face.right)), min(h, math.ceil(face.bottom))
-    factor = max(1.0, max(x1 - x0, y1 - y0) / (1.5 * height))
+    factor = max(1.0, max(x1 - x0, y1 - y0) / (1.5 * max(cell)))
     size = (max(1, round((x1 - x0) / factor)), max(1, round((y1 - y0) / factor)))
     # crop pixel (u, v) of the overlay is full-resolution flash pixel (x0 + factor u, y0 + factor v)
     to_flash = np.array([[factor, 0.0, x0], [0.0, factor, y0]])
@@ -504,23 +504,20 @@ def _face_overlay(flash: np.ndarray, studio: np.ndarray, result: PairCheck, heig
                               borderMode=cv2.BORDER_REPLICATE)
         edges.append(edge_strength(crop))
     overlay = (np.stack([edges[0], edges[1], edges[0]], axis=2) * 255 + 0.5).astype(np.uint8)
-    return fit_height(overlay, height)
+    return fit_into(overlay, *cell)
 
 
 def draw_check(flash_rgb: np.ndarray, studio_rgb: np.ndarray, result: PairCheck, *,
                height: int = _PANEL_HEIGHT) -> np.ndarray:
-    """flash | studio | face overlay, under a bar with the verdict: (H, W, 3) uint8 RGB."""
-    panels = [fit_height(flash_rgb, height), fit_height(studio_rgb, height),
-              _face_overlay(flash_rgb, studio_rgb, result, height)]
-    gap = np.full((height, 4, 3), 32, np.uint8)
+    """flash | studio | face overlay, each fitted whole into a cell ``height`` pixels high (as wide as the
+    shots' aspect ratio asks, within :func:`acquisition.drawing.cell_width`'s limits), under a bar with the
+    verdict in full: (H, W, 3) uint8 RGB."""
+    cell = (cell_width(height, [flash_rgb.shape[1] / flash_rgb.shape[0]]), height)
+    panels = [fit_into(flash_rgb, *cell), fit_into(studio_rgb, *cell), _face_overlay(flash_rgb, studio_rgb, result,
+                                                                                      cell)]
+    gap = np.full((height, _GAP, 3), BACKGROUND, np.uint8)
     body = np.hstack([panels[0], gap, panels[1], gap, panels[2]])
-    bar = np.full((_BAR, body.shape[1], 3), 32, np.uint8)
-    cv2.rectangle(bar, (0, 0), (10, _BAR - 1), _COLOURS[result.status], thickness=-1)
-    text = result.summary
-    limit = max(10, (body.shape[1] - 24) // 8)
-    cv2.putText(bar, text if len(text) <= limit else text[:limit - 3] + "...", (18, _BAR - 10),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.48, (235, 235, 235), 1, cv2.LINE_AA)
-    return np.vstack([bar, body])
+    return np.vstack([label_strip(body.shape[1], result.summary, _COLOURS[result.status], font_scale=0.48), body])
 
 
 # -- in the background -------------------------------------------------------------------------------------

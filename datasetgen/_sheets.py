@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from acquisition.drawing import wrap_text
 from acquisition.files import open_regular, require_regular
 from acquisition.imageio import write_image
 from acquisition.runlock import refuse_if_being_written
@@ -26,6 +27,8 @@ __all__ = ["write_shard_sheets"]
 _TILE = 192
 _ROWS_PER_SHEET = 8
 _LABEL_H = 18
+_LINE_PITCH = 15
+_FONT_SCALE = 0.42
 
 
 def _tile(image: np.ndarray) -> np.ndarray:
@@ -35,8 +38,12 @@ def _tile(image: np.ndarray) -> np.ndarray:
 
 
 def _label(width: int, text: str) -> np.ndarray:
-    strip = np.full((_LABEL_H, width, 3), 255, np.uint8)
-    cv2.putText(strip, text, (4, _LABEL_H - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    """``text`` in full (long subject and pose names wrap onto more lines) on a white strip ``width`` wide."""
+    lines = wrap_text(text, width - 8, font_scale=_FONT_SCALE)
+    strip = np.full((_LABEL_H + _LINE_PITCH * (len(lines) - 1), width, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(strip, line, (4, _LABEL_H - 5 + _LINE_PITCH * i), cv2.FONT_HERSHEY_SIMPLEX, _FONT_SCALE,
+                    (0, 0, 0), 1, cv2.LINE_AA)
     return strip
 
 

@@ -1,26 +1,27 @@
 """Contact sheets of an aligned tree, so a person can check hundreds of registrations in minutes.
 
 A header names the panels; one row per pair: flash | aligned studio | checkerboard of the two | edge
-difference, under a label with subject/pose, status, the region that led the registration (face or frame)
-and the reason (green ok, orange flagged, red failed; a flagged row's reason is also written under it in
-full). A misregistration shows as broken lines at the checkerboard's tile borders and as doubled, coloured
-edges in the overlay (flash edges magenta, studio edges green, white where they coincide); lighting
-differences do not, since only edges are compared.
+difference, under a label with subject/pose, status and the region that led the registration (face or frame;
+green ok, orange flagged, red failed) and the reason in full, wrapped over as many lines as it takes. Every
+panel is fitted whole into cells of one size, wide enough for the widest pair (portrait or landscape shots in
+one session), so nothing is cut. A misregistration shows as broken lines at the checkerboard's tile borders and
+as doubled, coloured edges in the overlay (flash edges magenta, studio edges green, white where they
+coincide); lighting differences do not, since only edges are compared.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import textwrap
 from pathlib import Path
 from typing import Final
 
 import cv2
 import numpy as np
 
-from acquisition.drawing import BACKGROUND, LABEL_HEIGHT, edge_strength, fit_height, label_strip
+from acquisition.drawing import BACKGROUND, LABEL_HEIGHT, cell_width, edge_strength, fit_box, fit_into, label_strip
 from acquisition.errors import PrepError
+from acquisition.faces import to_uint8
 from acquisition.imageio import image_size, read_image, write_image
 from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
 from acquisition.progress import ProgressCallback
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 __all__ = ["write_contact_sheets"]
 
 PANEL_HEIGHT: Final = 220
-MESSAGE_HEIGHT: Final = 70
 GAP: Final = 6
 PANELS: Final = ("flash", "aligned studio", "checkerboard", "edge difference")
 _STATUS_COLOURS: Final = {"ok": (40, 160, 60), "flagged": (230, 140, 0), "failed": (210, 40, 40)}
+_MESSAGE_BACKGROUND: Final = (60, 60, 60)
 
 
 def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
@@ -53,13 +54,9 @@ def _edge_overlay(flash: np.ndarray, studio: np.ndarray, valid: np.ndarray | Non
     return (np.stack([ef, es, ef], axis=2) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _message_panel(width: int, text: str) -> np.ndarray:
-    """A short grey panel with ``text`` wrapped at words (rows without images: failed pairs)."""
-    lines = textwrap.wrap(text, width=max(10, (width - 20) // 9))[:3] or [""]
-    panel = np.full((MESSAGE_HEIGHT, width, 3), (60, 60, 60), dtype=np.uint8)
-    for i, line in enumerate(lines):
-        cv2.putText(panel, line, (10, 20 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
-    return panel
+def _message_panel(width: int, text: str, status: str) -> np.ndarray:
+    """``text`` in full, wrapped at words, on a grey panel (a pair's reason; the body of a failed pair's row)."""
+    return label_strip(width, text, _STATUS_COLOURS.get(status), background=_MESSAGE_BACKGROUND)
 
 
 def _header(panel_width: int) -> np.ndarray:
@@ -71,39 +68,39 @@ def _header(panel_width: int) -> np.ndarray:
     return strip
 
 
-def _pair_panels(folder: Path) -> list[np.ndarray]:
-    flash = fit_height(read_image(folder / "flash.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
-    studio = fit_height(read_image(folder / "studio.png", damaged_hint=REGISTER_AGAIN_HINT), PANEL_HEIGHT)
-    if studio.shape != flash.shape:
-        studio = cv2.resize(studio, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_AREA)
+def _pair_panels(folder: Path, cell: tuple[int, int]) -> list[np.ndarray]:
+    """The four panels of a pair, each ``cell`` (width, height) with the pictures fitted whole inside."""
+    flash = read_image(folder / "flash.png", damaged_hint=REGISTER_AGAIN_HINT)
+    studio = read_image(folder / "studio.png", damaged_hint=REGISTER_AGAIN_HINT)
+    _, _, width, height = fit_box((flash.shape[1], flash.shape[0]), cell)
+    flash = cv2.resize(to_uint8(flash), (width, height), interpolation=cv2.INTER_AREA)
+    studio = cv2.resize(to_uint8(studio), (width, height), interpolation=cv2.INTER_AREA)
     valid = None
     valid_path = folder / "valid.png"
     if valid_path.is_file():
         mask = read_image(valid_path, damaged_hint=REGISTER_AGAIN_HINT)[:, :, 0]
-        valid = cv2.resize(mask, (flash.shape[1], flash.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return [flash, studio, _checkerboard(flash, studio), _edge_overlay(flash, studio, valid)]
+        valid = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    pictures = [flash, studio, _checkerboard(flash, studio), _edge_overlay(flash, studio, valid)]
+    return [fit_into(picture, *cell) for picture in pictures]
 
 
 def _row(folder: Path | None, label: str, reason: str, status: str, panel_width: int) -> np.ndarray:
+    """A pair's row: its label, the four panels (or a message when there are none) and its reason in full."""
     width = 4 * panel_width + 3 * GAP
+    parts = [label_strip(width, label, _STATUS_COLOURS.get(status))]
     if folder is None:
-        body = _message_panel(width, reason or "no images")
+        parts.append(_message_panel(width, reason or "no images", status))
+        return np.vstack(parts)
+    try:
+        panels = _pair_panels(folder, (panel_width, PANEL_HEIGHT))
+    except PrepError as exc:
+        parts.append(_message_panel(width, f"cannot read the aligned images: {exc}", status))
     else:
-        try:
-            panels = _pair_panels(folder)
-        except PrepError as exc:
-            panels = [_message_panel(width, f"cannot read the aligned images: {exc}")]
-        gap = np.full((panels[0].shape[0], GAP, 3), BACKGROUND, dtype=np.uint8)
-        body = panels[0]
-        for panel in panels[1:]:
-            body = np.hstack([body, gap, panel])
-        if body.shape[1] < width:
-            pad = np.full((body.shape[0], width - body.shape[1], 3), BACKGROUND, np.uint8)
-            body = np.hstack([body, pad])
-        body = body[:, :width]
-        if status == "flagged" and reason:  # the label cuts long reasons short; a flagged pair is to be read
-            body = np.vstack([body, _message_panel(width, reason)])
-    return np.vstack([label_strip(width, label, _STATUS_COLOURS.get(status)), body])
+        gap = np.full((PANEL_HEIGHT, GAP, 3), BACKGROUND, dtype=np.uint8)
+        parts.append(np.hstack([panels[0], gap, panels[1], gap, panels[2], gap, panels[3]]))
+    if reason:
+        parts.append(_message_panel(width, reason, status))
+    return np.vstack(parts)
 
 
 def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pairs_per_sheet: int = 8,
@@ -147,7 +144,7 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
                         aligned_dir / CSV_NAME, row["line"], aligned_dir / key)
             continue
         region = row.get("region", "")
-        text = f"{key}  {status.upper()}" + (f"  [{region}-led]" if region else "") + (f"  {reason}" if reason else "")
+        text = f"{key}  {status.upper()}" + (f"  [{region}-led]" if region else "")
         rows.append((folders.get(key) if status != "failed" else None, text, reason, status))
         seen.add(key)
     for key, folder in folders.items():
@@ -172,7 +169,9 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
 
 
 def _panel_width(rows: list[tuple[Path | None, str, str, str]]) -> int:
-    """Panel width of the first readable pair (all rows of a session share it), else a 3:4 portrait's."""
+    """Cell width for every row: the widest pair's aspect ratio at ``PANEL_HEIGHT`` (within the limits of
+    :func:`acquisition.drawing.cell_width`), so a session mixing portrait and landscape shots fits whole."""
+    aspects = []
     for folder, *_ in rows:
         if folder is None:
             continue
@@ -180,6 +179,5 @@ def _panel_width(rows: list[tuple[Path | None, str, str, str]]) -> int:
             h, w = image_size(folder / "flash.png")
         except PrepError:
             continue
-        return max(1, round(w * PANEL_HEIGHT / h))
-    return round(PANEL_HEIGHT * 3 / 4)
-
+        aspects.append(w / h)
+    return cell_width(PANEL_HEIGHT, aspects)

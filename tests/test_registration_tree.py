@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from acquisition.drawing import wrap_text
 from acquisition.imageio import encode_image, read_image, write_image
 from acquisition.prep import main
-from registration import RegistrationConfig, register_tree, write_contact_sheets
+from registration import RegistrationConfig, read_registration_csv, register_tree, write_contact_sheets
 from registration._synthetic import PerturbationRanges, perturb, random_affine, relight_flash
 
 OUTPUTS = ("flash.png", "studio.png", "valid.png", "transform.tfm")
@@ -277,8 +278,11 @@ def test_contact_sheets_show_every_pair_with_its_status(mixed_raw, tmp_path):
     assert sum(ticks) == 6
     first = read_image(sheets[0])
     # A header (26 px), then rows in CSV order, 6 px apart: ann (ok: label 26 + panels 220), aspect and corrupt
-    # (failed: label + a 70 px message), grace (ok).
-    assert first.shape[0] == 26 + (26 + 220) + 2 * (26 + 70) + (26 + 220) + 3 * 6
+    # (failed: label + the reason in full, 26 px and 20 more a line), grace (ok).
+    reasons = {row["subject"]: row["reason"] for row in read_registration_csv(aligned / "registration.csv")}
+    messages = sum(26 + 20 * (len(wrap_text(reasons[name], 4 * 220 + 3 * 6 - 20)) - 1)
+                   for name in ("aspect", "corrupt"))
+    assert first.shape[0] == 26 + (26 + 220) + 2 * 26 + messages + (26 + 220) + 3 * 6
     assert tuple(first[26 + 5, 3]) == (40, 160, 60)  # ann/pose-1 ok: green
     assert tuple(first[26 + 246 + 6 + 5, 3]) == (210, 40, 40)  # aspect/pose-1 failed: red
     # The checkerboard panel alternates flash and aligned studio tiles.
