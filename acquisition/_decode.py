@@ -31,8 +31,8 @@ from .errors import AcquisitionError
 from .files import read_bytes
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_ENV", "Photo", "apply_orientation",
-           "exif_orientation", "image_size", "max_image_pixels", "memory_needed", "parse_pixel_count", "read_image",
-           "read_photo"]
+           "exif_orientation", "image_size", "max_image_pixels", "megapixels", "memory_needed", "memory_words",
+           "parse_pixel_count", "raise_limit_hint", "read_image", "read_photo"]
 
 #: File name extensions (lower case) the pair layout and ``prep enhance`` pick up, in any case on disk.
 IMAGE_EXTENSIONS: Final = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".hif", ".webp", ".avif")
@@ -112,7 +112,13 @@ def max_image_pixels() -> int:
                                hint="set it like 1000000000 or 1000M, or unset it for the default 500M") from exc
 
 
-def _megapixels(pixels: int) -> str:
+def raise_limit_hint(pixels: int) -> str:
+    """How to raise the pixel limit so that a picture of ``pixels`` passes: the variable and the option."""
+    raise_to = f"{math.ceil(pixels / 1e8) * 100 if pixels > 10**8 else math.ceil(pixels / 1e6)}M"
+    return f"set {MAX_PIXELS_ENV}={raise_to} or pass prep --max-image-pixels {raise_to}"
+
+
+def megapixels(pixels: int) -> str:
     """A pixel count in words: ``108 MP``, ``1.5 MP``, ``0.31 MP``, ``1,000 pixels``."""
     if pixels >= 10**7:
         return f"{pixels / 1e6:.0f} MP"
@@ -121,7 +127,7 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.2f} MP" if pixels >= 10**4 else f"{pixels:,} pixels"
 
 
-def _memory(size: float) -> str:
+def memory_words(size: float) -> str:
     """A number of bytes in words: ``2.7 GiB``, ``350 MiB``, ``under 1 MiB``."""
     if size >= 2**30:
         return f"{size / 2**30:.1f} GiB"
@@ -161,14 +167,12 @@ def _check_size(width: int, height: int, path: Path, data_size: int, kind: str) 
                                hint=_CORRUPT_HINT)
     limit = max_image_pixels()
     if pixels > limit:
-        raise_to = f"{math.ceil(pixels / 1e8) * 100 if pixels > 10**8 else math.ceil(pixels / 1e6)}M"
         reading, enhancing = memory_needed(pixels)
         raise AcquisitionError(
-            f"the image is too large: {width}x{height} ({_megapixels(pixels)}), above the limit of "
-            f"{_megapixels(limit)}", path=path,
-            hint=f"if it is a real photo, raise the limit: set {MAX_PIXELS_ENV}={raise_to} or pass "
-                 f"prep --max-image-pixels {raise_to}; reading it needs about {_memory(reading)} of memory, "
-                 f"prep enhance about {_memory(enhancing)}")
+            f"the image is too large: {width}x{height} ({megapixels(pixels)}), above the limit of "
+            f"{megapixels(limit)}", path=path,
+            hint=f"if it is a real photo, raise the limit: {raise_limit_hint(pixels)}; reading it needs about "
+                 f"{memory_words(reading)} of memory, prep enhance about {memory_words(enhancing)}")
     minimum = _min_encoded_bytes(kind, pixels)
     if data_size < minimum:
         raise AcquisitionError(f"the file is only {data_size} bytes, too small for the {width}x{height} {kind} its "

@@ -26,6 +26,16 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -
     return width, height
 
 
+def _check_simulated_size(size: tuple[int, int]) -> None:
+    """Refuse a --size the virtual studio cannot render or the toolkit cannot read back, before any rendering."""
+    from .sim import check_frame_size
+
+    try:
+        check_frame_size(size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--size'") from None
+
+
 class _Settings:
     """The options' values: the command line's where given there, else the rig file's, else the defaults.
 
@@ -300,6 +310,8 @@ def capture(ctx: click.Context, subject: str | None, poses: int, out: Path, lamp
     ask = _ask if _interactive() else None
     studio = _studio_config(motion, backdrop, blink_probability, faults, fault_probability if faults else 0.0)
 
+    if simulate or (camera or "").strip().lower() == "sim":
+        _check_simulated_size(size)
     if simulate:
         if ctx.get_parameter_source("lamps").name == "COMMANDLINE" or \
                 ctx.get_parameter_source("camera").name == "COMMANDLINE":

@@ -26,13 +26,17 @@ from ._decode import (
     exif_orientation,
     image_size,
     max_image_pixels,
+    megapixels,
     memory_needed,
+    memory_words,
     parse_pixel_count,
+    raise_limit_hint,
     read_image,
     read_photo,
 )
 from ._encode import encode_image, encode_photo, upright_exif, write_image, write_photo
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MAX_PIXELS_ENV", "Photo", "apply_orientation",
-           "encode_image", "encode_photo", "exif_orientation", "image_size", "max_image_pixels", "memory_needed",
-           "parse_pixel_count", "read_image", "read_photo", "upright_exif", "write_image", "write_photo"]
+           "encode_image", "encode_photo", "exif_orientation", "image_size", "max_image_pixels", "megapixels",
+           "memory_needed", "memory_words", "parse_pixel_count", "raise_limit_hint", "read_image",
+           "read_photo", "upright_exif", "write_image", "write_photo"]

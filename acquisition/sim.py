@@ -49,6 +49,7 @@ from ._studio._render import (
     RenderedPair,
     RenderedShot,
     StudioPose,
+    check_frame_size,
     lighting_of,
     pose_seed,
     render_pair,
@@ -60,8 +61,8 @@ from .exif import make_exif
 from .imageio import apply_orientation, write_image
 
 __all__ = ["DEFAULT_SIZE", "Lighting", "Portrait", "PoseMotion", "RenderedPair", "RenderedShot", "SimulatedCamera",
-           "SimulatedLamps", "StudioConfig", "StudioPose", "default_portraits", "lighting_of", "load_portraits",
-           "pose_seed", "render_pair", "render_shot"]
+           "SimulatedLamps", "StudioConfig", "StudioPose", "check_frame_size", "default_portraits", "lighting_of",
+           "load_portraits", "pose_seed", "render_pair", "render_shot"]
 
 SIM_MAKE: Final = "DeepFlash"
 SIM_MODEL: Final = "Virtual Studio"
@@ -111,7 +112,8 @@ class SimulatedCamera(Camera):
     lamp_state : callable returning LampState
         Asked at each capture, e.g. ``lambda: lamps.state`` for simulated *or real* lamps.
     size : (int, int)
-        Output (width, height); default 3120 x 4160, the paper's Nexus 6 in portrait.
+        Output (width, height); default 3120 x 4160, the paper's Nexus 6 in portrait. Checked at once
+        (:func:`check_frame_size`: the readers' pixel limit, the memory rendering needs).
     seed : int
         Shot ``i`` draws its lighting jitter and noise from ``numpy.random.default_rng([seed, i])`` and its pose
         (motion, head turn, blink) from :func:`pose_seed` ``(seed, i)``, shared by shots ``2k`` and ``2k + 1``
@@ -135,10 +137,8 @@ class SimulatedCamera(Camera):
             raise TypeError(f"portrait must be a Portrait, got {type(portrait).__name__}")
         if orientation not in _INVERSE_ORIENTATION:
             raise ValueError(f"orientation must be an EXIF value 1-8, got {orientation}")
-        if len(size) != 2 or any(int(v) != v or v < 16 for v in size):
-            raise ValueError(f"size must be (width, height) in whole pixels >= 16, got {size!r}")
         self.portrait = portrait
-        self.size = (int(size[0]), int(size[1]))
+        self.size = check_frame_size(size)
         self.seed = int(seed)
         self.config = config or StudioConfig()
         self.orientation = int(orientation)

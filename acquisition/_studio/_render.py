@@ -14,6 +14,7 @@ the interpolation. Sensor noise is added last, at full resolution.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -30,8 +31,8 @@ from ._layers import backdrop, subject_layer
 from ._portraits import Portrait
 from ._pose import PoseMotion, StudioPose, draw_pose, pose_seed
 
-__all__ = ["DEFAULT_SIZE", "Lighting", "PoseMotion", "RenderedPair", "RenderedShot", "StudioPose", "lighting_of",
-           "pose_seed", "render_pair", "render_shot"]
+__all__ = ["DEFAULT_SIZE", "RENDER_BYTES_PER_PIXEL", "RENDER_MEMORY_BASE", "Lighting", "PoseMotion", "RenderedPair",
+           "RenderedShot", "StudioPose", "check_frame_size", "lighting_of", "pose_seed", "render_pair", "render_shot"]
 
 #: The paper's phone (Nexus 6): 3120 x 4160 pixels, portrait (width, height).
 DEFAULT_SIZE: Final = (3120, 4160)
@@ -159,10 +160,46 @@ def lighting_of(lamps: float, flash: bool) -> Lighting:
     return "flash" if flash else "dark"
 
 
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
+#: Peak memory of rendering a pose, bytes per output pixel above :data:`RENDER_MEMORY_BASE` (measured: a pair
+#: rendered at 13 MP peaks at 0.6 GiB and at 48 MP at 1.4 GiB, 25 bytes a pixel more; rounded up for the JPEG
+#: encoding and the pair check that read the shots back).
+RENDER_BYTES_PER_PIXEL: Final = 32
+RENDER_MEMORY_BASE: Final = 0.5 * 2**30
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory of this computer (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_frame_size(size: Sequence[int]) -> tuple[int, int]:
+    """The simulated camera's picture size as ``(width, height)``, checked before anything is rendered.
+
+    Raises
+    ------
+    ValueError
+        One line with the fix: when ``size`` is not two whole numbers of pixels >= 16; when its pictures would be
+        above the pixel limit every reader of the toolkit applies (:func:`acquisition.imageio.max_image_pixels`:
+        the shots could not be read back); or when rendering them needs more memory than this computer has.
+    """
+    from ..imageio import max_image_pixels, megapixels, memory_words, raise_limit_hint
+
     if len(size) != 2 or any(int(v) != v or v < 16 for v in size):
         raise ValueError(f"size must be (width, height) in whole pixels >= 16, got {size!r}")
-    return int(size[0]), int(size[1])
+    width, height = int(size[0]), int(size[1])
+    pixels, limit = width * height, max_image_pixels()
+    if pixels > limit:
+        raise ValueError(f"{width}x{height} is {megapixels(pixels)}, above the image-size limit of "
+                         f"{megapixels(limit)} (the shots could not be read back): choose a smaller size, or "
+                         f"{raise_limit_hint(pixels)}")
+    needed, memory = RENDER_MEMORY_BASE + RENDER_BYTES_PER_PIXEL * pixels, _physical_memory()
+    if memory is not None and needed > memory:
+        raise ValueError(f"{width}x{height} ({megapixels(pixels)}) needs about {memory_words(needed)} of memory "
+                         f"to render, more than this computer's {memory_words(memory)}: choose a smaller size")
+    return width, height
 
 
 def _inverse_map(framing: Framing, motion: PoseMotion) -> np.ndarray:
@@ -389,7 +426,7 @@ def render_shot(portrait: Portrait, *, lamps: float, flash: bool, size: Sequence
         The image, what lit it, the pose and (without flash) the registration's ground truth.
     """
     cfg = config or StudioConfig()
-    width, height = _check_size(size)
+    width, height = check_frame_size(size)
     if not 0.0 <= lamps <= 1.0:
         raise ValueError(f"lamps must be an intensity in [0, 1], got {lamps}")
     rng = np.random.default_rng(seed)
@@ -459,4 +496,4 @@ def render_pair(portrait: Portrait, *, size: Sequence[int] = DEFAULT_SIZE, seed:
                          take=take)
     an = analyse_portrait(portrait, max_work_side=cfg.max_work_side)
     return RenderedPair(flash=flash.image, studio=studio.image, ground_truth=studio.pose.ground_truth,
-                        pose=studio.pose, _analysis=an, _framing=frame_portrait(an, *_check_size(size), cfg))
+                        pose=studio.pose, _analysis=an, _framing=frame_portrait(an, *check_frame_size(size), cfg))
