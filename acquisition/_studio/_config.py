@@ -64,7 +64,8 @@ class StudioConfig:
         Relative random variation, per shot, of exposures, shine and shadow (each pose lit a little differently).
     max_rotation_deg, max_scale, max_shear, max_shift : float
         Limits of the pose motion of shots without flash: rotation in degrees, relative scale change, shear,
-        shift as a fraction of the frame width. Defaults: a person holding still for 0.4 s.
+        shift as a fraction of the frame's shorter side (its width in portrait). Defaults: a person holding
+        still for 0.4 s.
     motion : {"subject", "camera", "both"}
         What moves between the flash shot and the shots without flash. ``"subject"`` (a studio: the phone on a
         tripod): the subject's silhouette moves by the drawn affine, with a small head turn, in front of a

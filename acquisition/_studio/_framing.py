@@ -3,7 +3,8 @@
 A centre crop of a tall, full-length portrait shows a belly and no head. The frame is cover-scaled (no empty
 borders) and placed so that the face is centred horizontally and the eyes sit at a natural height, within the
 image wherever the image allows; the face, with the margins the drawn motion needs, always stays inside it
-(zooming out when a close-up leaves no room for the motion).
+(zooming out when a close-up leaves no room for the motion), at any frame size and aspect ratio (a frame too
+narrow or too flat for the margins is centred on the face).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _affine_reach(cfg: StudioConfig, fraction: float, width: int, height: int) -
     angle = math.radians(cfg.max_rotation_deg * fraction)
     scale, shear = cfg.max_scale * fraction, cfg.max_shear * fraction
     linear = (1 + scale) * (2 * math.sin(angle / 2) + shear) + scale
-    return linear * 0.5 * math.hypot(width, height) + cfg.max_shift * fraction * width * math.sqrt(2)
+    return linear * 0.5 * math.hypot(width, height) + cfg.max_shift * fraction * min(width, height) * math.sqrt(2)
 
 
 def motion_reach(cfg: StudioConfig, width: int, height: int) -> float:
@@ -82,12 +83,19 @@ def motion_reach(cfg: StudioConfig, width: int, height: int) -> float:
 
 
 def _place(desired: float, window: float, image: float, lo_face: float, hi_face: float) -> float:
-    """The window centre along one axis: ``desired``, moved inside the image, then so the face fits."""
+    """The window centre along one axis: ``desired``, moved inside the image, then so the face fits.
+
+    The face with its margins spans ``[lo_face, hi_face]``: the window contains it, which wins over the rest; where
+    the span is wider than the window (a frame far narrower than it is tall, or the reverse, where the motion's
+    margins exceed the frame), the window is centred on it: the face itself, at most half the window
+    (:func:`frame_portrait`'s scale), stays inside with equal margins.
+    """
     if window <= image:
         centre = min(max(desired, window / 2 - 0.5), image - 0.5 - window / 2)
     else:
         centre = (image - 1) / 2
-    # The face (with its margins) spans [lo_face, hi_face]: the window must contain it; that wins.
+    if hi_face - lo_face >= window:
+        return (lo_face + hi_face) / 2
     return min(max(centre, hi_face - window / 2), lo_face + window / 2)
 
 
@@ -109,6 +117,9 @@ def frame_portrait(an: PortraitAnalysis, width: int, height: int, cfg: StudioCon
     """
     h, w = an.shape
     left, top, right, bottom = head_box(an)
+    if an.square is not None:  # the face's square from its landmarks (the recorded face box) counts too
+        left, top = min(left, an.square.left), min(top, an.square.top)
+        right, bottom = max(right, an.square.right), max(bottom, an.square.bottom)
     cover = max(width / w, height / h)
     turn = cfg.max_head_turn * an.frame.face_width * cover if cfg.motion != "camera" else 0.0
     reach = motion_reach(cfg, width, height) + turn + 2.0

@@ -199,13 +199,14 @@ class StudioPose:
 
 
 def _affine(u: np.ndarray, fraction: float, width: int, height: int, cfg: StudioConfig) -> PoseMotion:
-    """A small affine about the frame centre from five uniforms in [-1, 1]: rotation, scale, shear, shift."""
+    """A small affine about the frame centre from five uniforms in [-1, 1]: rotation, scale, shear, shift (a
+    fraction of the frame's shorter side, so that a wide frame's face is not shifted out of its few rows)."""
     if fraction <= 0:
         return PoseMotion.identity()
     angle = np.deg2rad(u[0] * cfg.max_rotation_deg * fraction)
     scale = 1.0 + u[1] * cfg.max_scale * fraction
     shear = u[2] * cfg.max_shear * fraction
-    shift = u[3:5] * cfg.max_shift * fraction * width
+    shift = u[3:5] * cfg.max_shift * fraction * min(width, height)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     matrix = scale * rot @ np.array([[1.0, shear], [0.0, 1.0]])
     centre = np.array([(width - 1) / 2, (height - 1) / 2])
