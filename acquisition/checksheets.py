@@ -1,6 +1,6 @@
 """Contact sheets of a raw capture folder with each pose's check verdict, to look a subject over before they leave.
 
-One row per pose: a label (subject/pose, the verdict in full, which take it is) over the pose's check picture
+One row per pose: a label (subject/pose, the verdict in full, which retake it is) over the pose's check picture
 (flash | studio | face overlay, :func:`acquisition.posecheck.draw_check`), the same rows as ``check.jpg``. A pose
 captured without the check (``--no-check``, an older session) is checked here, in memory: the raw folder is
 only read.
@@ -84,10 +84,10 @@ def write_check_sheets(raw_dir: str | Path, sheets_dir: str | Path, *, poses_per
     rows: list[np.ndarray] = []
     for pair in pairs:
         picture, summary, status = _row(pair)
-        takes = len(_meta(pair.directory).get("retakes", [])) + 1
+        retakes = len(_meta(pair.directory).get("retakes", []))  # = meta.json's take, 0 for the first
         _, _, width, height = fit_box((picture.shape[1], picture.shape[0]), (_MAX_ROW_WIDTH, ROW_HEIGHT))
         picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)  # whole, however wide
-        text = f"{pair.key}  {summary}" + (f"  (take {takes})" if takes > 1 else "")
+        text = f"{pair.key}  {summary}" + (f"  (retake {retakes})" if retakes else "")
         label = label_strip(picture.shape[1], text, _COLOURS.get(status), font_scale=0.48)  # in full, wrapped
         rows.append(np.vstack([label, picture]))
         if progress is not None:

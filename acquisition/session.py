@@ -844,7 +844,7 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
             if action is None and ask is not None and (last is not None or error is not None):
                 action = ask(Prompt(subject, pose, last, error))
                 if action == "retake" and last is not None:
-                    history.setdefault(last, []).append(_take_record(root, subject, last, "the operator"))
+                    _note_retake(history, root, subject, last, "the operator")
             if action is not None:
                 if action == "quit":
                     quit_ = True
@@ -863,7 +863,8 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
                     target, replace = last, True
                 elif action != "next":
                     raise ValueError(f"unknown action {action!r}")
-            session.emit("pose", target, f"{subject}/{target}" + (" (retake)" if replace else ""), retake=replace)
+            session.emit("pose", target, f"{subject}/{target}" + (" (retake)" if replace else ""), retake=replace,
+                         take=len(history.get(target, ())) if replace else 0)
             try:
                 record = session.shoot(target, replace=replace, history=history.get(target, ()) if replace else ())
             except AcquisitionError as exc:
@@ -921,15 +922,20 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
 _CHECK_ON_STOP_S: Final = 10.0
 
 
-def _take_record(root: Path, subject: str, pose: str, by: str) -> dict[str, Any]:
-    """What ``meta.json``'s ``retakes`` keeps of a take about to be replaced: when, its verdict, its files' hashes."""
+def _note_retake(history: dict[str, list[dict[str, Any]]], root: Path, subject: str, pose: str, by: str) -> None:
+    """Add to ``history[pose]`` what ``meta.json``'s ``retakes`` keeps of the take about to be replaced: when, its
+    verdict, its files' hashes; after the takes that take had itself replaced (its own ``retakes``, also those
+    of an earlier run of a resumed session), so that ``retakes`` lists every take and ``take`` (0 for the first)
+    is always its length."""
     record: dict[str, Any] = {"retaken_by": by}
+    earlier: list[dict[str, Any]] = []
     with contextlib.suppress(PrepError, OSError, ValueError, KeyError, TypeError):
         meta = json.loads(read_text(root / subject / pose / META_NAME, error=AcquisitionError))
+        earlier = [dict(r) for r in meta.get("retakes", []) if isinstance(r, dict)]
         record.update({"captured_at": meta["captured_at"], "check": (meta.get("check") or {}).get("summary", ""),
                        "flash_sha256": meta["shots"]["flash"]["sha256"],
                        "studio_sha256": meta["shots"]["studio"]["sha256"]})
-    return record
+    history[pose] = [*history.get(pose, earlier), record]
 
 
 def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Callable[[Prompt], Action] | None,
@@ -946,13 +952,13 @@ def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Calla
     if done < limit:
         auto_retakes[pose] = done + 1
         session.emit("retaking", pose, f"{session.subject}/{pose}: automatic retake {done + 1} of {limit}")
-        history.setdefault(pose, []).append(_take_record(session.root, session.subject, pose, "the check"))
+        _note_retake(history, session.root, session.subject, pose, "the check")
         return "retake"
     if ask is None:
         return None
     action = ask(Prompt(session.subject, next_pose, pose, None, check=verdict))
     if action == "retake":
-        history.setdefault(pose, []).append(_take_record(session.root, session.subject, pose, "the operator"))
+        _note_retake(history, session.root, session.subject, pose, "the operator")
     return None if action == "next" else action  # kept: the next pose is asked for as usual
 
 
@@ -1153,15 +1159,14 @@ def simulate_sessions(root: str | Path, *, subjects: int, poses: int, size: tupl
             camera = SimulatedCamera(portrait, lambda lamps=lamps: lamps.state, size=tuple(size),
                                      seed=subject_seed(seed, index), config=sim_config)
 
-            def events(event: SessionEvent, camera: Any = camera, retakes: dict[str, int] = {}) -> None:  # noqa: B006
+            def events(event: SessionEvent, camera: Any = camera) -> None:
                 # Each pose renders from its own random stream, so a resumed pose, or one retried after a failed
                 # shot, gets the bytes an uninterrupted session would have written; a retake of a complete pose
-                # is a new take of it (the subject poses again).
+                # is a new take of it (the subject poses again): its index, 0 for the first, is the number of
+                # takes it replaces (meta.json's take, the length of its retakes, the manifest's takes - 1).
                 if event.kind == "pose" and event.pose is not None:
                     camera.shot_index = 2 * (int(event.pose[1:]) - 1)
-                    if event.data.get("retake"):
-                        retakes[event.pose] = retakes.get(event.pose, 0) + 1
-                    camera.take = retakes.get(event.pose, 0)
+                    camera.take = int(event.data.get("take", 0))
                 if on_event is not None:
                     on_event(event)
 
