@@ -54,8 +54,9 @@ class Level:
     ``region`` is what the metric compares (the face box, or the whole frame); ``context`` the larger crop the
     normalisation sees around it. ``scale`` is in full-resolution pixels per view pixel; the optimiser's first
     and last steps are in view pixels, and so is ``same_start_px``: candidates that put the region within it
-    of an earlier one are in the same basin and are optimised once. ``field_box`` (last level of a face-led
-    search): the face's square over which the result is refitted to the face's motion field (:mod:`._field`).
+    of an earlier one, or of the optimum an earlier one reached, are in the same basin and are optimised once.
+    ``field_box`` (last level of a face-led search): the face's square over which the result is refitted to the
+    face's motion field (:mod:`._field`).
     ``joining``: starts that join the previous level's best here as they are. A level that compares a smaller
     region than the one before needs them: the larger region's optimum may be another object's (a still room
     behind a small moving subject pulls every start to the room's motion).
@@ -347,6 +348,10 @@ def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: 
         fraction = min(1.0, config.samples / float(np.prod(fixed.GetSize())))
         optimised = []
         for candidate in candidates:
+            start = (candidate.matrix, candidate.translation)
+            if any(corner_distance(start, (c.matrix, c.translation), level.region) <= level.same_start_px * step_px
+                   for c, _ in optimised):
+                continue  # it starts where an earlier start ended: the same basin, already optimised
             try:
                 result, count, stop_condition = _optimise(config, level, step_px, fraction, fixed, moving, candidate,
                                                           centre)
