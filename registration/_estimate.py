@@ -267,7 +267,9 @@ def _frame_search(flash_rgb: np.ndarray, studio_rgb: np.ndarray, starts: list[St
                                          scale * studio_shape[1] / shape[1], config.contrast_sigma_px),
                                  features=config.features, ratios=config.feature_ratios)
     if not any(s.support >= config.decisive_matches for s in matched):
-        small += [turned(geometry_small, angle, np.asarray(centre)) for angle in config.frame_rotations_deg]
+        # Fallbacks: run only if neither the centres nor the features reach a clear optimum (see search()).
+        small += [dataclasses.replace(turned(geometry_small, angle, np.asarray(centre)), fallback=bool(matched))
+                  for angle in config.frame_rotations_deg]
     small += matched
     result = search(flash.rgb, studio.rgb, levels, small, config=config, centre=centre, keep=config.keep,
                     reference=geometry_small, names=names)

@@ -45,6 +45,7 @@ _OUTSIDE = "Too many samples map outside moving image buffer"
 _EDGE_MI_LOSS = 0.1  # the edge polish may cost this fraction of the mutual information, no more
 _EDGE_ITERATIONS = 60  # of the edge polish's ECC: 200 gave the same results on the real pairs, 12 % slower
 _WEAK_FRACTION = 0.5  # of the best start's mutual information: weaker starts are not carried to a finer level
+_CLEARLY_BETTER = 2.0  # times the image centres' mutual information: a fallback start is not needed (metrics < 0)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class _Candidate:
     matrix: np.ndarray
     translation: np.ndarray
     metric: float = math.nan
+    fallback: bool = False
 
 
 def _corners(box: Box) -> np.ndarray:
@@ -307,6 +309,19 @@ def _distinct(candidates: list[_Candidate], box: Box, tolerance_px: float) -> li
     return kept
 
 
+def _clearly_better(optimised: list[tuple[_Candidate, str]], reference_name: str) -> bool:
+    """Whether a start reached :data:`_CLEARLY_BETTER` times the mutual information the image centres reached.
+
+    Then the motion was found by other means than the image centres (matched features), and the centres'
+    turned variants, which exist for a turn nothing else saw, would only cost time: on the real pairs they
+    never reached an optimum the features had not (weak texture: 13-24 matches, 0.06 against 0.02 for the
+    centres; 12 MP: 0.3 s saved on such a pair).
+    """
+    reference = [c.metric for c, _ in optimised if c.name == reference_name]
+    others = [c.metric for c, _ in optimised if c.name != reference_name]
+    return bool(reference and others) and min(others) <= _CLEARLY_BETTER * reference[0]
+
+
 def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: list[Start], *,
            config: RegistrationConfig, centre: tuple[float, float], keep: int, reference: Start,
            names: tuple[str, str] = ("the flash shot", "the studio shot")) -> Result:
@@ -331,7 +346,9 @@ def search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: l
 def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: list[Start], *,
             config: RegistrationConfig, centre: tuple[float, float], keep: int, reference: Start,
             names: tuple[str, str]) -> Result:
-    candidates = [_Candidate(s.name, s.matrix, s.translation) for s in starts]
+    # Fallback starts last (a stable sort): they run only if the others found nothing clearly better.
+    candidates = sorted((_Candidate(s.name, s.matrix, s.translation, fallback=s.fallback) for s in starts),
+                        key=lambda c: c.fallback)
     iterations = 0
     stop = ""
     centre_array = np.asarray(centre, dtype=np.float64)
@@ -352,6 +369,8 @@ def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: 
             if any(corner_distance(start, (c.matrix, c.translation), level.region) <= level.same_start_px * step_px
                    for c, _ in optimised):
                 continue  # it starts where an earlier start ended: the same basin, already optimised
+            if candidate.fallback and _clearly_better(optimised, reference.name):
+                continue
             try:
                 result, count, stop_condition = _optimise(config, level, step_px, fraction, fixed, moving, candidate,
                                                           centre)

@@ -38,13 +38,15 @@ class Face:
 
 @dataclass(frozen=True)
 class Start:
-    """A candidate transform ``studio = matrix @ flash + translation``, where it came from, and (feature-matched
-    starts) how many matched features agree with it."""
+    """A candidate transform ``studio = matrix @ flash + translation``, where it came from, (feature-matched
+    starts) how many matched features agree with it, and whether it is a ``fallback``: optimised only when the
+    other starts found nothing clearly better than the image centres (:func:`._search.search`)."""
 
     name: str
     matrix: np.ndarray
     translation: np.ndarray
     support: int = 0
+    fallback: bool = False
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -229,11 +229,13 @@ def test_register_and_the_pair_check_share_the_blink_rule(tmp_path, seed, blink_
 
 def test_decisive_feature_matches_make_the_turned_starts_unnecessary(monkeypatch):
     """A faceless pair turned by 7 deg (past the +-6 deg turned image-centre starts): the SIFT fits have far more
-    inliers than ``decisive_matches``, so the turned starts are not run, and the answer is the one the search
-    reaches with them."""
+    inliers than ``decisive_matches``, so the turned starts are not even offered; short of that they are
+    fallbacks, run only when the features found nothing clearly better than the centres; the answer is the
+    same."""
     from skimage import data
 
     import registration._estimate as estimate_module
+    import registration._search as search_module
 
     scene = data.coffee()
     truth = random_affine(np.random.default_rng(5), scene.shape[1], scene.shape[0],
@@ -256,8 +258,18 @@ def test_decisive_feature_matches_make_the_turned_starts_unnecessary(monkeypatch
     assert turned_calls == []
     assert ground_truth_error(decided.transform, truth, corners) < 0.5
 
+    # Not decisive: the turned starts are offered as fallbacks; the features' optimum has more than twice the
+    # mutual information of the image centres' (turned by 7 deg, they find little), so they are not run.
+    optimised = []
+    original_optimise = search_module._optimise
+    monkeypatch.setattr(search_module, "_optimise",
+                        lambda *a: optimised.append(a[6].name) or original_optimise(*a))
     undecided = estimate_affine(flash, studio, config=RegistrationConfig(decisive_matches=10**6))
-    assert len(turned_calls) == 2  # the +-6 deg starts ran
+    assert len(turned_calls) == 2 and not any(name.endswith("deg") for name in optimised)
+    # Without features there is nothing else: the turned starts run.
+    optimised.clear()
+    estimate_affine(flash, studio, config=RegistrationConfig(features=0))
+    assert {"geometry-6deg", "geometry+6deg"} <= set(optimised)
     decided_matrix, decided_translation = matrix_of(decided.transform)
     as_truth = {"matrix": decided_matrix.tolist(), "translation": decided_translation.tolist()}
     assert ground_truth_error(undecided.transform, as_truth, corners) < 0.05
