@@ -312,8 +312,8 @@ def estimate_affine(flash_rgb: np.ndarray, studio_rgb: np.ndarray, *,
 
     Notes
     -----
-    About 1.0-1.1 s for a face-led 12 MP pair on one core, 2.0-2.2 s for a whole-frame one (``bench/register.py``,
-    a loaded machine).
+    About 1.0 s for a face-led 12 MP pair on one core, 1.3-1.7 s for a whole-frame one (``bench/register.py``,
+    a quiet machine).
     Capture-time checks (issue 17) call it as ``prep register`` does; :func:`check_face_alignment` then
     verifies the face independently.
 
