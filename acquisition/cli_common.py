@@ -38,7 +38,8 @@ def reports_errors(command: F) -> F:
     The toolkit's library functions raise ``ValueError`` for bad arguments and for nothing else (a subject name
     with ``..``, a size that is not a multiple of 32); coming from a command line, those are usage errors: exit 2
     with the message, no traceback. A ``ValueError`` raised inside another library (torch, numpy, h5py ...)
-    is a failure of the run, not of the command line: one line, exit 1 (``-v`` logs the traceback).
+    is a failure of the run, not of the command line: one line, exit 1 (``-v`` logs the traceback). So is
+    running out of memory, wherever it happens (``MemoryError``; OpenCV's "Insufficient memory").
     """
 
     @functools.wraps(command)
@@ -60,6 +61,14 @@ def reports_errors(command: F) -> F:
             if origin in _toolkit_packages():
                 raise click.UsageError(str(exc)) from exc
             raise click.ClickException(f"{exc} (a failure inside {origin}; run with -v for where)") from exc
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                raise
+            log.debug("the allocation that failed", exc_info=True)
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(f"this computer ran out of memory ({detail.strip()[:200]}): close other "
+                                       "programs, or use smaller pictures or fewer --workers; run the same command "
+                                       "again to resume (-v shows where)") from exc
         except KeyboardInterrupt as exc:
             name = getattr(exc, "signal_name", "SIGINT")
             if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for every process
@@ -68,6 +77,12 @@ def reports_errors(command: F) -> F:
             raise SystemExit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed: Python's ``MemoryError``, or OpenCV's "Insufficient memory"
+    (``cv2.error``, raised where a library cannot allocate an image)."""
+    return isinstance(exc, MemoryError) or "Insufficient memory" in str(exc)
 
 
 def _raising_package(exc: BaseException) -> str:

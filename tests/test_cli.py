@@ -67,3 +67,30 @@ def test_stage_packages_export_exactly_their_stub() -> None:
         assert sorted(declared) == sorted(package.__all__), name
         for public in package.__all__:
             assert getattr(package, public) is not None, f"{name}.{public}"
+
+
+def test_running_out_of_memory_is_one_line_in_any_command():
+    """Tester: OpenCV's "Insufficient memory" (and a MemoryError) came out of a command as a traceback."""
+    import click
+    import cv2
+
+    from acquisition.cli_common import reports_errors
+
+    @click.command()
+    @click.argument("how")
+    @reports_errors
+    def command(how: str) -> None:
+        if how == "python":
+            raise MemoryError("Unable to allocate 48.2 GiB for an array with shape (40000, 40000, 8)")
+        if how == "opencv":  # what cv2 raises when its allocator fails, through a real call
+            raise cv2.error("OpenCV(5.0.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate "
+                            "135000000 bytes in function 'OutOfMemoryError'")
+        raise RuntimeError("a bug")  # any other failure is not mistaken for memory: it shows where it came from
+
+    for how, detail in (("python", "Unable to allocate 48.2 GiB"), ("opencv", "Failed to allocate 135000000 bytes")):
+        result = CliRunner().invoke(command, [how])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert "ran out of memory" in lines[0] and detail in lines[0] and "fewer --workers" in lines[0]
+    other = CliRunner().invoke(command, ["other"])
+    assert other.exit_code == 1 and isinstance(other.exception, RuntimeError)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -41,9 +46,9 @@ def test_a_size_above_the_readers_pixel_limit_is_refused_before_rendering(monkey
 
 def test_a_size_this_computer_cannot_render_is_refused_with_the_memory_it_needs(monkeypatch, no_rendering):
     monkeypatch.setenv(MAX_PIXELS_ENV, "2000M")
-    monkeypatch.setattr(render, "_physical_memory", lambda: 16 * 2**30)
+    monkeypatch.setattr(render, "_memory_limit", lambda: 16 * 2**30)
     with pytest.raises(ValueError, match=r"40000x40000 \(1600 MP\) needs about 48\.2 GiB of memory to render, "
-                                         r"more than this computer's 16\.0 GiB: choose a smaller size"):
+                                         r"more than this process may use \(16\.0 GiB"):
         check_frame_size((40000, 40000))
     assert check_frame_size((4000, 3000)) == (4000, 3000)
 
@@ -95,3 +100,17 @@ def test_the_face_is_in_frame_in_both_shots_at_any_aspect_ratio(motion):
                     inside = (points >= -0.5).all() and (points[:, 0] <= width - 0.5).all() and \
                         (points[:, 1] <= height - 0.5).all()
                     assert inside, (portrait.name, (width, height), seed, where, points.round(1).tolist())
+
+
+def test_ulimit_counts_as_the_memory_a_render_may_use(tmp_path):
+    """Tester: under ``ulimit -v 1500000`` a 6000x7500 pose started rendering and died in OpenCV with a traceback;
+    the address-space limit is now part of the memory a render may use, so the size is refused in one line."""
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1_500_000 * 1024, resource.RLIM_INFINITY));"
+              "from acquisition.prep import main; main()")
+    result = subprocess.run([sys.executable, "-c", script, "capture", "--simulate", "--subjects", "1", "--poses", "1",
+                             "--no-check", "--out", str(tmp_path / "raw"), "--size", "6000x7500"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "more than this process may use" in result.stderr
+    assert not (tmp_path / "raw").exists()

@@ -13,11 +13,13 @@ the interpolation. Sensor noise is added last, at full resolution.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Final, Literal
 
 import cv2
@@ -167,12 +169,23 @@ RENDER_BYTES_PER_PIXEL: Final = 32
 RENDER_MEMORY_BASE: Final = 0.5 * 2**30
 
 
-def _physical_memory() -> int | None:
-    """Bytes of memory of this computer (None where the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+def _memory_limit() -> int | None:
+    """Bytes this process may use: the least of the computer's memory, the address-space limit (``ulimit -v``)
+    and a container's memory limit (cgroup v2 ``memory.max``); None where none is known."""
+    limits = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    with contextlib.suppress(OSError, ValueError):
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None
 
 
 def check_frame_size(size: Sequence[int]) -> tuple[int, int]:
@@ -195,10 +208,11 @@ def check_frame_size(size: Sequence[int]) -> tuple[int, int]:
         raise ValueError(f"{width}x{height} is {megapixels(pixels)}, above the image-size limit of "
                          f"{megapixels(limit)} (the shots could not be read back): choose a smaller size, or "
                          f"{raise_limit_hint(pixels)}")
-    needed, memory = RENDER_MEMORY_BASE + RENDER_BYTES_PER_PIXEL * pixels, _physical_memory()
+    needed, memory = RENDER_MEMORY_BASE + RENDER_BYTES_PER_PIXEL * pixels, _memory_limit()
     if memory is not None and needed > memory:
         raise ValueError(f"{width}x{height} ({megapixels(pixels)}) needs about {memory_words(needed)} of memory "
-                         f"to render, more than this computer's {memory_words(memory)}: choose a smaller size")
+                         f"to render, more than this process may use ({memory_words(memory)}: the computer's "
+                         "memory, ulimit -v or a container's limit): choose a smaller size")
     return width, height
 
 
