@@ -26,6 +26,7 @@ from acquisition.imageio import image_size, read_image, write_image
 from acquisition.layout import REGISTER_AGAIN_HINT, discover_pairs
 from acquisition.progress import ProgressCallback
 
+from ._pair import RECORD_NAME, read_record
 from ._tree import CSV_NAME, read_registration_csv
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,17 @@ def write_contact_sheets(aligned_dir: str | Path, sheets_dir: str | Path, *, pai
         rows.append((folders.get(key) if status != "failed" else None, text, reason, status))
         seen.add(key)
     for key, folder in folders.items():
-        if key not in seen:
+        if key in seen:
+            continue
+        # A run stopped before writing registration.csv: each finished pair's own record says how it went.
+        record = read_record(folder)
+        result = record.get("result") if record else None
+        if not isinstance(result, dict) or "status" not in result:
             rows.append((folder, f"{key}  (not in {CSV_NAME})", "", ""))
+            continue
+        status, region = str(result["status"]), str(result.get("region", ""))
+        text = f"{key}  {status.upper()}" + (f"  [{region}-led]" if region else "") + f"  (from its {RECORD_NAME})"
+        rows.append((folder, text, str(result.get("reason", "")), status))
     if not rows:
         return []
     panel_width = _panel_width(rows)

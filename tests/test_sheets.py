@@ -152,3 +152,29 @@ def test_check_picture_fits_each_shot_whole_and_writes_the_verdict_in_full(size)
         drawn = np.argwhere((panel != BACKGROUND).any(axis=2))
         assert (np.abs(drawn.min(axis=0) - (y, x)) <= 1).all() and \
             (np.abs(drawn.max(axis=0) - (y + h - 1, x + w - 1)) <= 1).all()
+
+
+def test_a_tree_whose_run_stopped_before_registration_csv_is_labelled_from_each_pair_record(tmp_path, monkeypatch):
+    """Tester: after a stopped ``prep register`` (no registration.csv yet) ``prep review`` labelled every finished
+    pair "(not in registration.csv)", a flagged one included; each finished pair's registration.json says how it
+    went."""
+    import json
+
+    import registration._sheets as sheets_module
+    from registration._pair import RECORD_NAME, read_record
+
+    pairs = [("p01", (480, 640), "ok", ""), ("p02", (480, 640), "flagged", LONG_REASON), ("p03", (480, 640), "ok", "")]
+    aligned = _aligned_tree(tmp_path / "aligned", pairs)
+    (aligned / "registration.csv").unlink()
+    for pose, _, status, reason in pairs[:2]:  # p03 was being written when the run stopped: no record
+        record = {"version": 2, "result": {"status": status, "reason": reason, "region": "face"}}
+        (aligned / "S01" / pose / RECORD_NAME).write_text(json.dumps(record), encoding="utf-8")
+        assert read_record(aligned / "S01" / pose) is not None  # the record format the registration writes
+    texts = []
+    original = sheets_module.label_strip
+    monkeypatch.setattr(sheets_module, "label_strip", lambda width, text, *a, **k: texts.append(text) or
+                        original(width, text, *a, **k))
+    write_contact_sheets(aligned, tmp_path / "sheets")
+    assert "S01/p01  OK  [face-led]  (from its registration.json)" in texts
+    assert "S01/p02  FLAGGED  [face-led]  (from its registration.json)" in texts and LONG_REASON in texts
+    assert "S01/p03  (not in registration.csv)" in texts
