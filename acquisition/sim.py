@@ -95,12 +95,12 @@ class SimulatedLamps(LampController):
         self.history.append((time.time(), on, level))
 
 
-
 def _whole_number(name: str, value: float) -> int:
     """``value`` as an int, or ValueError naming ``name`` when it is not a whole number >= 0."""
     if int(value) != value or value < 0:
         raise ValueError(f"{name} must be a whole number >= 0, got {value}")
     return int(value)
+
 
 class SimulatedCamera(Camera):
     """A phone on a tripod, photographing one portrait under whatever light there is when it fires.

@@ -35,8 +35,6 @@ def test_limit_threads_reaches_a_blas_loaded_before_it() -> None:
 
 def _slow_item(job: tuple[str, int]) -> int:
     """Marks its start, takes 2 s, marks its end (a worker's item under way)."""
-    import time
-
     folder, index = job
     Path(folder, f"started-{index}").touch()
     time.sleep(2.0)
