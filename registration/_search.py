@@ -299,12 +299,17 @@ def _field_fit(flash: np.ndarray, studio: np.ndarray, last: Level, config: Regis
     return pair
 
 
+def _near(candidate: _Candidate, others: list[_Candidate], box: Box, tolerance_px: float) -> bool:
+    """Whether ``candidate`` puts ``box`` within ``tolerance_px`` of one of ``others`` (the same basin)."""
+    pair = (candidate.matrix, candidate.translation)
+    return any(corner_distance(pair, (o.matrix, o.translation), box) <= tolerance_px for o in others)
+
+
 def _distinct(candidates: list[_Candidate], box: Box, tolerance_px: float) -> list[_Candidate]:
     """The candidates without those that put ``box`` within ``tolerance_px`` of an earlier one (same basin)."""
     kept: list[_Candidate] = []
     for candidate in candidates:
-        pair = (candidate.matrix, candidate.translation)
-        if all(corner_distance(pair, (k.matrix, k.translation), box) > tolerance_px for k in kept):
+        if not _near(candidate, kept, box, tolerance_px):
             kept.append(candidate)
     return kept
 
@@ -356,8 +361,9 @@ def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: 
         fixed_view = View.of(flash, level.context, level.scale, config.contrast_sigma_px)
         step_px = fixed_view.step_px
         fixed = fixed_view.image(level.region)
+        same_px = level.same_start_px * step_px
         candidates += [_Candidate(s.name, s.matrix, s.translation) for s in level.joining]
-        candidates = _distinct(candidates, level.region, level.same_start_px * step_px)
+        candidates = _distinct(candidates, level.region, same_px)
         if level.escapes and candidates:
             candidates = candidates + _escapes(candidates[0], config, step_px, centre_array)
         moving_view = _moving_view(studio, level, candidates, config)
@@ -365,9 +371,7 @@ def _search(flash: np.ndarray, studio: np.ndarray, levels: list[Level], starts: 
         fraction = min(1.0, config.samples / float(np.prod(fixed.GetSize())))
         optimised = []
         for candidate in candidates:
-            start = (candidate.matrix, candidate.translation)
-            if any(corner_distance(start, (c.matrix, c.translation), level.region) <= level.same_start_px * step_px
-                   for c, _ in optimised):
+            if _near(candidate, [c for c, _ in optimised], level.region, same_px):
                 continue  # it starts where an earlier start ended: the same basin, already optimised
             if candidate.fallback and _clearly_better(optimised, reference.name):
                 continue
