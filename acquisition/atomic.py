@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from .errors import PrepError
 from .files import open_regular
+from .interrupts import deferred_stop_signals
 
 __all__ = ["TEMP_PREFIX", "atomic_path", "atomic_write", "file_sha256", "fsync_directory", "write_bytes_atomic",
            "write_error", "write_json_atomic", "write_text_atomic"]
@@ -70,6 +71,27 @@ def write_error(path: Path, exc: OSError, *, error: type[PrepError] = PrepError,
     return error(f"could not write ({exc.strerror or exc})", path=path)
 
 
+def _temp_file_beside(path: Path, *, suffix: str = "") -> tuple[int, Path]:
+    """Create the temporary file for ``path`` in its folder: (open descriptor, name).
+
+    A stop signal is held back while the file is made and raised only once it is deleted again: between its
+    creation and the caller's ``try`` nothing would delete it.
+    """
+    made: tuple[int, str] | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with deferred_stop_signals():
+            made = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent)
+        return made[0], Path(made[1])
+    except BaseException as exc:
+        if made is not None:
+            os.close(made[0])
+            Path(made[1]).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; rename it to ``path`` when the block ends without error.
@@ -91,12 +113,7 @@ def atomic_write(path: str | Path, mode: str = "wb", *, durable: bool = True) ->
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', not {mode!r}")
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
-    except OSError as exc:
-        raise write_error(path, exc) from exc
-    tmp = Path(tmp_name)
+    fd, tmp = _temp_file_beside(path)
     try:
         kwargs = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as handle:
@@ -124,13 +141,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The temporary name keeps ``path``'s extension, since such tools pick the format by it.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=path.suffix[:16], dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise write_error(path, exc) from exc
-    tmp = Path(tmp_name)
+    fd, tmp = _temp_file_beside(path, suffix=path.suffix[:16])
+    os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb") as handle:

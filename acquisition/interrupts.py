@@ -127,38 +127,49 @@ def _redeliver_swallowed_stop(unraisable: sys.UnraisableHookArgs) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def _record(signum: int, _frame: FrameType | None) -> None:
-    global _received
-    _received = signum
-
-
 @contextlib.contextmanager
 def deferred_stop_signals() -> Iterator[None]:
-    """Hold stop signals back over a short stretch, then raise the first one received as :class:`Interrupted`.
+    """Hold stop signals back over a short stretch, then hand one received meanwhile to the handler in place.
 
     For code that must not be cut in two, above all starting worker processes: a fork copies the handlers, and
     a stop raised inside an at-fork hook or half-way through starting a pool is swallowed or leaves workers
-    unaccounted for ("DataLoader worker exited unexpectedly"). Only in the main thread while
-    :func:`handle_stop_signals` is active; elsewhere it does nothing.
+    unaccounted for ("DataLoader worker exited unexpectedly"); or creating a file that only the code after it
+    would delete. So a stop inside :func:`handle_stop_signals` raises :class:`Interrupted` at the block's end (and
+    a worker's own handler, or Python's Ctrl-C handler, runs there likewise). A stop received before the block is
+    not raised again, so clean-up after a stop may use it. Only in the main thread, where a Python handler is in
+    place; nested, the outer block holds the stops.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not _handler:
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    if (threading.current_thread() is not threading.main_thread() or not callable(handlers[signal.SIGINT])
+            or getattr(handlers[signal.SIGINT], "holds_stops", False)):
         yield
         return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        held.append(signum)
+
+    hold.holds_stops = True  # type: ignore[attr-defined]
     # Blocked too: a child started here (fork, or spawn: the mask survives exec) gets no stop before it has set
     # up its own handling and called unblock_stop_signals(); a fresh interpreter hit during start-up crashes.
     masked = hasattr(signal, "pthread_sigmask")
     try:
         for signum in STOP_SIGNALS:
-            signal.signal(signum, _record)
+            signal.signal(signum, hold)
         if masked:
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         yield
     finally:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _handler)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         if masked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop is recorded here
-    raise_if_interrupted()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop goes to its handler here
+    if held:
+        handler = handlers[held[0]]
+        if callable(handler):
+            handler(held[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(held[0])
 
 
 def unblock_stop_signals() -> None:

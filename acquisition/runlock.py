@@ -36,6 +36,7 @@ from .atomic import write_error
 from .errors import PrepError
 from .files import file_kind
 from .folders import make_output_folder
+from .interrupts import deferred_stop_signals
 
 try:
     import fcntl
@@ -295,35 +296,58 @@ def claim_folder(folder: str | Path, *, error: type[PrepError] = PrepError) -> R
     _refuse_inside_a_busy_folder(Path(folder), error)
     created = not os.path.lexists(folder)
     folder = make_output_folder(folder, error=error)
-    path = folder / LOCK_NAME
     me = RunOwner.current()
     for attempt in range(_ATTEMPTS * 2):
-        fd = _open_lock_file(path, error)
+        claimed: RunLock | None = None
         try:
-            locked = _lock(fd)
-            if locked is False:
-                if attempt + 1 >= _ATTEMPTS:
-                    raise _busy(folder, _read_owner(fd), error)
-                os.close(fd)
-                time.sleep(0.1)
-                continue
-            if not _same_file(fd, path):  # the owner deleted it while releasing: open the new one
-                os.close(fd)
-                continue
-            previous = _read_owner(fd)
-            if previous is not None and _still_claims(previous, locked):
-                raise _busy(folder, previous, error)
-            if previous is not None:
-                log.warning("%s: taking over from a run that ended without releasing the folder (%s)", folder,
-                            previous)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode("utf-8"), 0)
-            return RunLock(folder, fd, me, previous, created=created)
+            # Held back: a stop between creating the lock file and owning it would leave a lock nobody releases.
+            with deferred_stop_signals():
+                claimed, wait = _attempt_claim(folder, me, last_try=attempt + 1 >= _ATTEMPTS, created=created,
+                                               error=error)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if claimed is not None:
+                claimed.release()  # a stop held back above: the lock is given back before it is raised
+            elif created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
             raise
+        if claimed is not None:
+            return claimed
+        if wait:
+            time.sleep(0.1)
     raise _busy(folder, None, error)  # pragma: no cover - the lock file kept vanishing
+
+
+def _attempt_claim(folder: Path, me: RunOwner, *, last_try: bool, created: bool,
+                   error: type[PrepError]) -> tuple[RunLock | None, bool]:
+    """One try at ``folder``'s lock file: ``(lock, False)`` when claimed; ``(None, True)`` when another process holds
+    its flock for a moment (wait, then try again); ``(None, False)`` when the owner deleted it meanwhile (open
+    the new one at once)."""
+    path = folder / LOCK_NAME
+    fd = _open_lock_file(path, error)
+    try:
+        locked = _lock(fd)
+        if locked is False:
+            if last_try:
+                raise _busy(folder, _read_owner(fd), error)
+            os.close(fd)
+            return None, True
+        if not _same_file(fd, path):  # the owner deleted it while releasing: open the new one
+            os.close(fd)
+            return None, False
+        previous = _read_owner(fd)
+        if previous is not None and _still_claims(previous, locked):
+            raise _busy(folder, previous, error)
+        if previous is not None:
+            log.warning("%s: taking over from a run that ended without releasing the folder (%s)", folder,
+                        previous)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode("utf-8"), 0)
+        return RunLock(folder, fd, me, previous, created=created), False
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
 
 
 def folder_writer(folder: str | Path) -> RunOwner | None:

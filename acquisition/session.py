@@ -476,13 +476,13 @@ class _Session:
         it replaces (``meta.json``'s ``retakes``)."""
         final = pose_dir(self.root, self.subject, pose)
         staging = final.parent / f".{pose}{_STAGING_SUFFIX}"
-        try:
-            if staging.exists():
-                shutil.rmtree(staging)
-            staging.mkdir(parents=True)
-        except OSError as exc:
-            raise _disk_error(staging, exc) from exc
-        try:
+        try:  # one try from the folder's creation on: a stop right after it must not leave it behind
+            try:
+                if staging.exists():
+                    shutil.rmtree(staging)
+                staging.mkdir(parents=True)
+            except OSError as exc:
+                raise _disk_error(staging, exc) from exc
             record, shots = self._shoot_staged(pose, staging, final, history)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

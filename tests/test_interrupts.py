@@ -58,3 +58,69 @@ def test_handlers_are_restored_and_a_swallowed_signal_is_raised_again() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
     assert received_signal() is None
     raise_if_interrupted()  # nothing pending outside
+
+
+def _stop_right_after(function):
+    """``function``, followed at once by a Ctrl-C to this process (where a real one may land)."""
+
+    def then_stop(*args, **kwargs):
+        result = function(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    return then_stop
+
+
+@pytest.mark.parametrize("step", ["_open_lock_file", "_lock", "_read_owner"])
+def test_a_stop_while_a_folder_is_claimed_leaves_no_lock_behind(tmp_path: Path, monkeypatch, step: str) -> None:
+    """CI caught ``prep build-h5`` stopped just as its lock file appeared: the file stayed, the folder looked busy."""
+    from acquisition import runlock
+    from acquisition.interrupts import Interrupted, handle_stop_signals
+
+    monkeypatch.setattr(runlock, step, _stop_right_after(getattr(runlock, step)))
+    with handle_stop_signals(), pytest.raises(Interrupted):
+        runlock.claim_folder(tmp_path / "shards")
+    assert not (tmp_path / "shards").exists()  # made by the claim, left empty: gone with it
+    monkeypatch.undo()
+    (tmp_path / "shards").mkdir()
+    with handle_stop_signals(), pytest.raises(Interrupted), monkeypatch.context() as patched:
+        patched.setattr(runlock, step, _stop_right_after(getattr(runlock, step)))
+        runlock.claim_folder(tmp_path / "shards")
+    assert list((tmp_path / "shards").iterdir()) == []
+    with runlock.claim_folder(tmp_path / "shards") as lock:  # free, and taken without a notice
+        assert lock.taken_over is None
+
+
+@pytest.mark.parametrize("writer", ["atomic_write", "atomic_path"])
+def test_a_stop_as_a_temporary_file_is_made_leaves_none_behind(tmp_path: Path, monkeypatch, writer: str) -> None:
+    from acquisition import atomic
+    from acquisition.interrupts import Interrupted, handle_stop_signals
+
+    target = tmp_path / "pose" / "registration.json"
+    target.parent.mkdir()
+    target.write_text("kept")
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", _stop_right_after(atomic.tempfile.mkstemp))
+    with handle_stop_signals(), pytest.raises(Interrupted), getattr(atomic, writer)(target) as handle_or_path:
+        raise AssertionError(f"the stop was not raised before the block ({handle_or_path})")
+    assert [p.name for p in target.parent.iterdir()] == ["registration.json"] and target.read_text() == "kept"
+
+
+def test_clean_up_after_a_stop_still_writes_and_a_held_stop_reaches_the_handler_in_place(tmp_path: Path) -> None:
+    from acquisition.atomic import write_text_atomic
+    from acquisition.interrupts import Interrupted, deferred_stop_signals, handle_stop_signals
+
+    with handle_stop_signals():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except Interrupted:
+            write_text_atomic(tmp_path / "status.txt", "interrupted")  # the stop above is not raised again
+    assert (tmp_path / "status.txt").read_text() == "interrupted"
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: seen.append(signum))  # e.g. a worker's handler
+    try:
+        with deferred_stop_signals():
+            signal.raise_signal(signal.SIGINT)
+            assert seen == []  # held
+        assert seen == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
