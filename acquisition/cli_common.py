@@ -21,6 +21,7 @@ import click
 
 from .errors import PrepError
 from .interrupts import handle_stop_signals, raise_if_interrupted
+from .words import percent
 
 __all__ = ["FiniteFloatRange", "environment", "force_option", "input_dir", "min_face_option", "output_dir",
            "reports_errors", "seed_option", "workers_option"]
@@ -137,7 +138,7 @@ def min_face_option(command: F | None = None, *, default_fraction: float = 0.02)
     def decorate(inner: F) -> F:
         return click.option("--min-face-px", type=FiniteFloatRange(min=1), default=None, metavar="PX",
                             help=f"Smallest face width to search for, in pixels of the full photo (default: "
-                                 f"{default_fraction:.0%} of its longer side). Lower finds smaller faces; a photo "
+                                 f"{percent(default_fraction)} of its longer side). Lower finds smaller faces; a photo "
                                  "without a face then takes longer.")(inner)
 
     return decorate(command) if command is not None else decorate

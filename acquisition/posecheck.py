@@ -42,6 +42,7 @@ from .eyes import EyeLimits, judge_eyes
 from .faces import FaceBox, face_landmarks, to_uint8
 from .faces import _downscaled as _shrunk  # a copy whose longer side is at most N, and its scale (one package)
 from .pixels import luminance
+from .words import percent
 
 __all__ = ["CHECK_IMAGE_NAME", "BackgroundCheck", "CheckLimits", "PairCheck", "check_pair", "check_pose",
            "draw_check"]
@@ -356,13 +357,13 @@ def _lighting(flash_lum: np.ndarray, studio_lum: np.ndarray, studio_rgb: np.ndar
                     "flash_face_level": round(flash_level, 4), "flash_background_level": round(flash_bg, 4),
                     "studio_background_level": round(studio_bg, 4), "flash_gain": round(float(gain), 3)})
     if clipped > limits.max_clipped_fraction:
-        problems.append(f"studio shot over-exposed ({clipped:.0%} of the face clipped): lower the lamps or the "
+        problems.append(f"studio shot over-exposed ({percent(clipped)} of the face clipped): lower the lamps or the "
                         "camera's exposure")
     elif studio_level < limits.min_face_level:
-        problems.append(f"studio shot too dark (face at {studio_level:.0%} of white): raise the lamps or the "
+        problems.append(f"studio shot too dark (face at {percent(studio_level)} of white): raise the lamps or the "
                         "camera's exposure")
     if flash_level < limits.min_face_level:
-        problems.append(f"flash shot too dark (face at {flash_level:.0%} of white): the flash did not fire or did "
+        problems.append(f"flash shot too dark (face at {percent(flash_level)} of white): the flash did not fire or did "
                         "not reach the subject")
     elif gain < limits.min_flash_gain:
         problems.append(f"the flash did not light the subject in the flash shot (face/background contrast only "
@@ -403,9 +404,9 @@ def _faces(flash: _Shot, studio: _Shot, factor: float, full_width: int, affine: 
     if abs(rotation) > limits.max_rotation_deg:
         moved.append(f"turned {rotation:+.1f} deg")
     if abs(scale - 1.0) > limits.max_scale_change:
-        moved.append(f"{'closer' if scale > 1 else 'farther'} by {abs(scale - 1.0):.0%}")
+        moved.append(f"{'closer' if scale > 1 else 'farther'} by {percent(abs(scale - 1.0))}")
     if shift > limits.max_shift_fraction:
-        moved.append(f"shifted {shift:.0%} of the width")
+        moved.append(f"shifted {percent(shift)} of the width")
     if moved:
         problems.append(f"the subject moved between the shots ({', '.join(moved)})")
     # A blurred shot's eyes read half-closed (the blur is the reason to give); a dark or washed-out shot gives
@@ -432,7 +433,7 @@ def _blur(flash_lum: np.ndarray, studio_lum: np.ndarray, flash_box: FaceBox, stu
     for role, other in (("flash", "studio"), ("studio", "flash")):
         ratio = values[role] / values[other]
         if ratio < limits.min_sharpness_ratio:
-            return [f"the {role} shot is blurred (face sharpness {ratio:.0%} of the {other} shot's): camera shake "
+            return [f"the {role} shot is blurred (face sharpness {percent(ratio)} of the {other} shot's): camera shake "
                     "or missed focus"]
     return []
 

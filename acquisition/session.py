@@ -56,6 +56,7 @@ from .errors import AcquisitionError, PrepError
 from .files import open_regular, read_text, require_regular
 from .layout import MANIFEST_NAME, META_NAME, check_name, discover_pairs, pose_dir
 from .runlock import claim_folder
+from .words import percent
 
 __all__ = ["MANIFEST_FIELDS", "SESSION_NAME", "Action", "CheckShot", "PoseRecord", "Prompt", "RigCheck",
            "SessionConfig", "SessionEvent", "SessionResult", "VerificationError", "append_manifest_row",
@@ -1086,7 +1087,8 @@ def _check_pose(lamps: LampController, camera: Camera, workdir: Path, arrived: d
     info = camera.info()
     budget = getattr(camera, "busy_timeout_ms", None)
     if dark_wait > 100.0:
-        share = f", {dark_wait / budget:.0%} of the {budget:.0f} ms budget (camera_busy_timeout_ms)" if budget else ""
+        share = (f", {percent(dark_wait / budget)} of the {budget:.0f} ms budget (camera_busy_timeout_ms)"
+                 if budget else "")
         notes.append(f"the camera was busy for {dark_wait:.0f} ms after the lit shot{share}: it delays every flash "
                      "shot (a faster card helps)")
     focus = info.settings.get("focusmode") or info.settings.get("autofocus")

@@ -25,6 +25,7 @@ from acquisition.faces import DETECTOR_WINDOW_PX, FaceBox
 from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import META_NAME, Pair
+from acquisition.words import percent
 
 from ._check import check_face_alignment
 from ._config import DEFAULT_CONFIG, AffineEstimate, PairResult, RegistrationConfig
@@ -198,8 +199,8 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         return _failed(pair, out_dir, str(exc), time.perf_counter() - start)
     covered = overlap_fraction(estimate.transform, flash.shape, studio.shape)
     if covered < config.min_overlap:
-        return _failed(pair, out_dir, f"{names[1]} covers only {covered:.0%} of the frame of {names[0]} after "
-                       f"registration (minimum {config.min_overlap:.0%}): no usable overlap (the two shots must "
+        return _failed(pair, out_dir, f"{names[1]} covers only {percent(covered)} of the frame of {names[0]} after "
+                       f"registration (minimum {percent(config.min_overlap)}): no usable overlap (the two shots must "
                        "show the same scene, framed about the same way; retake the pose)",
                        time.perf_counter() - start)
     # The independent check runs whenever either shot shows a face, whichever region led: a pair that fell back

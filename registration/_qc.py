@@ -21,6 +21,7 @@ from acquisition.exif import read_flash_fired
 from acquisition.eyes import EyeLimits, EyeVerdict, judge_eyes
 from acquisition.faces import FaceBox, eye_aspect_ratio
 from acquisition.pixels import luminance
+from acquisition.words import percent
 
 from ._check import FaceCheck
 from ._config import AffineEstimate, RegistrationConfig
@@ -88,7 +89,7 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
                        f"{_raise_or_retake('--max-rotation')}")
     for name, value in (("x", parts.scale_x), ("y", parts.scale_y)):
         if not abs(value - 1.0) <= config.max_scale_change:
-            reasons.append(f"scale {name} {value:.3f} is more than {config.max_scale_change:.0%} from 1: "
+            reasons.append(f"scale {name} {value:.3f} is more than {percent(config.max_scale_change)} from 1: "
                            f"{_raise_or_retake('--max-scale-change')}")
     if not abs(parts.shear) <= config.max_shear:
         reasons.append(f"shear {parts.shear:+.3f} exceeds {config.max_shear:g}: {_raise_or_retake('--max-shear')}")
@@ -96,7 +97,7 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     centre_s = np.array([(sw - 1) / 2, (sh - 1) / 2])
     shift = float(np.hypot(*(matrix @ centre_f + translation - centre_s))) / sw
     if shift > config.max_shift_fraction:
-        reasons.append(f"shift {shift:.1%} of the width exceeds {config.max_shift_fraction:.0%}: "
+        reasons.append(f"shift {shift:.1%} of the width exceeds {percent(config.max_shift_fraction)}: "
                        f"{_raise_or_retake('--max-shift')}")
     before, after = estimate.metric_before, estimate.metric_after
     # The ECC polish may give back a hair of mutual information for precision: only a real loss counts.
@@ -158,8 +159,8 @@ def exposure_reasons(flash_rgb: np.ndarray, studio_rgb: np.ndarray, names: tuple
             reasons.append(f"{name} is under-exposed: mean {where} luminance {mean:.0f} of 255 (at least "
                            f"{lowest:g} expected): {fix}")
         elif clipped > MAX_CLIPPED_FRACTION:
-            reasons.append(f"{name} is over-exposed: {clipped:.0%} of the {where} is clipped white (at most "
-                           f"{MAX_CLIPPED_FRACTION:.0%} expected): lower the exposure or the light and retake")
+            reasons.append(f"{name} is over-exposed: {percent(clipped)} of the {where} is clipped white (at most "
+                           f"{percent(MAX_CLIPPED_FRACTION)} expected): lower the exposure or the light and retake")
     return reasons
 
 
