@@ -164,12 +164,12 @@ def deferred_stop_signals() -> Iterator[None]:
             signal.signal(signum, handler)
         if masked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop goes to its handler here
-    if held:
-        handler = handlers[held[0]]
-        if callable(handler):
-            handler(held[0], None)
-        elif handler == signal.SIG_DFL:
-            signal.raise_signal(held[0])
+        if held:  # caught by another thread's unblocked mask, or before the block: delivered, even after an error
+            handler = handlers[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])
 
 
 def unblock_stop_signals() -> None:

@@ -124,3 +124,29 @@ def test_clean_up_after_a_stop_still_writes_and_a_held_stop_reaches_the_handler_
         assert seen == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_stop_held_while_the_block_fails_is_still_delivered() -> None:
+    """The error of the block (e.g. "folder is busy") does not swallow a Ctrl-C that came meanwhile, also when
+    another thread (a pool's, a progress bar's: their masks are not blocked) took the signal."""
+    import os
+    import threading
+
+    from acquisition.interrupts import Interrupted, deferred_stop_signals, handle_stop_signals
+
+    go, sent = threading.Event(), threading.Event()
+
+    def sender() -> None:
+        go.wait(10)
+        os.kill(os.getpid(), signal.SIGINT)
+        sent.set()
+
+    thread = threading.Thread(target=sender)
+    thread.start()  # before the block: its mask lets the signal in
+    with handle_stop_signals(), pytest.raises(Interrupted) as caught, deferred_stop_signals():
+        go.set()
+        assert sent.wait(10)
+        time.sleep(0.05)  # the main thread's handler runs at its next check
+        raise OSError("the block's own failure")
+    thread.join()
+    assert isinstance(caught.value.__context__, OSError)
