@@ -555,6 +555,21 @@ _STOP_AS_WORKERS_START = {
                     "    os.killpg(0, signal.{signal})\n"
                     "    return batches\n"
                     "d.DataLoader.__iter__ = start\n",
+    # ... and again while the parent shuts the workers down (Ctrl-C pressed twice): cut short, the shutdown
+    # left workers that the interpreter's exit then waited for forever (CI: a 120 s timeout).
+    "again in the shutdown": "import torch.utils.data._utils.worker as w\n"
+                             "from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter as it\n"
+                             "real_loop, real_shutdown = w._worker_loop, it._shutdown_workers\n"
+                             "def loop(*args, **kwargs):\n"
+                             "    os.killpg(0, signal.{signal})\n"
+                             "    return real_loop(*args, **kwargs)\n"
+                             "again = [1]\n"
+                             "def shutdown(self):\n"
+                             "    if again:\n"
+                             "        os.kill(os.getpid(), signal.{signal}); again.clear()\n"
+                             "    return real_shutdown(self)\n"
+                             "w._worker_loop = loop\n"
+                             "it._shutdown_workers = shutdown\n",
     # ... or while the parent runs its at-fork hooks, where Python swallows exceptions ("Exception ignored").
     "at-fork hook": "sent = []\n"
                     "def hook():\n"

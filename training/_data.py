@@ -294,13 +294,21 @@ def iterate(loader: Any) -> Iterator[dict[str, Tensor]]:
             yield batch
     finally:
         # Stop the workers now: an error's traceback holds the iterator (and so its workers) until it is freed.
-        shutdown = getattr(batches, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
-        for worker in getattr(batches, "_workers", ()):
-            if worker.is_alive():  # did not take the shutdown in time; its SIGTERM is ignored
-                worker.kill()
-                worker.join()
+        # Stops held back meanwhile: a second one (Ctrl-C pressed twice, a kill after the Ctrl-C) would cut this
+        # short, and a worker left alive makes the interpreter's exit wait for it forever (it ignores SIGTERM).
+        with deferred_stop_signals():
+            _stop_workers(batches)
+
+
+def _stop_workers(batches: Any) -> None:
+    """Shut down a DataLoader iterator's workers, killing any that did not take the shutdown in time."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    for worker in getattr(batches, "_workers", ()):
+        if worker.is_alive():  # did not take the shutdown in time; its SIGTERM is ignored
+            worker.kill()
+            worker.join()
 
 
 def worker_init(_worker_id: int) -> None:
