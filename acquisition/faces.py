@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from .errors import PrepError
+from .interrupts import import_uninterrupted
 
 __all__ = ["DEFAULT_MIN_FACE_FRACTION", "DETECTOR_WINDOW_PX", "MIN_FACE_ENV", "SQUARE_TO_BOX", "FaceBox",
            "default_min_face_px", "detect_faces", "eye_aspect_ratio", "face_landmarks", "face_scores", "face_square",
@@ -57,7 +58,7 @@ def load_face_recognition() -> ModuleType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pkg_resources deprecation in face_recognition_models
-            import face_recognition
+            face_recognition = import_uninterrupted("face_recognition")  # dlib's start-up must not be cut
     except ImportError as exc:  # also catches a missing dlib or pkg_resources
         raise PrepError(f"face_recognition is not installed ({exc})", hint=INSTALL_HINT) from exc
     finally:

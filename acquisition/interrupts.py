@@ -18,16 +18,17 @@ processes) and raises them right after.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Final, NoReturn
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "deferred_stop_signals", "handle_stop_signals", "raise_if_interrupted",
-           "raise_stop_signal", "received_signal", "unblock_stop_signals"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "deferred_stop_signals", "handle_stop_signals", "import_uninterrupted",
+           "raise_if_interrupted", "raise_stop_signal", "received_signal", "unblock_stop_signals"]
 
 #: The signals that stop a command: Ctrl-C, ``kill`` and a closed terminal.
 STOP_SIGNALS: Final = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None),
@@ -177,3 +178,23 @@ def unblock_stop_signals() -> None:
     the worker's own handlers are in place)."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def import_uninterrupted(name: str) -> ModuleType:
+    """``importlib.import_module(name)`` with stop signals held back until the import has finished.
+
+    For the toolkit's lazy imports of compiled libraries (face_recognition's dlib, gphoto2, SimpleITK): a stop
+    raised inside a pybind11 module's initialisation comes out as ``ImportError: initialization failed``, which
+    reads as "not installed" (a capture went on without face detection, exit 0), and the half-registered module
+    then fails every later import in the process ("generic_type: type ... is already registered!"). Held back,
+    the stop is raised right after the import, as the interruption it is.
+
+    Raises
+    ------
+    ImportError
+        The module is not installed (or fails to import on its own).
+    Interrupted
+        A stop signal arrived during the import.
+    """
+    with deferred_stop_signals():
+        return importlib.import_module(name)

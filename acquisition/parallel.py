@@ -34,6 +34,7 @@ from .interrupts import (
     STOP_SIGNALS,
     Interrupted,
     deferred_stop_signals,
+    import_uninterrupted,
     raise_stop_signal,
     received_signal,
     unblock_stop_signals,
@@ -70,8 +71,7 @@ def limit_threads() -> None:
 
     cv2.setNumThreads(1)
     try:
-        import SimpleITK as sitk
-
+        sitk = import_uninterrupted("SimpleITK")
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     except ImportError:  # pragma: no cover - SimpleITK is a dependency
         pass

@@ -17,6 +17,7 @@ from acquisition.cli_common import (
     seed_option,
     workers_option,
 )
+from acquisition.interrupts import import_uninterrupted
 
 __all__ = ["commands"]
 
@@ -186,7 +187,7 @@ def review(folder: Path, sheets: Path, count: int, seed: int, pairs_per_sheet: i
                        "finished so far", err=True)
 
         try:
-            from registration import write_contact_sheets
+            write_contact_sheets = import_uninterrupted("registration").write_contact_sheets
         except ImportError as exc:
             raise click.ClickException(f"registration contact sheets are not available ({exc})") from exc
         with progress_bar(None, "review", unit="pair") as update:

@@ -42,6 +42,7 @@ from typing import Any, Final, Literal
 from ..atomic import write_bytes_atomic
 from ..devices import Camera, CameraInfo, FlashMode, Shot
 from ..errors import AcquisitionError
+from ..interrupts import import_uninterrupted
 from ._common import flash_fired_of, is_whole, now
 
 __all__ = ["GPHOTO2_ERRORS", "Gphoto2Camera", "ImageFormat", "classify_image_format", "gphoto2_error"]
@@ -129,7 +130,7 @@ def classify_image_format(value: str) -> ImageFormat:
 
 def _gp() -> Any:
     try:
-        import gphoto2
+        gphoto2 = import_uninterrupted("gphoto2")
     except ImportError as exc:
         raise AcquisitionError("python-gphoto2 is not installed",
                                hint="pip install gphoto2 (Linux and macOS), or use --camera adb / sim") from exc
