@@ -85,7 +85,7 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     matrix, translation = matrix_of(estimate.transform)
     parts = decompose(matrix / np.array([[sw / fw], [sh / fh]]))
     if abs(parts.rotation_deg) > config.max_rotation_deg:
-        reasons.append(f"rotation {parts.rotation_deg:+.1f} deg exceeds {config.max_rotation_deg:g}: "
+        reasons.append(f"rotation {parts.rotation_deg:+.1f} deg exceeds {config.max_rotation_deg:g} deg: "
                        f"{_raise_or_retake('--max-rotation')}")
     for name, value in (("x", parts.scale_x), ("y", parts.scale_y)):
         if not abs(value - 1.0) <= config.max_scale_change:

@@ -198,11 +198,16 @@ def test_quality_control_flags_implausible_transforms_and_blinks():
                                                          shape, config))
     blink = quality_reasons(_estimate(np.eye(2), flash_eye=0.3, studio_eye=0.1), shape, shape, config)
     assert len(blink) == 1 and "closed in the studio shot" in blink[0]
-    # A limit under 1 % reads as itself, not "0%" (the reasons are what a user reads to pick --max-shift).
-    tight = RegistrationConfig(max_shift_fraction=0.004, max_scale_change=0.005)
-    reasons = quality_reasons(_estimate(np.eye(2) * 1.006, (2, 0)), shape, shape, tight)
-    assert any(r.startswith("shift 0.7% of the width exceeds 0.4%:") for r in reasons), reasons
-    assert any(r.startswith("scale x 1.006 is more than 0.5% from 1:") for r in reasons), reasons
+    # A limit reads as typed, not rounded to "0%" or "2%" (the reasons are what a user reads to pick a limit).
+    for shift_limit, scale_limit, shift_words, scale_words in ((0.004, 0.005, "0.7% of the width exceeds 0.4%",
+                                                                 "more than 0.5% from 1"),
+                                                                (0.0051, 0.0051, "0.7% of the width exceeds 0.51%",
+                                                                 "more than 0.51% from 1")):
+        tight = RegistrationConfig(max_shift_fraction=shift_limit, max_scale_change=scale_limit)
+        reasons = " | ".join(quality_reasons(_estimate(np.eye(2) * 1.006, (2, 0)), shape, shape, tight))
+        assert f"shift {shift_words}:" in reasons and f"scale x 1.006 is {scale_words}:" in reasons, reasons
+    reasons = quality_reasons(_estimate(rotated), shape, shape, RegistrationConfig(max_rotation_deg=0.5))
+    assert reasons[0].startswith("rotation +20.0 deg exceeds 0.5 deg:"), reasons
     assert quality_reasons(_estimate(np.eye(2), flash_eye=0.1, studio_eye=0.12), shape, shape, config) == []
     # A studio shot saved at half the resolution is not a zoom.
     half = affine_from_matrix(np.eye(2) * 0.5, np.array([-0.25, -0.25]))
