@@ -195,17 +195,33 @@ def _stop_workers(workers: list[multiprocessing.process.BaseProcess]) -> None:
                 process.join(1.0)
 
 
-def _quiet_resource_tracker() -> None:
-    """Keep the resource tracker from printing a warning when this process is killed (``kill -9``).
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker quiet about ``kill -9`` and deaf to a closed terminal.
 
-    The pool's queues hold named semaphores, registered with multiprocessing's resource tracker; a parent killed
-    outright cannot unregister them, so the tracker unlinks them once the workers are gone too (the clean-up it
-    exists for) and warns "leaked semaphore objects" on the user's terminal. Nothing is left behind, so the
-    notice is noise: the tracker, started with the interpreter flags of this process (``sys.warnoptions``), is
-    told to ignore it. A tracker already running (an earlier pool) keeps its settings.
+    The pool's queues hold named semaphores, registered with the tracker; a parent killed outright cannot
+    unregister them, so the tracker unlinks them once the workers are gone too (the clean-up it exists for) and
+    warns "leaked semaphore objects" on the user's terminal. Nothing is left behind, so the notice is noise: the
+    tracker, started with the interpreter flags of this process (``sys.warnoptions``), is told to ignore it.
+
+    The tracker ignores SIGINT and SIGTERM but not SIGHUP, which a closed terminal sends to the whole process
+    group: it died, and the pool's clean-up then printed "process died unexpectedly, relaunching" and KeyError
+    tracebacks from the new one. Started here with SIGHUP blocked (the mask survives exec, and the tracker
+    unblocks only the two signals it ignores), it outlives the hang-up; this process gets a hang-up that came
+    meanwhile right after. A tracker already running (an earlier pool) keeps its settings.
     """
+    from multiprocessing import resource_tracker
+
     if _TRACKER_NOTICE not in sys.warnoptions:
         sys.warnoptions.append(_TRACKER_NOTICE)
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        resource_tracker.ensure_running()
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {hangup})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int = 1,
@@ -239,7 +255,7 @@ def map_in_order(function: Callable[[T], R], items: Iterable[T], *, workers: int
                 progress(1)
             yield result
         return
-    _quiet_resource_tracker()
+    _start_resource_tracker()
     context = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                   initargs=(os.getpid(),))

@@ -187,11 +187,12 @@ def test_ctrl_c_inside_an_optimisation_stops_the_run_and_leaves_the_pair_to_redo
     assert summary.ok == 3 and summary.skipped == 0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_stop_signal_with_two_workers_leaves_no_traceback_and_no_false_failure(good_raw, tmp_path, signum):
-    """A Ctrl-C (to the whole process group, as a terminal sends it) or a kill while two workers optimise: exit
-    130/143, no worker traceback (the worker's own SIGINT and the parent's SIGTERM used to race: "Signal 15
-    ignored due to race condition"), no pair marked failed, no registration.csv, the rest redone next run."""
+    """A Ctrl-C or a closed terminal (to the whole process group, as a terminal sends them) or a kill while two
+    workers optimise: exit 128+n, no worker traceback (the worker's own SIGINT and the parent's SIGTERM used to
+    race: "Signal 15 ignored due to race condition"; a hang-up killed Python's resource tracker, which then
+    printed KeyErrors), no pair marked failed, no registration.csv, the rest redone next run."""
     aligned = tmp_path / "aligned"
     command = [sys.executable, "-c", "from acquisition.prep import main; main()", "register", "--workers", "2",
                "--region", "frame", str(good_raw), str(aligned)]
@@ -202,7 +203,7 @@ def test_stop_signal_with_two_workers_leaves_no_traceback_and_no_false_failure(g
         while time.monotonic() < deadline and not list(aligned.rglob("*.png")) and process.poll() is None:
             time.sleep(0.02)  # the first pair is being written: the other worker is optimising its own
         assert process.poll() is None, process.communicate()
-        if signum == signal.SIGINT:
+        if signum in (signal.SIGINT, signal.SIGHUP):
             os.killpg(process.pid, signum)
         else:
             process.send_signal(signum)
@@ -214,7 +215,7 @@ def test_stop_signal_with_two_workers_leaves_no_traceback_and_no_false_failure(g
     assert process.returncode == 128 + signum, err
     text = out + err
     assert "Traceback" not in text and "race condition" not in text and "Python Callable" not in text, text
-    assert "failed" not in text, text
+    assert "failed" not in text and "resource_tracker" not in text, text
     assert not (aligned / "registration.csv").exists()
     summary = register_tree(good_raw, aligned, config=RegistrationConfig(region="frame"))
     assert summary.ok == 3  # what the stop abandoned is redone
