@@ -10,8 +10,8 @@ output folder), :mod:`acquisition.interrupts` (stop signals), :mod:`acquisition.
 whose workers never outlive the command) and :mod:`acquisition.progress`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+# Nothing heavy at import: the console script (acquisition._entry) imports this package before it can
+# handle a stop signal, so importlib.metadata (~20 ms) waits for tool_version().
 from .errors import AcquisitionError, PrepError
 
 __all__ = ["AcquisitionError", "PrepError", "tool_version"]
@@ -20,6 +20,8 @@ __all__ = ["AcquisitionError", "PrepError", "tool_version"]
 def tool_version() -> str:
     """The installed deepflash version, recorded in every metadata file a stage writes ("0+unknown" when the
     source tree runs without being installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("deepflash")
     except PackageNotFoundError:
