@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .cli_common import FiniteFloatRange, reports_errors, seed_option
+from .progress import asking
 
 _SIZE_HELP = "Size of the simulated camera's pictures, WIDTHxHEIGHT in pixels (portrait, like a phone)."
 
@@ -90,8 +91,9 @@ def _manual_prompt(message: str) -> None:
     from .interrupts import raise_if_interrupted
 
     try:
-        click.prompt(click.style(message, bold=True), default="", show_default=False, prompt_suffix=" ",
-                     err=True)
+        with asking():
+            click.prompt(click.style(message, bold=True), default="", show_default=False, prompt_suffix=" ",
+                         err=True)
     except click.Abort:  # Ctrl-C, kill, a closed terminal (click turns them into Abort), or standard input ended
         raise_if_interrupted()  # a signal stays the interruption it was (exit 128+N, "interrupted" recorded)
         raise AcquisitionError("manual lamps: no answer from the operator (Ctrl-C, or standard input closed)",
@@ -110,7 +112,8 @@ def _answer(text: str) -> str | None:
         with contextlib.suppress(OSError, termios.error):
             termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
     try:
-        return click.prompt(text, default="", show_default=False, err=True).strip().lower()
+        with asking():
+            return click.prompt(text, default="", show_default=False, err=True).strip().lower()
     except click.Abort as abort:  # Ctrl-C or kill at the prompt: the same clean stop as during a pose
         from .interrupts import raise_if_interrupted
 

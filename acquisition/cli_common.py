@@ -3,7 +3,7 @@
 A command parses options, calls a library function and formats the result. :func:`reports_errors` turns a
 :class:`~acquisition.errors.PrepError` into one clear line and exit status 1, and Ctrl-C, ``kill`` (SIGTERM) or
 a closed terminal (SIGHUP) into exit 128 + the signal number (130 for Ctrl-C) with a note that finished work
-is kept.
+is kept and how to go on.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import click
 
 from .errors import PrepError
-from .interrupts import handle_stop_signals, raise_if_interrupted
+from .interrupts import exit_at_further_stop, handle_stop_signals, raise_if_interrupted
+from .progress import take_open_line
 from .words import percent
 
 __all__ = ["FiniteFloatRange", "environment", "force_option", "input_dir", "min_face_option", "output_dir",
@@ -41,10 +42,16 @@ def reports_errors(command: F) -> F:
     with the message, no traceback. A ``ValueError`` raised inside another library (torch, numpy, h5py ...)
     is a failure of the run, not of the command line: one line, exit 1 (``-v`` logs the traceback). So is
     running out of memory, wherever it happens (``MemoryError``; OpenCV's "Insufficient memory").
+
+    The note of a stop is printed once, while the command's own handlers are still in place: a further stop
+    during the clean-up ends the command with the first stop's status, one during the note ends the process
+    at once with it, and one after it meets the entry point's handlers (:mod:`acquisition._entry`), which do the
+    same.
     """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        noted: list[bool] = []
         try:
             with handle_stop_signals():
                 try:
@@ -53,6 +60,9 @@ def reports_errors(command: F) -> F:
                     # After a stop signal, what failed is a consequence of it (a worker process that saw the
                     # signal first, a library that swallowed it): report the interruption.
                     raise_if_interrupted()
+                    raise
+                except KeyboardInterrupt as exc:
+                    _note_stop(exc, kwargs, noted)
                     raise
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -68,16 +78,34 @@ def reports_errors(command: F) -> F:
             log.debug("the allocation that failed", exc_info=True)
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise click.ClickException(f"this computer ran out of memory ({detail.strip()[:200]}): close other "
-                                       "programs, or use smaller pictures or fewer --workers; run the same command "
-                                       "again to resume (-v shows where)") from exc
-        except KeyboardInterrupt as exc:
-            name = getattr(exc, "signal_name", "SIGINT")
-            if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for every process
-                click.echo(f"\nInterrupted ({name}): finished work is kept; run the same command again to resume.",
-                           err=True)
+                                       f"programs, or use smaller pictures or fewer --workers; {_way_on(kwargs)} "
+                                       "(-v shows where)") from exc
+        except KeyboardInterrupt as exc:  # a stop raised before its note was out (a second one, at once)
+            if not noted:
+                _note_stop(exc, kwargs, noted)
             raise SystemExit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _way_on(params: dict[str, Any]) -> str:
+    """How to carry on after a stop or a failure, for a command called with ``params``: the same command line,
+    with ``--resume`` where the command has that option and it was left out (``prep capture`` and ``prep train``
+    refuse a folder they have started without it)."""
+    if params.get("resume") is False:
+        return "run the same command with --resume to continue"
+    return "run the same command again to resume"
+
+
+def _note_stop(exc: KeyboardInterrupt, params: dict[str, Any], noted: list[bool]) -> None:
+    """Say once that the command was stopped, and how to go on; a further stop meanwhile exits at once."""
+    status = getattr(exc, "exit_status", 130)
+    with exit_at_further_stop(status):
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for every process
+            start = "\n" if take_open_line() else ""  # a bar or a question left its line open: end it first
+            click.echo(f"{start}Interrupted ({getattr(exc, 'signal_name', 'SIGINT')}): finished work is kept; "
+                       f"{_way_on(params)}.", err=True)
+        noted.append(True)
 
 
 def _out_of_memory(exc: BaseException) -> bool:

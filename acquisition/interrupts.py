@@ -27,14 +27,18 @@ from collections.abc import Iterator
 from types import FrameType, ModuleType
 from typing import Final, NoReturn
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "deferred_stop_signals", "handle_stop_signals", "import_uninterrupted",
-           "raise_if_interrupted", "raise_stop_signal", "received_signal", "unblock_stop_signals"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "command_stop_record", "deferred_stop_signals", "exit_at_further_stop",
+           "handle_stop_signals", "import_uninterrupted", "raise_if_interrupted", "raise_stop_signal",
+           "received_signal", "unblock_stop_signals"]
 
 #: The signals that stop a command: Ctrl-C, ``kill`` and a closed terminal.
 STOP_SIGNALS: Final = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None),
                                         getattr(signal, "SIGHUP", None)) if s is not None)
 
 _received: int | None = None
+# What handle_stop_signals saw in this process, kept after it ends (see command_stop_record).
+_command_began = False
+_command_stopped_by: int | None = None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -43,7 +47,8 @@ class Interrupted(KeyboardInterrupt):
     Attributes
     ----------
     signum : int
-        The signal received (``signal.SIGINT``, ``SIGTERM`` or ``SIGHUP``).
+        The signal received (``signal.SIGINT``, ``SIGTERM`` or ``SIGHUP``); inside :func:`handle_stop_signals`
+        the first one: a further stop during the clean-up raises the same, so the command ends as the first said.
     """
 
     def __init__(self, signum: int) -> None:
@@ -78,10 +83,15 @@ def raise_if_interrupted() -> None:
 
 def raise_stop_signal(signum: int) -> NoReturn:
     """Record ``signum`` as received and raise :class:`Interrupted`: the body of every stop-signal handler
-    (this module's, and a worker process's in :mod:`acquisition.parallel`)."""
+    (this module's, and a worker process's in :mod:`acquisition.parallel`).
+
+    A further stop (Ctrl-C pressed again during a slow clean-up) raises the first one again: it still cuts the
+    clean-up short, and the command exits with the first stop's status (130 then SIGTERM: still 130).
+    """
     global _received
-    _received = signum
-    raise Interrupted(signum)
+    if _received is None:
+        _received = signum
+    raise Interrupted(_received)
 
 
 def _handler(signum: int, _frame: FrameType | None) -> None:
@@ -100,23 +110,65 @@ def handle_stop_signals() -> Iterator[None]:
     >>> with handle_stop_signals():          # doctest: +SKIP
     ...     run_the_command()
     """
-    global _received
+    global _received, _command_began, _command_stopped_by
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     outer, outer_hook = _received, sys.unraisablehook
-    _received = None
+    _received, _command_began, _command_stopped_by = None, True, None
     try:
         sys.unraisablehook = _redeliver_swallowed_stop
         for signum in STOP_SIGNALS:
             signal.signal(signum, _handler)
         yield
     finally:
+        _command_stopped_by = _received  # before the previous handlers are back: they may read it at once
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         sys.unraisablehook = outer_hook
         _received = outer
+
+
+def command_stop_record() -> tuple[bool, int | None]:
+    """Whether a command has entered :func:`handle_stop_signals` in this process, and the stop that ended it.
+
+    Kept after the block ends, for the handlers of a process's entry point (:mod:`acquisition._entry`), which
+    are back in place while the command's exit unwinds and the interpreter shuts down: a stop there ends the
+    process at once with the first stop's status (no second note, no default action's -2 or -15).
+
+    Returns
+    -------
+    began : bool
+        True once a :func:`handle_stop_signals` block has been entered.
+    stopped_by : int or None
+        The first stop signal received in the last block to end, or None (it ended without one, or none ended).
+    """
+    return _command_began, _command_stopped_by
+
+
+@contextlib.contextmanager
+def exit_at_further_stop(status: int) -> Iterator[None]:
+    """Over a short stretch after a stop (saying so): a further stop ends the process at once with ``status``.
+
+    A further stop there would otherwise cut the note in two, or print it twice; ignoring it instead would leave a
+    write to a stalled pipe unstoppable. Only in the main thread; the previous handlers come back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(_signum: int, _frame: FrameType | None) -> None:
+        os._exit(status)
+
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, leave)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _redeliver_swallowed_stop(unraisable: sys.UnraisableHookArgs) -> None:

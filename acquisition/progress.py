@@ -12,22 +12,42 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 
-__all__ = ["ProgressCallback", "announce_total", "progress_bar", "say", "setup_logging"]
+__all__ = ["ProgressCallback", "announce_total", "asking", "progress_bar", "say", "setup_logging", "take_open_line"]
 
 #: Called with the number of items finished since the last call.
 ProgressCallback = Callable[[int], None]
 
 _quiet = False
+# Whether standard error's last line is unfinished: a progress bar drawn and not closed, a question unanswered.
+_line_open = False
 
 
 def setup_logging(verbosity: int) -> None:
     """Configure the root logger: 0 = info, 1+ = debug, negative = warnings only (and no progress bars)."""
-    global _quiet
-    _quiet = verbosity < 0
+    global _quiet, _line_open
+    _quiet, _line_open = verbosity < 0, False
     level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
     handler = _AboveBars()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def take_open_line() -> bool:
+    """Whether standard error's last line was left unfinished (a bar, a question cut short by a stop); a caller
+    about to print a line of its own ends it first, and from then on it counts as ended."""
+    global _line_open
+    was_open, _line_open = _line_open, False
+    return was_open
+
+
+@contextlib.contextmanager
+def asking() -> Iterator[None]:
+    """Around a question asked on standard error: its line stays open until it is answered (the Enter ends
+    it), so that a stop meanwhile starts its note on a line of its own."""
+    global _line_open
+    _line_open = True
+    yield  # not in a finally: a question cut short leaves its line open
+    _line_open = False
 
 
 def say(line: str) -> None:
@@ -65,8 +85,10 @@ class _Bar:
         self._bar: object | None = None
 
     def _drawn(self) -> object:
+        global _line_open
         if self._bar is None:
             self._bar = self._make(self._total)
+            _line_open = _line_open or not self._bar.disable  # type: ignore[attr-defined]
         return self._bar
 
     def __call__(self, done: int) -> None:
@@ -79,8 +101,11 @@ class _Bar:
         bar.refresh()  # type: ignore[attr-defined]
 
     def close(self) -> None:
+        global _line_open
         if self._bar is not None:
+            drawn = not self._bar.disable  # type: ignore[attr-defined]
             self._bar.close()  # type: ignore[attr-defined]
+            _line_open = _line_open and not drawn  # closing ends the bar's line (tqdm's leave=True)
 
 
 def announce_total(progress: ProgressCallback | None, total: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -185,3 +186,151 @@ def test_a_stop_during_the_lazy_import_of_dlib_is_the_interruption_and_the_impor
     done = subprocess.run([sys.executable, "-c", _CUT_IMPORT], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo)}, cwd=tmp_path)
     assert done.stdout.split("\n")[:2] == ["interrupted", "imported whole: True"], done.stdout + done.stderr
+
+
+# -- stops while prep loads, a second stop, the note's first line ---------------------------------------------
+
+_REPO = Path(__file__).resolve().parents[1]
+
+# ``prep`` as its console script runs it, with loading click made slow (a cold disk): the test stops it there.
+_SLOW_LOAD = '''
+import sys, time
+class SlowDisk:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            print("loading", flush=True)
+            time.sleep(30)
+        return None
+sys.meta_path.insert(0, SlowDisk())
+from acquisition._entry import run
+run()
+'''
+
+
+def _spawn(script: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(_REPO)}
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def _wait_for_line(process: subprocess.Popen, line: str) -> None:
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == line, process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_while_prep_loads_is_one_line_and_128_plus_n(signum: int) -> None:
+    process = _spawn(_SLOW_LOAD, "--version")
+    try:
+        _wait_for_line(process, "loading")
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum, stderr
+    assert stderr == f"Interrupted ({signal.Signals(signum).name}) while starting, before any work; run the same " \
+                     "command again.\n"
+
+
+def test_the_console_script_handles_stops_before_it_loads_anything_heavy() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((_REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["prep"] == "acquisition._entry:run"
+    code = "import sys; before = set(sys.modules); import acquisition._entry; print(sorted(set(sys.modules) - before))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=_REPO,
+                            env={**os.environ, "PYTHONPATH": str(_REPO)}).stdout
+    assert "click" not in loaded and "importlib.metadata" not in loaded and "acquisition.prep" not in loaded, loaded
+
+
+# A command whose clean-up and whose exit (a library's at-exit teardown) are slow, run like the console script.
+_TWO_STOPS = '''
+import atexit, os, sys, time
+from pathlib import Path
+from acquisition._entry import install_stop_handlers
+install_stop_handlers()
+import click
+from acquisition.cli_common import reports_errors
+
+def slow_exit():
+    print("exiting", flush=True)
+    time.sleep(float(sys.argv[2]))
+
+atexit.register(slow_exit)
+
+@click.command()
+@click.option("--resume", is_flag=True)
+@reports_errors
+def slow(resume):
+    try:
+        print("running", flush=True)
+        time.sleep(30)
+    finally:
+        print("cleaning up", flush=True)
+        time.sleep(float(sys.argv[1]))
+        Path(sys.argv[3]).write_text("cleaned up")
+
+slow(sys.argv[4:])
+'''
+
+
+@pytest.mark.parametrize("second_at", ["cleaning up", "exiting"])
+@pytest.mark.parametrize(("first", "second"), [(signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT),
+                                               (signal.SIGHUP, signal.SIGHUP)])
+def test_a_second_stop_keeps_the_first_ones_status_and_one_line(tmp_path: Path, first: int, second: int,
+                                                                 second_at: str) -> None:
+    marker = tmp_path / "marker"
+    slow = ("30", "0") if second_at == "cleaning up" else ("0", "30")  # seconds the clean-up, the exit take
+    process = _spawn(_TWO_STOPS, *slow, str(marker))
+    try:
+        _wait_for_line(process, "running")
+        process.send_signal(first)
+        _wait_for_line(process, "cleaning up")
+        if second_at == "exiting":
+            _wait_for_line(process, "exiting")
+        process.send_signal(second)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + first, stderr
+    # -q, no bar: the note is the first line, with no empty line above it
+    assert stderr == f"Interrupted ({signal.Signals(first).name}): finished work is kept; run the same command " \
+                     "with --resume to continue.\n"
+    assert marker.exists() == (second_at == "exiting")  # a second stop still cuts a hung clean-up short
+
+
+_QUESTION = '''
+import sys
+from acquisition._entry import install_stop_handlers
+install_stop_handlers()
+import click
+from acquisition.cli import _answer
+from acquisition.cli_common import reports_errors
+
+@click.command()
+@click.option("--resume", is_flag=True)
+@reports_errors
+def ask(resume):
+    print("asking", flush=True)
+    _answer("Retake this pose?")
+
+ask(sys.argv[1:])
+'''
+
+
+def test_a_stop_at_a_question_starts_the_note_on_a_line_of_its_own() -> None:
+    process = _spawn(_QUESTION, "--resume")
+    try:
+        _wait_for_line(process, "asking")
+        time.sleep(0.3)  # the question is out; standard input stays open, unanswered
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr
+    assert stderr == "Retake this pose?: \nInterrupted (SIGTERM): finished work is kept; run the same command again " \
+                     "to resume.\n"
