@@ -479,7 +479,9 @@ def test_kill_while_manual_lamps_wait_for_the_operator_is_an_interruption(tmp_pa
     result = _run(["capture", "--subject", "M01", "--poses", "2", "--lamps", "manual", "--camera", "sim",
                    "--size", "64x64", "--out", str(tmp_path)], input=Terminal())
     assert result.exit_code == 143, result.output
-    assert "Interrupted (SIGTERM)" in result.output
+    # the same command alone is refused ("subject M01 already exists"): the note says how to go on
+    assert "Interrupted (SIGTERM): finished work is kept; run the same command with --resume to continue." \
+        in result.output
     assert "Switch the studio lamps OFF" in result.output  # the safe state is still asked for
     run = json.loads((tmp_path / "M01" / "session.json").read_text())["runs"][-1]
     assert run["status"] == "interrupted (SIGTERM)"

@@ -520,11 +520,43 @@ def test_resume_without_a_usable_last_pt_refuses_and_keeps_the_run(run, shards, 
     assert _snapshot(folder) == before
 
 
-def test_resume_into_an_empty_folder_says_there_is_no_run(shards, tmp_path):
-    result = prep("train", shards, tmp_path / "new", "--resume")
-    assert result.exit_code == 1 and "holds no training run" in one_line(result.output) and "without --resume" in \
-        result.output
-    assert not (tmp_path / "new").exists()
+@pytest.mark.parametrize("stop_at", ["before the first checkpoint", "after epoch 1"])
+def test_a_stopped_run_goes_on_as_its_note_says(shards, tmp_path, monkeypatch, stop_at):
+    """The note says "with --resume" at any moment; a run stopped before its first last.pt starts over then."""
+    import training._train as trainer
+
+    real_save, saved = trainer.save_checkpoint, []
+
+    def save_then_stop(path, *args, **kwargs):
+        if stop_at == "before the first checkpoint":
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_save(path, *args, **kwargs)
+        saved.append(path.name)
+        if stop_at == "after epoch 1" and path.name == "last.pt":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    folder = tmp_path / "run"
+    args = ["train", shards, folder, *TRAIN_ARGS[:1], "2", *TRAIN_ARGS[2:]]
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "save_checkpoint", save_then_stop)
+        stopped = prep(*args)
+    assert stopped.exit_code == 143, stopped.output
+    assert stopped.output == "Interrupted (SIGTERM): finished work is kept; run the same command with --resume to " \
+                             "continue.\n"
+    assert os.path.exists(folder / "last.pt") == (stop_at == "after epoch 1")
+    resumed = prep(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    history = load_checkpoint(folder / "last.pt")["history"]
+    assert [row["epoch"] for row in history] == [1, 2]
+    again = prep(*args, "--resume")  # given --resume, the note would say "run the same command again"
+    assert again.exit_code == 0, again.output
+
+
+def test_resume_into_an_empty_folder_starts_a_run(shards, tmp_path):
+    result = prep("train", shards, tmp_path / "new", "--resume", *TRAIN_ARGS)
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'new'}: no checkpoint yet" in result.output and "from the beginning" in result.output
+    assert [row["epoch"] for row in load_checkpoint(tmp_path / "new" / "last.pt")["history"]] == [1]
 
 
 def test_a_special_best_pt_is_an_error_not_a_fall_back_to_last_pt(run, shards, tmp_path):

@@ -477,8 +477,10 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
         of processes.
     resume : bool
         Continue from ``run_dir/last.pt`` exactly where it stopped, first finishing the outputs of its last epoch
-        that an interrupted run left unwritten. A missing, damaged or special ``last.pt`` is refused (never a
-        fresh start over the run's other outputs); without ``resume`` a folder holding any run output is.
+        that an interrupted run left unwritten. A run stopped before its first ``last.pt`` left nothing to
+        continue: with no run output in ``run_dir`` (or no ``run_dir``) it starts from the beginning, logged. A
+        missing ``last.pt`` beside other outputs, or a damaged or special one, is refused (never a fresh start
+        over the run's other outputs); without ``resume`` a folder holding any run output is.
     given : collection of str, optional
         With ``resume``: the names of the ``config`` fields the caller chose (a command line: the options
         typed); the others keep the checkpoint's values. None: every field of ``config`` counts.
@@ -582,11 +584,13 @@ def _check_output_kinds(run_dir: Path) -> None:
 _RESUME_KEYS = ("optimizer", "epoch", "step_in_epoch")
 
 
-def _resume_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/last.pt``, loaded for ``--resume``; anything else there is an error, never a fresh start.
+def _resume_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """``run_dir/last.pt``, loaded for ``--resume``; None where no run has written anything yet.
 
-    A fresh run would replace ``best.pt``, ``metrics.csv`` and the samples of the run that ``--resume`` was
-    meant to continue, so a missing, damaged or special ``last.pt`` is refused in one line with the fix.
+    A run stopped before its first checkpoint is continued from the beginning, so the note of a stop can say
+    "with --resume" at any moment. A fresh run would replace ``best.pt``, ``metrics.csv`` and the samples of a run
+    that ``--resume`` was meant to continue, so a missing ``last.pt`` beside them, or a damaged or special one, is
+    refused in one line with the fix.
     """
     last = run_dir / "last.pt"
     if not os.path.lexists(last):
@@ -595,8 +599,10 @@ def _resume_checkpoint(run_dir: Path) -> dict[str, Any]:
             raise TrainingError(f"there is no last.pt to resume from (the folder holds {', '.join(others)})",
                                 path=last, hint="restore last.pt from a copy, or start a new run in another RUN_DIR "
                                                 "(without --resume); best.pt holds no optimizer state to resume from")
-        raise TrainingError("there is no last.pt to resume from: this folder holds no training run", path=last,
-                            hint="run the command without --resume to start a new run here")
+        if int(os.environ.get("RANK", "0")) == 0:  # once, not by every process of a torchrun
+            log.warning("%s: no checkpoint yet (a run stopped before its first one, or none): training from "
+                        "the beginning", run_dir)
+        return None
     if not require_regular(last, error=TrainingError):  # a symbolic link to nothing
         raise TrainingError("is a symbolic link to nothing: there is no last.pt to resume from", path=last,
                             hint="point it at the run's last.pt, or start a new run in another RUN_DIR")
