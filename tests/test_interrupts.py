@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -207,11 +209,18 @@ run()
 '''
 
 
-def _spawn(script: str, *args: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def _spawned(script: str, *args: str) -> Iterator[subprocess.Popen]:
+    """``python -c script args`` in its own session, killed on the way out if a check failed before it ended."""
     env = {**os.environ, "PYTHONPATH": str(_REPO)}
-    return subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def _wait_for_line(process: subprocess.Popen, line: str) -> None:
@@ -221,14 +230,10 @@ def _wait_for_line(process: subprocess.Popen, line: str) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_while_prep_loads_is_one_line_and_128_plus_n(signum: int) -> None:
-    process = _spawn(_SLOW_LOAD, "--version")
-    try:
+    with _spawned(_SLOW_LOAD, "--version") as process:
         _wait_for_line(process, "loading")
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 128 + signum, stderr
     assert stderr == f"Interrupted ({signal.Signals(signum).name}) while starting, before any work; run the same " \
                      "command again.\n"
@@ -283,8 +288,7 @@ def test_a_second_stop_keeps_the_first_ones_status_and_one_line(tmp_path: Path, 
                                                                  second_at: str) -> None:
     marker = tmp_path / "marker"
     slow = ("30", "0") if second_at == "cleaning up" else ("0", "30")  # seconds the clean-up, the exit take
-    process = _spawn(_TWO_STOPS, *slow, str(marker))
-    try:
+    with _spawned(_TWO_STOPS, *slow, str(marker)) as process:
         _wait_for_line(process, "running")
         process.send_signal(first)
         _wait_for_line(process, "cleaning up")
@@ -292,9 +296,6 @@ def test_a_second_stop_keeps_the_first_ones_status_and_one_line(tmp_path: Path, 
             _wait_for_line(process, "exiting")
         process.send_signal(second)
         _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 128 + first, stderr
     # -q, no bar: the note is the first line, with no empty line above it
     assert stderr == f"Interrupted ({signal.Signals(first).name}): finished work is kept; run the same command " \
@@ -322,15 +323,11 @@ ask(sys.argv[1:])
 
 
 def test_a_stop_at_a_question_starts_the_note_on_a_line_of_its_own() -> None:
-    process = _spawn(_QUESTION, "--resume")
-    try:
+    with _spawned(_QUESTION, "--resume") as process:
         _wait_for_line(process, "asking")
         time.sleep(0.3)  # the question is out; standard input stays open, unanswered
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 143, stderr
     assert stderr == "Retake this pose?: \nInterrupted (SIGTERM): finished work is kept; run the same command again " \
                      "to resume.\n"
