@@ -239,6 +239,17 @@ def test_a_stop_while_prep_loads_is_one_line_and_128_plus_n(signum: int) -> None
                      "command again.\n"
 
 
+def test_a_stop_while_the_interrupts_module_is_half_imported_is_one_line() -> None:
+    """A tester's Ctrl-C ~50 ms after start (2 of 50) met acquisition.interrupts half-imported: AttributeError."""
+    code = ("import signal, sys, types; from acquisition import _entry; "
+            "sys.modules['acquisition.interrupts'] = types.ModuleType('acquisition.interrupts'); "
+            "_entry._on_stop(signal.SIGINT, None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=_REPO,
+                          env={**os.environ, "PYTHONPATH": str(_REPO)})
+    assert (done.returncode, done.stderr) == (130, "Interrupted (SIGINT) while starting, before any work; run the "
+                                                    "same command again.\n")
+
+
 def test_the_console_script_handles_stops_before_it_loads_anything_heavy() -> None:
     import tomllib
 
@@ -265,6 +276,16 @@ def slow_exit():
 
 atexit.register(slow_exit)
 
+class SlowTeardown:  # a module global freed after Python has disabled its signal handling (torch, dlib)
+    def __init__(self, seconds):
+        self.seconds, self.write, self.sleep = seconds, os.write, time.sleep  # module globals are gone by then
+
+    def __del__(self):
+        self.write(1, b"tearing down\\n")
+        self.sleep(self.seconds)
+
+kept_to_the_end = SlowTeardown(float(sys.argv[5]))
+
 @click.command()
 @click.option("--resume", is_flag=True)
 @reports_errors
@@ -277,30 +298,32 @@ def slow(resume):
         time.sleep(float(sys.argv[1]))
         Path(sys.argv[3]).write_text("cleaned up")
 
-slow(sys.argv[4:])
+slow(sys.argv[6:])
 '''
 
 
-@pytest.mark.parametrize("second_at", ["cleaning up", "exiting"])
+@pytest.mark.parametrize("second_at", ["cleaning up", "exiting", "tearing down"])
 @pytest.mark.parametrize(("first", "second"), [(signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT),
                                                (signal.SIGHUP, signal.SIGHUP)])
 def test_a_second_stop_keeps_the_first_ones_status_and_one_line(tmp_path: Path, first: int, second: int,
                                                                  second_at: str) -> None:
     marker = tmp_path / "marker"
-    slow = ("30", "0") if second_at == "cleaning up" else ("0", "30")  # seconds the clean-up, the exit take
-    with _spawned(_TWO_STOPS, *slow, str(marker)) as process:
+    slow = {"cleaning up": ("30", "0", "0"), "exiting": ("0", "30", "0"), "tearing down": ("0", "0", "2")}[second_at]
+    with _spawned(_TWO_STOPS, *slow[:2], str(marker), "", slow[2]) as process:  # seconds: clean-up, exit, teardown
         _wait_for_line(process, "running")
         process.send_signal(first)
         _wait_for_line(process, "cleaning up")
-        if second_at == "exiting":
+        if second_at != "cleaning up":
             _wait_for_line(process, "exiting")
+        if second_at == "tearing down":
+            _wait_for_line(process, "tearing down")
         process.send_signal(second)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 128 + first, stderr
     # -q, no bar: the note is the first line, with no empty line above it
     assert stderr == f"Interrupted ({signal.Signals(first).name}): finished work is kept; run the same command " \
                      "with --resume to continue.\n"
-    assert marker.exists() == (second_at == "exiting")  # a second stop still cuts a hung clean-up short
+    assert marker.exists() == (second_at != "cleaning up")  # a second stop still cuts a hung clean-up short
 
 
 _QUESTION = '''
