@@ -31,8 +31,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("prep")
 
 
-def reports_errors(command: F) -> F:
+def reports_errors(command: F | None = None, *,
+                   resume_needed: Callable[[dict[str, Any]], bool] | None = None) -> Any:
     """Wrap a command body: PrepError → ``Error: <file>: <what> (<fix>)``, exit 1; a stop signal → exit 128 + N.
+
+    Used bare (``@reports_errors``) or with ``resume_needed``: for a command with ``--resume``, whether a run
+    called with these parameters has left what a plain re-run refuses (``prep train`` stopped before its first
+    checkpoint has not: the same command starts it again), so the note says ``--resume`` only then.
 
     SIGTERM and SIGHUP are raised like Ctrl-C (:mod:`acquisition.interrupts`), so the same clean-up runs for
     all three: Ctrl-C exits 130, ``kill`` 143, a closed terminal 129.
@@ -49,6 +54,9 @@ def reports_errors(command: F) -> F:
     same.
     """
 
+    if command is None:
+        return functools.partial(reports_errors, resume_needed=resume_needed)
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         noted: list[bool] = []
@@ -62,7 +70,7 @@ def reports_errors(command: F) -> F:
                     raise_if_interrupted()
                     raise
                 except KeyboardInterrupt as exc:
-                    _note_stop(exc, kwargs, noted)
+                    _note_stop(exc, _way_on(kwargs, resume_needed), noted)
                     raise
         except PrepError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -78,33 +86,34 @@ def reports_errors(command: F) -> F:
             log.debug("the allocation that failed", exc_info=True)
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise click.ClickException(f"this computer ran out of memory ({detail.strip()[:200]}): close other "
-                                       f"programs, or use smaller pictures or fewer --workers; {_way_on(kwargs)} "
+                                       f"programs, or use smaller pictures or fewer --workers; "
+                                       f"{_way_on(kwargs, resume_needed)} "
                                        "(-v shows where)") from exc
         except KeyboardInterrupt as exc:  # a stop raised before its note was out (a second one, at once)
             if not noted:
-                _note_stop(exc, kwargs, noted)
+                _note_stop(exc, _way_on(kwargs, resume_needed), noted)
             raise SystemExit(getattr(exc, "exit_status", 130)) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _way_on(params: dict[str, Any]) -> str:
+def _way_on(params: dict[str, Any], resume_needed: Callable[[dict[str, Any]], bool] | None = None) -> str:
     """How to carry on after a stop or a failure, for a command called with ``params``: the same command line,
-    with ``--resume`` where the command has that option and it was left out (``prep capture`` and ``prep train``
-    refuse a folder they have started without it)."""
-    if params.get("resume") is False:
+    with ``--resume`` where the command has that option, it was left out and the run needs it (``prep capture``
+    and ``prep train`` refuse a folder they have started without it)."""
+    if params.get("resume") is False and (resume_needed is None or resume_needed(params)):
         return "run the same command with --resume to continue"
     return "run the same command again to resume"
 
 
-def _note_stop(exc: KeyboardInterrupt, params: dict[str, Any], noted: list[bool]) -> None:
+def _note_stop(exc: KeyboardInterrupt, way_on: str, noted: list[bool]) -> None:
     """Say once that the command was stopped, and how to go on; a further stop meanwhile exits at once."""
     status = getattr(exc, "exit_status", 130)
     with exit_at_further_stop(status):
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it for every process
             start = "\n" if take_open_line() else ""  # a bar or a question left its line open: end it first
             click.echo(f"{start}Interrupted ({getattr(exc, 'signal_name', 'SIGINT')}): finished work is kept; "
-                       f"{_way_on(params)}.", err=True)
+                       f"{way_on}.", err=True)
         noted.append(True)
 
 

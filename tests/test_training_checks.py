@@ -522,7 +522,8 @@ def test_resume_without_a_usable_last_pt_refuses_and_keeps_the_run(run, shards, 
 
 @pytest.mark.parametrize("stop_at", ["before the first checkpoint", "after epoch 1"])
 def test_a_stopped_run_goes_on_as_its_note_says(shards, tmp_path, monkeypatch, stop_at):
-    """The note says "with --resume" at any moment; a run stopped before its first last.pt starts over then."""
+    """The note says "with --resume" once the run has a last.pt (the plain command then refuses the folder); before
+    that, "run the same command again", which starts it over (and --resume would too)."""
     import training._train as trainer
 
     real_save, saved = trainer.save_checkpoint, []
@@ -541,10 +542,11 @@ def test_a_stopped_run_goes_on_as_its_note_says(shards, tmp_path, monkeypatch, s
         patch.setattr(trainer, "save_checkpoint", save_then_stop)
         stopped = prep(*args)
     assert stopped.exit_code == 143, stopped.output
-    assert stopped.output == "Interrupted (SIGTERM): finished work is kept; run the same command with --resume to " \
-                             "continue.\n"
+    way_on = "run the same command with --resume to continue" if stop_at == "after epoch 1" else \
+        "run the same command again to resume"
+    assert stopped.output == f"Interrupted (SIGTERM): finished work is kept; {way_on}.\n"
     assert os.path.exists(folder / "last.pt") == (stop_at == "after epoch 1")
-    resumed = prep(*args, "--resume")
+    resumed = prep(*args, *(["--resume"] if stop_at == "after epoch 1" else []))  # just as the note says
     assert resumed.exit_code == 0, resumed.output
     history = load_checkpoint(folder / "last.pt")["history"]
     assert [row["epoch"] for row in history] == [1, 2]
@@ -552,10 +554,19 @@ def test_a_stopped_run_goes_on_as_its_note_says(shards, tmp_path, monkeypatch, s
     assert again.exit_code == 0, again.output
 
 
-def test_resume_into_an_empty_folder_starts_a_run(shards, tmp_path):
+def test_resume_into_an_empty_folder_starts_a_run_and_into_a_missing_one_is_refused(shards, tmp_path):
+    """A folder without run outputs (a run stopped before its first checkpoint, in a folder made beforehand)
+    starts over; a folder that does not exist is a mistyped RUN_DIR (a tester's long run went to 'tr-typo')."""
+    missing = prep("train", shards, tmp_path / "tr-typo", "--resume", *TRAIN_ARGS)
+    assert missing.exit_code == 1 and one_line(missing.output) == (
+        f"Error: {tmp_path / 'tr-typo'}: there is no training run to resume here: the folder does not exist (check "
+        "the path; to start a new run there, leave out --resume)"), missing.output
+    assert not (tmp_path / "tr-typo").exists()
+    (tmp_path / "new").mkdir()
     result = prep("train", shards, tmp_path / "new", "--resume", *TRAIN_ARGS)
     assert result.exit_code == 0, result.output
-    assert f"{tmp_path / 'new'}: no checkpoint yet" in result.output and "from the beginning" in result.output
+    assert f"{tmp_path / 'new'}: the folder holds no checkpoint yet" in result.output, result.output
+    assert "from the beginning" in result.output
     assert [row["epoch"] for row in load_checkpoint(tmp_path / "new" / "last.pt")["history"]] == [1]
 
 

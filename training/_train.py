@@ -478,7 +478,8 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
     resume : bool
         Continue from ``run_dir/last.pt`` exactly where it stopped, first finishing the outputs of its last epoch
         that an interrupted run left unwritten. A run stopped before its first ``last.pt`` left nothing to
-        continue: with no run output in ``run_dir`` (or no ``run_dir``) it starts from the beginning, logged. A
+        continue: with no run output in ``run_dir`` it starts from the beginning, logged; a ``run_dir`` that does
+        not exist is refused (a mistyped path must not start a new run). A
         missing ``last.pt`` beside other outputs, or a damaged or special one, is refused (never a fresh start
         over the run's other outputs); without ``resume`` a folder holding any run output is.
     given : collection of str, optional
@@ -507,6 +508,9 @@ def train(shards_dir: str | Path, run_dir: str | Path, *, config: TrainConfig = 
     with _on_every_rank(world):
         shard_folder = find_shard_dir(shards_dir)
         check_apart(shard_folder, run_dir, error=TrainingError, input_name="shards", output_name="run")
+        if resume and not os.path.lexists(run_dir):  # a mistyped RUN_DIR must not start a new run unasked
+            raise TrainingError("there is no training run to resume here: the folder does not exist", path=run_dir,
+                                hint="check the path; to start a new run there, leave out --resume")
     if not _is_main_process():  # only the main process of a torchrun writes the run folder
         return _train_claimed(shards_dir, run_dir, config, resume, given, progress, started)
     with claim_folder(run_dir, error=TrainingError):
@@ -587,10 +591,10 @@ _RESUME_KEYS = ("optimizer", "epoch", "step_in_epoch")
 def _resume_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     """``run_dir/last.pt``, loaded for ``--resume``; None where no run has written anything yet.
 
-    A run stopped before its first checkpoint is continued from the beginning, so the note of a stop can say
-    "with --resume" at any moment. A fresh run would replace ``best.pt``, ``metrics.csv`` and the samples of a run
-    that ``--resume`` was meant to continue, so a missing ``last.pt`` beside them, or a damaged or special one, is
-    refused in one line with the fix.
+    A run stopped before its first checkpoint (its folder there, without run outputs) is continued from the
+    beginning; a folder that does not exist is refused before this (a mistyped RUN_DIR). A fresh run would
+    replace ``best.pt``, ``metrics.csv`` and the samples of a run that ``--resume`` was meant to continue, so a
+    missing ``last.pt`` beside them, or a damaged or special one, is refused in one line with the fix.
     """
     last = run_dir / "last.pt"
     if not os.path.lexists(last):
@@ -600,8 +604,8 @@ def _resume_checkpoint(run_dir: Path) -> dict[str, Any] | None:
                                 path=last, hint="restore last.pt from a copy, or start a new run in another RUN_DIR "
                                                 "(without --resume); best.pt holds no optimizer state to resume from")
         if int(os.environ.get("RANK", "0")) == 0:  # once, not by every process of a torchrun
-            log.warning("%s: no checkpoint yet (a run stopped before its first one, or none): training from "
-                        "the beginning", run_dir)
+            log.warning("%s: the folder holds no checkpoint yet (a run stopped before its first one): training "
+                        "from the beginning", run_dir)
         return None
     if not require_regular(last, error=TrainingError):  # a symbolic link to nothing
         raise TrainingError("is a symbolic link to nothing: there is no last.pt to resume from", path=last,

@@ -64,7 +64,7 @@ log = logging.getLogger("prep")
 @click.option("--resume", is_flag=True,
               help="Continue RUN_DIR/last.pt exactly where it stopped, on any number of processes; options not "
                    "given keep the run's values.")
-@reports_errors
+@reports_errors(resume_needed=lambda params: os.path.lexists(Path(params["run_dir"]) / "last.pt"))
 def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr: float, size: int | None,
                   device: str, workers: int, seed: int, width: float, encoder_weights: Path | None,
                   encoder_normalization: str, encoding: str, val_split: str, norm: str, offset_weight: float,
