@@ -121,7 +121,8 @@ def train_command(shards: Path, run_dir: Path, epochs: int, batch_size: int, lr:
         last = result.history[-1]
         extra = (f", validation loss {last['val_loss']:.5f}, SSIM {last['val_ssim']:.4f}, "
                  f"PSNR {last['val_psnr']:.2f} dB" if "val_loss" in last else "")
-        click.echo(f"{result.epochs} epochs, {result.global_step} steps in {result.seconds:.1f} s: "
+        epochs, steps = result.epochs, result.global_step
+        click.echo(f"{epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {result.seconds:.1f} s: "
                    f"train loss {last['train_loss']:.5f}{extra}; checkpoints in {run_dir}")
 
 
