@@ -28,6 +28,7 @@ import SimpleITK as sitk
 
 from acquisition.faces import FaceBox
 from acquisition.pixels import gradient_magnitude, local_contrast
+from acquisition.words import beside_limit
 
 from ._config import DEFAULT_CONFIG, RegistrationConfig
 from ._transform import matrix_of
@@ -122,8 +123,9 @@ class FaceCheck:
                     "look at it in the contact sheet")
         if self.ok:
             return ""
+        shown, limit = beside_limit(self.error_view_px, self.threshold_px)
         reading = (f"the independent check finds the face {self.error_px:.1f} px off after registration "
-                   f"({self.error_view_px:.1f} px at the face's working scale, limit {self.threshold_px:g})")
+                   f"({shown} px at the face's working scale, limit {limit})")
         if self.studio_blur_px:
             blurred, other = ("studio", "flash") if self.studio_blur_px > 0 else ("flash", "studio")
             return (f"the {blurred} shot is blurred (about {abs(self.studio_blur_px):.1f} px more than the {other} "

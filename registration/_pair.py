@@ -25,7 +25,6 @@ from acquisition.faces import DETECTOR_WINDOW_PX, FaceBox
 from acquisition.files import content_fingerprint, open_regular, read_text, require_regular
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import META_NAME, Pair
-from acquisition.words import percent
 
 from ._check import check_face_alignment
 from ._config import DEFAULT_CONFIG, AffineEstimate, PairResult, RegistrationConfig
@@ -35,6 +34,7 @@ from ._qc import (
     eye_verdict,
     fallback_reason,
     flash_tag_reasons,
+    overlap_reason,
     quality_reasons,
     same_picture_reason,
 )
@@ -197,12 +197,9 @@ def register_pair(pair: Pair, out_dir: str | Path, *, config: RegistrationConfig
         estimate = estimate_affine(flash, studio, config=config, names=names)
     except RegistrationError as exc:
         return _failed(pair, out_dir, str(exc), time.perf_counter() - start)
-    covered = overlap_fraction(estimate.transform, flash.shape, studio.shape)
-    if covered < config.min_overlap:
-        return _failed(pair, out_dir, f"{names[1]} covers only {percent(covered)} of the frame of {names[0]} after "
-                       f"registration (minimum {percent(config.min_overlap)}): no usable overlap (the two shots must "
-                       "show the same scene, framed about the same way; retake the pose)",
-                       time.perf_counter() - start)
+    too_little = overlap_reason(overlap_fraction(estimate.transform, flash.shape, studio.shape), names, config)
+    if too_little is not None:
+        return _failed(pair, out_dir, too_little, time.perf_counter() - start)
     # The independent check runs whenever either shot shows a face, whichever region led: a pair that fell back
     # to the whole frame (no face found in one shot, or faces that do not match) is where it is needed most.
     face, studio_face_only = _face_to_check(estimate, studio, config)

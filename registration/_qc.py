@@ -21,14 +21,14 @@ from acquisition.exif import read_flash_fired
 from acquisition.eyes import EyeLimits, EyeVerdict, judge_eyes
 from acquisition.faces import FaceBox, eye_aspect_ratio
 from acquisition.pixels import luminance
-from acquisition.words import percent
+from acquisition.words import beside_limit
 
 from ._check import FaceCheck
 from ._config import AffineEstimate, RegistrationConfig
 from ._transform import decompose, matrix_of
 
-__all__ = ["exposure_reasons", "eye_state", "eye_verdict", "fallback_reason", "flash_tag_reasons", "quality_reasons",
-           "same_picture_reason"]
+__all__ = ["exposure_reasons", "eye_state", "eye_verdict", "fallback_reason", "flash_tag_reasons", "overlap_reason",
+           "quality_reasons", "same_picture_reason"]
 
 #: Exposure limits in 8-bit luminance (Rec. 601). Measured on the virtual studio's good pairs (both portraits;
 #: scene, plain and room backdrops; six poses each): the face's mean luminance lies between 142 and 180 in both
@@ -69,6 +69,32 @@ def _raise_or_retake(option: str) -> str:
     return f"if the subject really moved that much, raise the limit with prep register {option}; or retake the pose"
 
 
+def _scales_text(scales: dict[str, float], max_change: float) -> str:
+    """"scale x 1.0205 is more than 2.03%", or "scale x 1.0205 and y 1.0210 are ..." (one sentence, one advice)."""
+    def read(decimals: int) -> dict[str, tuple[str, str]]:
+        return {name: beside_limit(value, max_change, decimals=decimals, limit_unit="%", centre=1.0)
+                for name, value in scales.items()}
+
+    texts = read(max(len(shown.partition(".")[2]) for shown, _ in read(3).values()))  # x and y alike
+    limit = max((limit for _, limit in texts.values()), key=len)
+    both = " and ".join(f"{name} {shown}" for name, (shown, _) in texts.items())
+    return f"scale {both} {'are' if len(texts) > 1 else 'is'} more than {limit}"
+
+
+def overlap_reason(covered: float, names: tuple[str, str], config: RegistrationConfig) -> str | None:
+    """Why too little of the flash frame is covered by the registered studio shot (None when enough is).
+
+    ``covered`` is the fraction of the flash frame the warped studio shot covers (``overlap_fraction``), judged
+    against ``config.min_overlap``: a pair under it fails, as a dataset pair needs the studio picture everywhere.
+    """
+    if covered >= config.min_overlap:
+        return None
+    shown, limit = beside_limit(covered, config.min_overlap, unit="%")
+    return (f"{names[1]} covers only {shown} of the frame of {names[0]} after registration (minimum {limit}): too "
+            "little overlap for that limit (the two shots must show the same scene, framed about the same way): "
+            "retake the pose, or lower the limit with prep register --min-overlap")
+
+
 def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], studio_shape: tuple[int, ...],
                     config: RegistrationConfig, check: FaceCheck | None = None,
                     eyes: EyeVerdict | None = None) -> list[str]:
@@ -85,20 +111,22 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     matrix, translation = matrix_of(estimate.transform)
     parts = decompose(matrix / np.array([[sw / fw], [sh / fh]]))
     if abs(parts.rotation_deg) > config.max_rotation_deg:
-        reasons.append(f"rotation {parts.rotation_deg:+.1f} deg exceeds {config.max_rotation_deg:g} deg: "
-                       f"{_raise_or_retake('--max-rotation')}")
-    for name, value in (("x", parts.scale_x), ("y", parts.scale_y)):
-        if not abs(value - 1.0) <= config.max_scale_change:
-            reasons.append(f"scale {name} {value:.3f} is more than {percent(config.max_scale_change)} from 1: "
-                           f"{_raise_or_retake('--max-scale-change')}")
+        shown, limit = beside_limit(parts.rotation_deg, config.max_rotation_deg, sign=True)
+        reasons.append(f"rotation {shown} deg exceeds {limit} deg: {_raise_or_retake('--max-rotation')}")
+    scales = {name: value for name, value in (("x", parts.scale_x), ("y", parts.scale_y))
+              if not abs(value - 1.0) <= config.max_scale_change}
+    if scales:
+        reasons.append(f"{_scales_text(scales, config.max_scale_change)} from 1: "
+                       f"{_raise_or_retake('--max-scale-change')}")
     if not abs(parts.shear) <= config.max_shear:
-        reasons.append(f"shear {parts.shear:+.3f} exceeds {config.max_shear:g}: {_raise_or_retake('--max-shear')}")
+        shown, limit = beside_limit(parts.shear, config.max_shear, decimals=3, sign=True)
+        reasons.append(f"shear {shown} exceeds {limit}: {_raise_or_retake('--max-shear')}")
     centre_f = np.array([(fw - 1) / 2, (fh - 1) / 2])
     centre_s = np.array([(sw - 1) / 2, (sh - 1) / 2])
     shift = float(np.hypot(*(matrix @ centre_f + translation - centre_s))) / sw
     if shift > config.max_shift_fraction:
-        reasons.append(f"shift {shift:.1%} of the width exceeds {percent(config.max_shift_fraction)}: "
-                       f"{_raise_or_retake('--max-shift')}")
+        shown, limit = beside_limit(shift, config.max_shift_fraction, unit="%")
+        reasons.append(f"shift {shown} of the width exceeds {limit}: {_raise_or_retake('--max-shift')}")
     before, after = estimate.metric_before, estimate.metric_after
     # The ECC polish may give back a hair of mutual information for precision: only a real loss counts.
     if math.isnan(after) or (not math.isnan(before) and after > before + 0.01 * abs(before)):
@@ -106,7 +134,8 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
                        "registration found no better match than the start; look at the pair in the contact sheet "
                        "or retake the pose")
     elif -after < config.min_mutual_information:
-        reasons.append(f"weak match: mutual information {-after:.3f} < {config.min_mutual_information:g} (do the "
+        shown, limit = beside_limit(-after, config.min_mutual_information, decimals=3)
+        reasons.append(f"weak match: mutual information {shown} < {limit} (do the "
                        "two shots show the same pose?): retake the pose, or lower --min-mi if the pair looks "
                        "aligned in the contact sheet")
     eyes = eyes or eye_verdict(None, None, estimate, config)
@@ -156,11 +185,13 @@ def exposure_reasons(flash_rgb: np.ndarray, studio_rgb: np.ndarray, names: tuple
         mean, clipped = _mean_and_clipped(rgb, box)
         lowest = MIN_FACE_LUMINANCE if box is not None else MIN_FRAME_LUMINANCE
         if mean < lowest:
-            reasons.append(f"{name} is under-exposed: mean {where} luminance {mean:.0f} of 255 (at least "
-                           f"{lowest:g} expected): {fix}")
+            shown, limit = beside_limit(mean, lowest, decimals=0)
+            reasons.append(f"{name} is under-exposed: mean {where} luminance {shown} of 255 (at least {limit} "
+                           f"expected): {fix}")
         elif clipped > MAX_CLIPPED_FRACTION:
-            reasons.append(f"{name} is over-exposed: {percent(clipped)} of the {where} is clipped white (at most "
-                           f"{percent(MAX_CLIPPED_FRACTION)} expected): lower the exposure or the light and retake")
+            shown, limit = beside_limit(clipped, MAX_CLIPPED_FRACTION, unit="%")
+            reasons.append(f"{name} is over-exposed: {shown} of the {where} is clipped white (at most {limit} "
+                           "expected): lower the exposure or the light and retake")
     return reasons
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 
 import numpy as np
@@ -9,12 +10,14 @@ import pytest
 import SimpleITK as sitk
 from scipy.ndimage import map_coordinates
 
+import acquisition.words
 from acquisition.atomic import write_json_atomic
 from acquisition.faces import FaceBox
 from acquisition.imageio import read_image, write_image
 from acquisition.layout import Pair
 from registration import (
     AffineEstimate,
+    FaceCheck,
     RegistrationConfig,
     RegistrationError,
     affine_from_matrix,
@@ -27,6 +30,7 @@ from registration import (
     register_pair,
     warp_studio,
 )
+from registration._qc import exposure_reasons, overlap_reason
 from registration._synthetic import PerturbationRanges, perturb, random_affine, relight_flash
 
 # Face boxes of the fixtures (found once with face_recognition; fixed here so the error is measured on the
@@ -205,7 +209,22 @@ def test_quality_control_flags_implausible_transforms_and_blinks():
                                                                  "more than 0.51% from 1")):
         tight = RegistrationConfig(max_shift_fraction=shift_limit, max_scale_change=scale_limit)
         reasons = " | ".join(quality_reasons(_estimate(np.eye(2) * 1.006, (2, 0)), shape, shape, tight))
-        assert f"shift {shift_words}:" in reasons and f"scale x 1.006 is {scale_words}:" in reasons, reasons
+        assert f"shift {shift_words}:" in reasons, reasons
+        assert f"scale x 1.006 and y 1.006 are {scale_words}:" in reasons, reasons
+    # The measured value gets the digits it needs to read beyond its limit ("scale x 1.020 is more than 2.03% from
+    # 1" contradicted itself); the advice is said once when both scales fail.
+    turn = np.radians(-3.124)
+    for matrix, translation, limits, words in (
+            (np.diag([1.0204, 1.0]), (0, 0), {"max_scale_change": 0.0203}, "scale x 1.0204 is more than 2.03% from 1:"),
+            ([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]], (0, 0), {"max_rotation_deg": 3.12},
+             "rotation -3.124 deg exceeds 3.12 deg:"),
+            ([[1, 0.00013], [0, 1]], (0, 0), {"max_shear": 0.00012}, "shear +0.00013 exceeds 0.00012:"),
+            (np.eye(2), (0.00844 * 300, 0), {"max_shift_fraction": 0.0084}, "shift 0.844% of the width exceeds 0.84%:"),
+            (np.diag([1.0204, 1.021]), (0, 0), {"max_scale_change": 0.0203},
+             "scale x 1.0204 and y 1.0210 are more than 2.03% from 1: if the subject really moved")):
+        reasons = quality_reasons(_estimate(matrix, translation), shape, shape, RegistrationConfig(**limits))
+        assert len(reasons) == 1 and reasons[0].startswith(words), reasons
+        assert reasons[0].count("retake the pose") == 1, reasons
     reasons = quality_reasons(_estimate(rotated), shape, shape, RegistrationConfig(max_rotation_deg=0.5))
     assert reasons[0].startswith("rotation +20.0 deg exceeds 0.5 deg:"), reasons
     assert quality_reasons(_estimate(np.eye(2), flash_eye=0.1, studio_eye=0.12), shape, shape, config) == []
@@ -215,6 +234,30 @@ def test_quality_control_flags_implausible_transforms_and_blinks():
                            config) == []
     loose = RegistrationConfig(max_rotation_deg=30)
     assert quality_reasons(_estimate(rotated), shape, shape, loose) == []
+
+
+def test_every_reason_prints_its_measured_value_beyond_its_limit():
+    """A failing value never reads equal to or within its limit (overlap, exposure, the face check)."""
+    names = ("flash.jpg", "studio.jpg")
+    assert overlap_reason(0.961, names, RegistrationConfig(min_overlap=0.999)).startswith(
+        "studio.jpg covers only 96.1% of the frame of flash.jpg after registration (minimum 99.9%): too little "
+        "overlap for that limit (")
+    assert "only 99.89% of the frame of flash.jpg after registration (minimum 99.9%)" in overlap_reason(
+        0.9989, names, RegistrationConfig(min_overlap=0.999))
+    assert overlap_reason(0.9991, names, RegistrationConfig(min_overlap=0.999)) is None
+    # Half the frame at 15, half at 16: a mean of 15.5, not "16 of 255 (at least 16 expected)".
+    dark = np.repeat(np.array([15, 16], np.uint8), 50)[:, None, None].repeat(100, axis=1).repeat(3, axis=2)
+    gray = np.full((100, 100, 3), 128, np.uint8)
+    assert exposure_reasons(gray, dark, names, None, None) == [
+        "studio.jpg is under-exposed: mean frame luminance 15.5 of 255 (at least 16 expected): check the lamps and "
+        "retake"]
+    bright = gray.copy()
+    bright.reshape(-1, 3)[:3004] = 255  # 30.04% clipped, not "30% ... (at most 30% expected)"
+    assert exposure_reasons(bright, gray, names, None, None)[0].startswith(
+        "flash.jpg is over-exposed: 30.04% of the frame is clipped white (at most 30% expected)")
+    check = FaceCheck(error_px=3.04, scale_px=2.0, response=1.0, threshold_px=1.5)
+    assert "(1.52 px at the face's working scale, limit 1.5)" in check.reason, check.reason
+    assert doctest.testmod(acquisition.words).failed == 0  # beside_limit's examples, edge cases included
 
 
 def test_config_rejects_bad_settings():
