@@ -2,8 +2,8 @@
 
 One row per pose: a label (subject/pose, the verdict in full, which retake it is) over the pose's check picture
 (flash | studio | face overlay, :func:`acquisition.posecheck.draw_check`), the same rows as ``check.jpg``. A pose
-captured without the check (``--no-check``, an older session) is checked here, in memory: the raw folder is
-only read.
+captured without the check (``--no-check``, an older session) or whose check a stop cut short (``pending``:
+``prep capture --resume`` records its verdict) is checked here, in memory: the raw folder is only read.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def _row(pair: Any) -> tuple[np.ndarray, str, str]:
     except PrepError as exc:
         message = np.full((ROW_HEIGHT, ROW_HEIGHT * 2, 3), (60, 60, 60), np.uint8)
         return message, f"not checked: {exc.message}", "unchecked"
+    if recorded.get("status") == "pending":  # a stop cut the capture's check short; raw/ is only read here
+        return picture, result.summary + " (checked now; pending in raw/: prep capture --resume records it)", \
+            result.status
     return picture, result.summary + " (checked now)", result.status
 
 

@@ -177,7 +177,7 @@ def _show_event(event: Any) -> None:
         colour = {"ok": "green", "retake": "red"}.get(event.data.get("status", ""), "yellow")
         line = f"{event.subject}/{event.message}"
         say(click.style(line, fg=colour) if sys.stderr.isatty() else line)
-    elif event.kind in ("start", "skipped", "retaking"):
+    elif event.kind in ("start", "skipped", "retaking", "rechecking"):
         log.info("%s", event.message)
     elif event.kind == "step":
         log.debug("%s/%s: %s", event.subject, event.pose, event.message)
@@ -229,7 +229,8 @@ def _device_options(command: Any) -> Any:
 @_device_options
 @click.option("--lamps-after", type=click.Choice(["off", "on"]), default="off", show_default=True,
               help="Lamps' state when the session ends or is interrupted (on: lit for the next subject).")
-@click.option("--resume", is_flag=True, help="Continue existing subjects after their last complete pose.")
+@click.option("--resume", is_flag=True, help="Continue existing subjects after their last complete pose (a pose whose "
+              "check a stop cut short is checked first).")
 @click.option("--simulate", is_flag=True, help="Use the virtual studio: simulated lamps and camera.")
 @click.option("--subjects", type=click.IntRange(min=1), default=2, show_default=True,
               help="With --simulate: the first N portraits, one subject each.")

@@ -588,6 +588,11 @@ class BackgroundCheck:
             self.finished_at = time.time()
             self._done.set()
 
+    @property
+    def finished(self) -> bool:
+        """Whether the check has reached its verdict (or failed): False while it still computes."""
+        return self._done.is_set()
+
     def result(self, timeout_s: float = 60.0) -> tuple[PairCheck, np.ndarray | None]:
         """Wait for the verdict (a Ctrl-C while waiting is raised at once) and its picture (None if it failed).
 

@@ -147,7 +147,8 @@ class SessionConfig:
 class SessionEvent:
     """Something the CLI may show: ``kind`` is one of ``start``, ``pose``, ``step``, ``captured``, ``checked``
     (a pose's check verdict: ``message`` is ``"p03 ok"`` or ``"p03 RETAKE: ..."``), ``retaking`` (an
-    automatic retake), ``failed``, ``skipped``, ``warning``, ``end``."""
+    automatic retake), ``rechecking`` (a resumed session checks a pose whose check a stop cut short),
+    ``failed``, ``skipped``, ``warning``, ``end``."""
 
     kind: str
     subject: str
@@ -324,17 +325,26 @@ def _manifest_row(root: Path, record_meta: dict[str, Any], directory: Path) -> d
 
 
 def _reconcile_manifest(root: Path, subject: str) -> None:
-    """Make the manifest hold exactly one row per complete pose of ``subject`` (after a crash between steps)."""
+    """Make the manifest hold exactly one row per complete pose of ``subject``, its ``check`` column the verdict
+    in the pose's ``meta.json`` (after a crash or a stop between the steps that write them)."""
     path = root / MANIFEST_NAME
     rows = _read_manifest(path)
     complete = set(complete_poses(root, subject))
     mine = [r for r in rows if r.get("subject") == subject]
+    metas: dict[str, dict[str, Any]] = {}
+    for pose in sorted(complete):
+        with contextlib.suppress(PrepError, OSError, ValueError):
+            metas[pose] = json.loads(read_text(root / subject / pose / META_NAME, error=AcquisitionError))
     seen: set[str] = set()
     stale = False
     for row in mine:
         if row.get("pose") not in complete or row.get("pose") in seen:
             stale = True
         seen.add(row.get("pose", ""))
+        recorded = (metas.get(row.get("pose", ""), {}).get("check") or {}).get("summary")
+        if isinstance(recorded, str) and row.get("check") != recorded:
+            row["check"] = recorded  # a verdict written to meta.json, the stop came before the manifest's turn
+            stale = True
     missing = []
     for pose in sorted(complete - seen):
         meta_path = root / subject / pose / META_NAME
@@ -444,6 +454,7 @@ class _Session:
         self.config = config
         self._on_event = on_event
         self.unrecorded_check: tuple[Any, PoseRecord] | None = None  # a pose's check whose verdict is not written
+        self.decoded: dict[str, Any] | None = None  # the last pose's shots, decoded once for its check
         self.camera_info: CameraInfo = camera.info()
         describe = getattr(lamps, "describe", None)
         self.lamps_info: dict[str, Any] = describe() if callable(describe) else {"backend": lamps.name}
@@ -667,14 +678,22 @@ class _Session:
         check.start()
         return check
 
-    def finish_check(self, pending: Any, record: PoseRecord, *, timeout_s: float = 60.0) -> Any:
+    def finish_check(self, pending: Any, record: PoseRecord, *, timeout_s: float = 60.0,
+                     keep_pending: bool = False) -> Any:
         """Wait for a pose's verdict and record it: ``check.jpg``, ``meta.json``'s ``check`` and timeline, the
-        manifest's ``check`` column (each written atomically); say it in one line (a ``checked`` event)."""
+        manifest's ``check`` column (each written atomically); say it in one line (a ``checked`` event).
+
+        ``keep_pending`` (a stop): a check still running after ``timeout_s`` is not recorded as one that did not
+        finish: the pose stays ``pending``, and ``--resume`` checks it again (as does a second stop that cuts
+        this wait short). Returns the verdict, None when it stays pending.
+        """
         from .imageio import write_image
         from .posecheck import CHECK_IMAGE_NAME
 
         verdict, picture = pending.result(timeout_s)
         self.unrecorded_check = None
+        if keep_pending and not pending.finished:
+            return None
         try:
             if picture is not None:
                 write_image(record.directory / CHECK_IMAGE_NAME, picture, quality=85)
@@ -751,6 +770,8 @@ def capture_session(root: str | Path, subject: str, lamps: LampController, camer
         Timing, checks and the lamps' safe state.
     resume : bool
         Continue an existing subject after its last complete pose. Without it an existing subject is an error.
+        A pose whose check a stop cut short (``pending``) is checked first, its verdict recorded and acted on
+        (retaken, asked about) as an uninterrupted run would have.
     ask : callable(Prompt) -> {"next", "retake", "skip", "quit"}, optional
         Asked before every pose but the first, and after a pose fails its checks or the camera fails: shoot
         the next pose (or retry the failed one), retake the last complete one (it is replaced only once the
@@ -809,6 +830,12 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     if resume:
         _reconcile_manifest(root, subject)
     session = _Session(root, subject, lamps, camera, config, on_event)
+    rechecks, redraws = _unrecorded_checks(root, subject) if resume else ([], [])
+    if rechecks and not config.check:
+        for record in rechecks:
+            session.emit("warning", record.pose, f"{subject}/{record.pose}: its check was cut short by a stop and "
+                         "is still pending: resume without --no-check to finish it")
+        rechecks, redraws = [], []
     if config.lamps_after == "on" and not getattr(lamps, "holds_state_after_exit", True):
         session.emit("warning", None, f"lamps after the session: on, but the {lamps.name} lamps stay lit only while "
                      "prep runs (the computer keeps refreshing them); they go dark (or hold, as the fixtures are "
@@ -827,16 +854,31 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     quit_ = False
     error: AcquisitionError | None = None
     status = "interrupted"
-    pending: Any = None  # the last stored pose's check, running in the background
+    pending: tuple[Any, PoseRecord] | None = None  # the last stored pose's check, running in the background
     history: dict[str, list[dict[str, Any]]] = {}  # per pose: the takes a retake replaced
-    auto_retakes: dict[str, int] = {}
+    rechecked: list[str] = []
     try:
+        for record in redraws:  # a verdict without its picture: drawn again, the verdict already acted on
+            session.emit("rechecking", record.pose, f"{subject}/{record.pose}: its check picture is missing; "
+                         "checking the pose again")
+            session.finish_check(session.start_check(record), record)
+            rechecked.append(record.pose)
         while True:
             action: Action | None = None
+            if pending is None and rechecks:  # a check a stop cut short: its verdict, as the run would have had it
+                record = rechecks.pop(0)
+                session.emit("rechecking", record.pose, f"{subject}/{record.pose}: its check was cut short by a "
+                             "stop; checking it again")
+                pending = (session.start_check(record), record)
+                rechecked.append(record.pose)
             if pending is not None:  # the verdict comes before the next pose's lamps: never between two shots
-                action = _after_check(session, pending, captured[-1], ask, auto_retakes, history,
-                                      next_pose=pose_name(number))
+                check, checked = pending
+                action = _after_check(session, check, checked, ask, history, next_pose=pose_name(number))
                 pending = None
+                if action == "retake":
+                    last = checked.pose
+                elif action is None and rechecks:
+                    continue
             if number > poses and action != "retake":
                 quit_ = action == "quit"
                 break
@@ -883,7 +925,7 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
             captured.append(record)
             session.emit("captured", target, f"{subject}/{target}", delays_ms=record.delays_ms)
             if session.config.check:
-                pending = session.start_check(record)
+                pending = (session.start_check(record), record)
             if not replace:
                 if progress is not None:
                     progress(1)
@@ -897,8 +939,8 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
         name = getattr(exc, "signal_name", "SIGINT")
         status = f"interrupted ({'Ctrl-C' if name == 'SIGINT' else name})"
         if session.unrecorded_check is not None:  # the stored pose keeps its verdict (about a second's work)
-            with contextlib.suppress(KeyboardInterrupt):
-                session.finish_check(*session.unrecorded_check, timeout_s=_CHECK_ON_STOP_S)
+            with contextlib.suppress(KeyboardInterrupt):  # a second stop cuts it short: the pose stays pending
+                session.finish_check(*session.unrecorded_check, timeout_s=_CHECK_ON_STOP_S, keep_pending=True)
         raise
     finally:
         try:
@@ -909,6 +951,8 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
             session.emit("warning", None, problem)
         state["runs"][-1].update({"finished": _iso(time.time()), "status": status,
                                   "captured": [r.pose for r in captured], "skipped": skipped})
+        if rechecked:
+            state["runs"][-1]["rechecked"] = rechecked
         if problem is not None:
             state["runs"][-1]["lamps_problem"] = problem
         with contextlib.suppress(PrepError, OSError):
@@ -921,6 +965,35 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
 
 #: How long a stop (Ctrl-C, kill) waits for the last pose's check, so that pose keeps its verdict (s).
 _CHECK_ON_STOP_S: Final = 10.0
+
+
+def _unrecorded_checks(root: Path, subject: str) -> tuple[list[PoseRecord], list[PoseRecord]]:
+    """The subject's complete poses whose check has no recorded result: ``pending`` in ``meta.json`` (a stop, a
+    second stop, a kill or a power cut came while it ran or while its verdict was written), and those whose
+    verdict is recorded but whose ``check.jpg`` is missing (it is written before the verdict, so only when
+    deleted), in pose order."""
+    from .posecheck import CHECK_IMAGE_NAME
+
+    pending, undrawn = [], []
+    for pair in discover_pairs(root).pairs:
+        if pair.subject != subject:
+            continue
+        try:
+            meta = json.loads(read_text(pair.directory / META_NAME, error=AcquisitionError))
+        except (PrepError, OSError, ValueError):
+            continue
+        check = meta.get("check") if isinstance(meta, dict) else None
+        if not isinstance(check, dict):
+            continue  # an older session's pose, captured before the check existed
+        record = PoseRecord(subject, pair.pose, pair.directory, pair.flash, pair.studio,
+                            dict(meta.get("delays_ms") or {}), meta)
+        status = check.get("status")
+        drawn = status in ("ok", "retake") or (status == "unchecked" and bool(check.get("figures")))
+        if status == "pending":
+            pending.append(record)
+        elif drawn and not (pair.directory / CHECK_IMAGE_NAME).is_file():
+            undrawn.append(record)
+    return pending, undrawn
 
 
 def _note_retake(history: dict[str, list[dict[str, Any]]], root: Path, subject: str, pose: str, by: str) -> None:
@@ -940,18 +1013,20 @@ def _note_retake(history: dict[str, list[dict[str, Any]]], root: Path, subject: 
 
 
 def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Callable[[Prompt], Action] | None,
-                 auto_retakes: dict[str, int], history: dict[str, list[dict[str, Any]]], *,
-                 next_pose: str) -> Action | None:
+                 history: dict[str, list[dict[str, Any]]], *, next_pose: str) -> Action | None:
     """Record the last pose's verdict and decide what a failed one leads to: an automatic retake (up to
     ``auto_retake`` per pose), else the operator's answer (retake, keep = "next", skip, quit), else (no one to
-    ask) keep it. None: nothing to decide (ok, or the check could not run)."""
+    ask) keep it. None: nothing to decide (ok, or the check could not run).
+
+    The automatic retakes already made are counted from the take's own ``retakes`` (those by the check), so a
+    pose whose check a stop cut short gets, when resumed, the retakes an uninterrupted run would have made.
+    """
     verdict = session.finish_check(pending, record)
     if verdict.status != "retake":
         return None
     pose, limit = record.pose, session.config.auto_retake
-    done = auto_retakes.get(pose, 0)
+    done = sum(1 for r in record.meta.get("retakes", []) if isinstance(r, dict) and r.get("retaken_by") == "the check")
     if done < limit:
-        auto_retakes[pose] = done + 1
         session.emit("retaking", pose, f"{session.subject}/{pose}: automatic retake {done + 1} of {limit}")
         _note_retake(history, session.root, session.subject, pose, "the check")
         return "retake"

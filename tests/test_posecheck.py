@@ -223,6 +223,103 @@ def test_a_stop_while_the_real_check_computes_exits_cleanly_and_keeps_the_verdic
     assert meta["check"]["status"] == "retake" and "eyes closed" in meta["check"]["summary"], meta["check"]
 
 
+def _outcome(root: Path) -> dict:
+    """What a session leaves of its checks: each pose's verdict (less its timings), take history, check.jpg, and
+    the manifest (less the capture times)."""
+    poses = {}
+    for pair in discover_pairs(root).pairs:
+        meta = _meta(root, pair.key)
+        check = {k: v for k, v in meta["check"].items() if k != "seconds"}
+        check.get("figures", {}).get("registration", {}).pop("seconds", None)  # timings differ run to run
+        retakes = [(r["retaken_by"], r["check"], r["flash_sha256"]) for r in meta["retakes"]]
+        picture = pair.directory / "check.jpg"
+        poses[pair.key] = (check, retakes, meta["take"], meta["shots"]["flash"]["sha256"],
+                           picture.read_bytes() if picture.is_file() else None)
+    rows = [{k: v for k, v in row.items() if k != "captured_at"} for row in _manifest(root)]
+    return {"poses": poses, "manifest": rows}
+
+
+@pytest.mark.parametrize(("faults", "auto_retake", "stop"), [
+    ((), 0, "second stop"),  # Ctrl-C, then kill 50-200 ms later, while p02's check runs
+    (("blink",), 1, "second stop"),  # p02's first take blinked: the resumed run retakes it, as the whole run did
+    ((), 0, "slow check"),  # one stop, and the check outlasts the stop's wait for it
+])
+def test_a_check_a_stop_cut_short_is_finished_by_resume_as_an_uninterrupted_run(tmp_path, monkeypatch, faults,
+                                                                                auto_retake, stop):
+    """The stop's wait for the last pose's check, cut short, left p02 "pending" in meta.json and the manifest,
+    without check.jpg, and --resume never checked it again."""
+    import threading
+    import time
+
+    import acquisition.posecheck as posecheck
+    import acquisition.session as session
+
+    studio = StudioConfig(blink_probability=0.0, faults=faults, fault_probability=1.0)
+    config = replace(CHECKED, auto_retake=auto_retake)
+    run = dict(subjects=1, poses=2, size=SIZE, seed=1, sim_config=studio, config=config)
+    simulate_sessions(tmp_path / "whole", **run)
+    whole = _outcome(tmp_path / "whole")
+
+    real_check, real_result = posecheck.check_pose, posecheck.BackgroundCheck.result
+    stop_waits = threading.Event()
+    stopped = []
+
+    def result(self, timeout_s=60.0):
+        if timeout_s == session._CHECK_ON_STOP_S:
+            stop_waits.set()  # the first stop waits for the check
+        return real_result(self, timeout_s)
+
+    def check_pose(flash, studio, **kwargs):
+        if flash.parent.name == "p02" and not stopped:
+            stopped.append(flash)
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop_waits.wait(30)
+            if stop == "second stop":
+                os.kill(os.getpid(), signal.SIGINT)  # cuts the wait short
+            else:
+                time.sleep(1.0)  # outlasts the wait
+        return real_check(flash, studio, **kwargs)
+
+    monkeypatch.setattr(posecheck, "check_pose", check_pose)
+    monkeypatch.setattr(posecheck.BackgroundCheck, "result", result)
+    monkeypatch.setattr(session, "_CHECK_ON_STOP_S", 0.2 if stop == "slow check" else 10.0)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_sessions(tmp_path / "cut", **run)
+    assert stopped
+    left = _outcome(tmp_path / "cut")
+    assert left["poses"]["astronaut/p02"][0] == {"status": "pending", "summary": "pending"}
+    assert left["poses"]["astronaut/p02"][4] is None and left["manifest"][-1]["check"] == "pending"
+    from acquisition.checksheets import _row  # prep review: checked now, and says how to record it
+
+    pair = next(p for p in discover_pairs(tmp_path / "cut").pairs if p.pose == "p02")
+    _, label, status = _row(pair)
+    assert status == ("retake" if faults else "ok")  # the first take's verdict (a blink in it)
+    assert "pending in raw/: prep capture --resume records it" in label, label
+
+    monkeypatch.setattr(posecheck, "check_pose", real_check)
+    events = []
+    simulate_sessions(tmp_path / "cut", **run, resume=True, on_event=events.append)
+    assert _outcome(tmp_path / "cut") == whole
+    assert [e.pose for e in events if e.kind == "rechecking"] == ["p02"]
+    runs = json.loads((tmp_path / "cut/astronaut/session.json").read_text())["runs"]
+    assert runs[-1]["rechecked"] == ["p02"] and runs[-1]["captured"] == ["p02"] * auto_retake
+
+
+def test_resume_redraws_a_missing_check_picture_and_mends_the_manifest(tmp_path):
+    """A verdict in meta.json whose check.jpg is gone, and a manifest row a stop left "pending" after meta.json
+    had the verdict: --resume puts both back as the run wrote them, without shooting or retaking anything."""
+    run = dict(subjects=1, poses=2, size=SIZE, seed=1, config=CHECKED,
+               sim_config=StudioConfig(blink_probability=0.0, faults=("motion",), fault_probability=1.0))
+    simulate_sessions(tmp_path, **run)
+    whole = _outcome(tmp_path)
+    (tmp_path / "astronaut/p01/check.jpg").unlink()
+    text = (tmp_path / "manifest.csv").read_text()
+    (tmp_path / "manifest.csv").write_text(text.replace(whole["manifest"][1]["check"], "pending"))
+    assert _manifest(tmp_path)[1]["check"] == "pending"
+    (result,) = simulate_sessions(tmp_path, **run, resume=True)
+    assert result.captured == () and _outcome(tmp_path) == whole
+
+
 def test_an_older_manifest_gains_the_new_columns_when_a_session_resumes(tmp_path):
     simulate_sessions(tmp_path, subjects=1, poses=1, size=(240, 320), seed=1)
     path = tmp_path / "manifest.csv"
