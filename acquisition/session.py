@@ -831,6 +831,7 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
         _reconcile_manifest(root, subject)
     session = _Session(root, subject, lamps, camera, config, on_event)
     rechecks, redraws = _unrecorded_checks(root, subject) if resume else ([], [])
+    owed = _owed_retake(root, subject) if resume and config.check and config.auto_retake else None
     if rechecks and not config.check:
         for record in rechecks:
             session.emit("warning", record.pose, f"{subject}/{record.pose}: its check was cut short by a stop and "
@@ -865,6 +866,10 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
             rechecked.append(record.pose)
         while True:
             action: Action | None = None
+            if pending is None and not rechecks and owed is not None:
+                record, owed = owed, None  # a RETAKE verdict whose automatic retake a stop came before
+                if _automatic_retake(session, record, history):
+                    action, last = "retake", record.pose
             if pending is None and rechecks:  # a check a stop cut short: its verdict, as the run would have had it
                 record = rechecks.pop(0)
                 session.emit("rechecking", record.pose, f"{subject}/{record.pose}: its check was cut short by a "
@@ -1012,6 +1017,38 @@ def _note_retake(history: dict[str, list[dict[str, Any]]], root: Path, subject: 
     history[pose] = [*history.get(pose, earlier), record]
 
 
+def _automatic_retake(session: _Session, record: PoseRecord, history: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether a pose that failed its check is retaken automatically (fewer than ``auto_retake`` retakes by the
+    check so far, counted from the take's own ``retakes`` so that a stop does not reset them); says so."""
+    pose, limit = record.pose, session.config.auto_retake
+    done = sum(1 for r in record.meta.get("retakes", []) if isinstance(r, dict) and r.get("retaken_by") == "the check")
+    if done >= limit:
+        return False
+    session.emit("retaking", pose, f"{session.subject}/{pose}: automatic retake {done + 1} of {limit}")
+    _note_retake(history, session.root, session.subject, pose, "the check")
+    return True
+
+
+def _owed_retake(root: Path, subject: str) -> PoseRecord | None:
+    """The subject's last complete pose when its recorded verdict is RETAKE: a stop may have come between the
+    verdict and the automatic retake an uninterrupted run would have shot next (the caller decides with
+    :func:`_automatic_retake`). Only the last pose: an uninterrupted run retakes a pose before the next one."""
+    complete = complete_poses(root, subject)
+    if not complete:
+        return None
+    directory = root / subject / complete[-1]
+    try:
+        meta = json.loads(read_text(directory / META_NAME, error=AcquisitionError))
+        pair = next(p for p in discover_pairs(root).pairs if p.subject == subject and p.pose == complete[-1])
+    except (PrepError, OSError, ValueError, StopIteration):
+        return None
+    check = meta.get("check") if isinstance(meta, dict) else None
+    if not isinstance(check, dict) or check.get("status") != "retake":
+        return None
+    return PoseRecord(subject, pair.pose, pair.directory, pair.flash, pair.studio, dict(meta.get("delays_ms") or {}),
+                      meta)
+
+
 def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Callable[[Prompt], Action] | None,
                  history: dict[str, list[dict[str, Any]]], *, next_pose: str) -> Action | None:
     """Record the last pose's verdict and decide what a failed one leads to: an automatic retake (up to
@@ -1024,12 +1061,9 @@ def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Calla
     verdict = session.finish_check(pending, record)
     if verdict.status != "retake":
         return None
-    pose, limit = record.pose, session.config.auto_retake
-    done = sum(1 for r in record.meta.get("retakes", []) if isinstance(r, dict) and r.get("retaken_by") == "the check")
-    if done < limit:
-        session.emit("retaking", pose, f"{session.subject}/{pose}: automatic retake {done + 1} of {limit}")
-        _note_retake(history, session.root, session.subject, pose, "the check")
+    if _automatic_retake(session, record, history):
         return "retake"
+    pose = record.pose
     if ask is None:
         return None
     action = ask(Prompt(session.subject, next_pose, pose, None, check=verdict))

@@ -305,6 +305,36 @@ def test_a_check_a_stop_cut_short_is_finished_by_resume_as_an_uninterrupted_run(
     assert runs[-1]["rechecked"] == ["p02"] and runs[-1]["captured"] == ["p02"] * auto_retake
 
 
+def test_a_stop_between_a_retake_verdict_and_its_automatic_retake_is_made_up_by_resume(tmp_path, monkeypatch):
+    """A tester's Ctrl-C right after "p01 RETAKE: eyes closed" (4 of 10): the verdict was recorded, the automatic
+    retake never shot, and --resume went on with the next pose, leaving the blink in the dataset."""
+    import acquisition.session as session
+
+    studio = StudioConfig(blink_probability=0.0, faults=("blink",), fault_probability=1.0)
+    run = dict(subjects=1, poses=2, size=SIZE, seed=1, sim_config=studio, config=replace(CHECKED, auto_retake=1))
+    simulate_sessions(tmp_path / "whole", **run)
+    whole = _outcome(tmp_path / "whole")
+
+    real_finish, stopped = session._Session.finish_check, []
+
+    def finish_then_stop(self, pending, record, **kwargs):
+        verdict = real_finish(self, pending, record, **kwargs)
+        if record.pose == "p02" and verdict.status == "retake" and not stopped:
+            stopped.append(record.pose)
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C as the verdict is out, before the retake's lamps
+        return verdict
+
+    monkeypatch.setattr(session._Session, "finish_check", finish_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_sessions(tmp_path / "cut", **run)
+    assert stopped and _outcome(tmp_path / "cut")["poses"]["astronaut/p02"][0]["status"] == "retake"
+    monkeypatch.undo()
+    events = []
+    simulate_sessions(tmp_path / "cut", **run, resume=True, on_event=events.append)
+    assert [e.pose for e in events if e.kind == "retaking"] == ["p02"]
+    assert _outcome(tmp_path / "cut") == whole
+
+
 def test_resume_redraws_a_missing_check_picture_and_mends_the_manifest(tmp_path):
     """A verdict in meta.json whose check.jpg is gone, and a manifest row a stop left "pending" after meta.json
     had the verdict: --resume puts both back as the run wrote them, without shooting or retaking anything."""
