@@ -112,7 +112,7 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
     parts = decompose(matrix / np.array([[sw / fw], [sh / fh]]))
     if abs(parts.rotation_deg) > config.max_rotation_deg:
         shown, limit = beside_limit(parts.rotation_deg, config.max_rotation_deg, sign=True)
-        reasons.append(f"rotation {shown} deg exceeds {limit} deg: {_raise_or_retake('--max-rotation')}")
+        reasons.append(f"rotation {shown} deg is beyond ±{limit} deg: {_raise_or_retake('--max-rotation')}")
     scales = {name: value for name, value in (("x", parts.scale_x), ("y", parts.scale_y))
               if not abs(value - 1.0) <= config.max_scale_change}
     if scales:
@@ -120,7 +120,7 @@ def quality_reasons(estimate: AffineEstimate, flash_shape: tuple[int, ...], stud
                        f"{_raise_or_retake('--max-scale-change')}")
     if not abs(parts.shear) <= config.max_shear:
         shown, limit = beside_limit(parts.shear, config.max_shear, decimals=3, sign=True)
-        reasons.append(f"shear {shown} exceeds {limit}: {_raise_or_retake('--max-shear')}")
+        reasons.append(f"shear {shown} is beyond ±{limit}: {_raise_or_retake('--max-shear')}")
     centre_f = np.array([(fw - 1) / 2, (fh - 1) / 2])
     centre_s = np.array([(sw - 1) / 2, (sh - 1) / 2])
     shift = float(np.hypot(*(matrix @ centre_f + translation - centre_s))) / sw

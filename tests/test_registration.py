@@ -217,8 +217,8 @@ def test_quality_control_flags_implausible_transforms_and_blinks():
     for matrix, translation, limits, words in (
             (np.diag([1.0204, 1.0]), (0, 0), {"max_scale_change": 0.0203}, "scale x 1.0204 is more than 2.03% from 1:"),
             ([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]], (0, 0), {"max_rotation_deg": 3.12},
-             "rotation -3.124 deg exceeds 3.12 deg:"),
-            ([[1, 0.00013], [0, 1]], (0, 0), {"max_shear": 0.00012}, "shear +0.00013 exceeds 0.00012:"),
+             "rotation -3.124 deg is beyond ±3.12 deg:"),
+            ([[1, 0.00013], [0, 1]], (0, 0), {"max_shear": 0.00012}, "shear +0.00013 is beyond ±0.00012:"),
             (np.eye(2), (0.00844 * 300, 0), {"max_shift_fraction": 0.0084}, "shift 0.844% of the width exceeds 0.84%:"),
             (np.diag([1.0204, 1.021]), (0, 0), {"max_scale_change": 0.0203},
              "scale x 1.0204 and y 1.0210 are more than 2.03% from 1: if the subject really moved")):
@@ -226,7 +226,7 @@ def test_quality_control_flags_implausible_transforms_and_blinks():
         assert len(reasons) == 1 and reasons[0].startswith(words), reasons
         assert reasons[0].count("retake the pose") == 1, reasons
     reasons = quality_reasons(_estimate(rotated), shape, shape, RegistrationConfig(max_rotation_deg=0.5))
-    assert reasons[0].startswith("rotation +20.0 deg exceeds 0.5 deg:"), reasons
+    assert reasons[0].startswith("rotation +20.0 deg is beyond ±0.5 deg:"), reasons
     assert quality_reasons(_estimate(np.eye(2), flash_eye=0.1, studio_eye=0.12), shape, shape, config) == []
     # A studio shot saved at half the resolution is not a zoom.
     half = affine_from_matrix(np.eye(2) * 0.5, np.array([-0.25, -0.25]))
