@@ -428,7 +428,7 @@ def test_a_signal_to_prep_capture_leaves_the_lamps_safe_and_records_it(tmp_path,
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     with EnttecEmulator() as widget:
-        command = [sys.executable, "-c", "from acquisition.prep import main; main(prog_name='prep')",
+        command = [sys.executable, "-c", "from acquisition._entry import run; run()",
                    "capture", "--subject", "S001", "--poses", "40", "--out", str(tmp_path),
                    "--lamps", f"enttec:{widget.port}", "--camera", "sim", "--size", "64x64", "--dmx-level", "200",
                    "--lamp-settle-ms", "400", "--dark-wait-ms", "50", "--lamps-after", lamps_after]

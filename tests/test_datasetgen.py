@@ -299,7 +299,7 @@ def test_killed_build_resumes_to_identical_shards(built: tuple[Path, object], al
                                                   tmp_path: Path) -> None:
     shards, _ = built
     target = tmp_path / "killed"
-    cmd = [sys.executable, "-c", "from acquisition.prep import main; main()", "-q", "build-h5", str(aligned),
+    cmd = [sys.executable, "-c", "from acquisition._entry import run; run()", "-q", "build-h5", str(aligned),
            str(target), "--size", str(SIZE), "--split-file", str(split_file), "--shard-size", "25"]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rng = np.random.default_rng(int(time.time()))

@@ -203,7 +203,7 @@ def test_a_stop_while_the_real_check_computes_exits_cleanly_and_keeps_the_verdic
     import time
 
     repo = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-c", "from acquisition.prep import main; main(prog_name='prep')", "capture",
+    command = [sys.executable, "-c", "from acquisition._entry import run; run()", "capture",
                "--simulate", "--subjects", "1", "--poses", "3",
                "--size", "480x640", "--fault", "blink", "--out", str(tmp_path / "raw")]
     process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

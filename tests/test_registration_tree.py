@@ -131,7 +131,7 @@ def test_resume_skips_finished_pairs_and_redoes_incomplete_ones(good_raw, refere
 
 def test_killed_run_then_rerun_gives_identical_outputs(good_raw, reference, tmp_path):
     aligned = tmp_path / "aligned"
-    command = [sys.executable, "-c", "from acquisition.prep import main; main()", "-q", "register", str(good_raw),
+    command = [sys.executable, "-c", "from acquisition._entry import run; run()", "-q", "register", str(good_raw),
                str(aligned)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -160,7 +160,7 @@ def test_ctrl_c_inside_an_optimisation_stops_the_run_and_leaves_the_pair_to_redo
     the Python Callable", and the pair was recorded as failed while the run carried on.)"""
     aligned = tmp_path / "aligned"
     # Whole-frame registration: its last level runs eight starts of ~0.1 s each inside SimpleITK.
-    command = [sys.executable, "-c", "from acquisition.prep import main; main()", "-v", "register", "--region",
+    command = [sys.executable, "-c", "from acquisition._entry import run; run()", "-v", "register", "--region",
                "frame", str(good_raw), str(aligned)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen = []
@@ -194,7 +194,7 @@ def test_stop_signal_with_two_workers_leaves_no_traceback_and_no_false_failure(g
     race: "Signal 15 ignored due to race condition"; a hang-up killed Python's resource tracker, which then
     printed KeyErrors), no pair marked failed, no registration.csv, the rest redone next run."""
     aligned = tmp_path / "aligned"
-    command = [sys.executable, "-c", "from acquisition.prep import main; main()", "register", "--workers", "2",
+    command = [sys.executable, "-c", "from acquisition._entry import run; run()", "register", "--workers", "2",
                "--region", "frame", str(good_raw), str(aligned)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)

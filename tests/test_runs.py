@@ -63,7 +63,7 @@ def spawn_prep(*args: str | Path, stderr: Path) -> subprocess.Popen:
     """``prep ARGS`` in its own process (and session, so a signal reaches it alone)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with open(stderr, "w") as err:
-        return subprocess.Popen([sys.executable, "-c", "from acquisition.prep import main; main()", "-q",
+        return subprocess.Popen([sys.executable, "-c", "from acquisition._entry import run; run()", "-q",
                                  *map(str, args)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
 

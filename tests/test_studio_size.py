@@ -106,7 +106,7 @@ def test_ulimit_counts_as_the_memory_a_render_may_use(tmp_path):
     """Tester: under ``ulimit -v 1500000`` a 6000x7500 pose started rendering and died in OpenCV with a traceback;
     the address-space limit is now part of the memory a render may use, so the size is refused in one line."""
     script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1_500_000 * 1024, resource.RLIM_INFINITY));"
-              "from acquisition.prep import main; main()")
+              "from acquisition._entry import run; run()")
     result = subprocess.run([sys.executable, "-c", script, "capture", "--simulate", "--subjects", "1", "--poses", "1",
                              "--no-check", "--out", str(tmp_path / "raw"), "--size", "6000x7500"],
                             capture_output=True, text=True, timeout=120,

@@ -628,7 +628,10 @@ _STOP_AS_WORKERS_START = {
 def test_a_stop_as_loader_workers_start_is_the_interruption(run, shards, tmp_path, when, signum):
     folder = shutil.copytree(run, tmp_path / "run")
     before = _snapshot(folder)
-    script = ("import os, signal, sys\n" + _STOP_AS_WORKERS_START[when].format(signal=signum.name) +
+    script = ("import os, signal, sys\n"
+              "from acquisition._entry import install_stop_handlers\n"
+              "install_stop_handlers()\n"  # as prep's console script does first
+              + _STOP_AS_WORKERS_START[when].format(signal=signum.name) +
               "from acquisition.prep import main\n"
               f"main(['-q', 'train', {str(shards)!r}, {str(folder)!r}, '--resume', '--epochs', '2', '--workers', "
               "'2'], prog_name='prep')\n")
