@@ -830,8 +830,9 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
     if resume:
         _reconcile_manifest(root, subject)
     session = _Session(root, subject, lamps, camera, config, on_event)
-    rechecks, redraws = _unrecorded_checks(root, subject) if resume else ([], [])
-    owed = _owed_retake(root, subject) if resume and config.check and config.auto_retake else None
+    records = _recorded_poses(root, subject) if resume else {}
+    rechecks, redraws = _unrecorded_checks(records)
+    owed = _owed_retake(records) if config.check and config.auto_retake else None
     if rechecks and not config.check:
         for record in rechecks:
             session.emit("warning", record.pose, f"{subject}/{record.pose}: its check was cut short by a stop and "
@@ -972,31 +973,42 @@ def _claimed_session(root: Path, subject: str, subject_dir: Path, lamps: LampCon
 _CHECK_ON_STOP_S: Final = 10.0
 
 
-def _unrecorded_checks(root: Path, subject: str) -> tuple[list[PoseRecord], list[PoseRecord]]:
-    """The subject's complete poses whose check has no recorded result: ``pending`` in ``meta.json`` (a stop, a
-    second stop, a kill or a power cut came while it ran or while its verdict was written), and those whose
-    verdict is recorded but whose ``check.jpg`` is missing (it is written before the verdict, so only when
-    deleted), in pose order."""
-    from .posecheck import CHECK_IMAGE_NAME
-
-    pending, undrawn = [], []
-    for pair in discover_pairs(root).pairs:
-        if pair.subject != subject:
-            continue
+def _recorded_poses(root: Path, subject: str) -> dict[str, PoseRecord | None]:
+    """The subject's complete poses in pose order, each with what its ``meta.json`` records (None where that
+    cannot be read), for a resumed session to finish what a stop left unfinished."""
+    records: dict[str, PoseRecord | None] = {}
+    for pair in sorted((p for p in discover_pairs(root).pairs if p.subject == subject), key=lambda p: p.pose):
         try:
             meta = json.loads(read_text(pair.directory / META_NAME, error=AcquisitionError))
         except (PrepError, OSError, ValueError):
+            meta = None
+        records[pair.pose] = (PoseRecord(subject, pair.pose, pair.directory, pair.flash, pair.studio,
+                                         dict(meta.get("delays_ms") or {}), meta)
+                              if isinstance(meta, dict) else None)
+    return records
+
+
+def _check_status(record: PoseRecord | None) -> str | None:
+    """The recorded check status of a pose (None: unreadable, or captured before the check existed)."""
+    check = record.meta.get("check") if record is not None else None
+    return check.get("status") if isinstance(check, dict) else None
+
+
+def _unrecorded_checks(records: dict[str, PoseRecord | None]) -> tuple[list[PoseRecord], list[PoseRecord]]:
+    """The poses whose check has no recorded result: ``pending`` in ``meta.json`` (a stop, a second stop, a kill
+    or a power cut came while it ran or while its verdict was written), and those whose verdict is recorded but
+    whose ``check.jpg`` is missing (it is written before the verdict, so only when deleted), in pose order."""
+    from .posecheck import CHECK_IMAGE_NAME
+
+    pending, undrawn = [], []
+    for record in records.values():
+        status = _check_status(record)
+        if record is None or status is None:
             continue
-        check = meta.get("check") if isinstance(meta, dict) else None
-        if not isinstance(check, dict):
-            continue  # an older session's pose, captured before the check existed
-        record = PoseRecord(subject, pair.pose, pair.directory, pair.flash, pair.studio,
-                            dict(meta.get("delays_ms") or {}), meta)
-        status = check.get("status")
-        drawn = status in ("ok", "retake") or (status == "unchecked" and bool(check.get("figures")))
+        drawn = status in ("ok", "retake") or (status == "unchecked" and bool(record.meta["check"].get("figures")))
         if status == "pending":
             pending.append(record)
-        elif drawn and not (pair.directory / CHECK_IMAGE_NAME).is_file():
+        elif drawn and not (record.directory / CHECK_IMAGE_NAME).is_file():
             undrawn.append(record)
     return pending, undrawn
 
@@ -1029,24 +1041,12 @@ def _automatic_retake(session: _Session, record: PoseRecord, history: dict[str, 
     return True
 
 
-def _owed_retake(root: Path, subject: str) -> PoseRecord | None:
-    """The subject's last complete pose when its recorded verdict is RETAKE: a stop may have come between the
-    verdict and the automatic retake an uninterrupted run would have shot next (the caller decides with
+def _owed_retake(records: dict[str, PoseRecord | None]) -> PoseRecord | None:
+    """The last complete pose when its recorded verdict is RETAKE: a stop may have come between the verdict and
+    the automatic retake an uninterrupted run would have shot next (the caller decides with
     :func:`_automatic_retake`). Only the last pose: an uninterrupted run retakes a pose before the next one."""
-    complete = complete_poses(root, subject)
-    if not complete:
-        return None
-    directory = root / subject / complete[-1]
-    try:
-        meta = json.loads(read_text(directory / META_NAME, error=AcquisitionError))
-        pair = next(p for p in discover_pairs(root).pairs if p.subject == subject and p.pose == complete[-1])
-    except (PrepError, OSError, ValueError, StopIteration):
-        return None
-    check = meta.get("check") if isinstance(meta, dict) else None
-    if not isinstance(check, dict) or check.get("status") != "retake":
-        return None
-    return PoseRecord(subject, pair.pose, pair.directory, pair.flash, pair.studio, dict(meta.get("delays_ms") or {}),
-                      meta)
+    last = list(records.values())[-1] if records else None
+    return last if _check_status(last) == "retake" else None
 
 
 def _after_check(session: _Session, pending: Any, record: PoseRecord, ask: Callable[[Prompt], Action] | None,
